@@ -1,0 +1,1 @@
+//! The metaward server: sources, ingest pipeline, hub, REST and WebSocket API.

@@ -1,0 +1,1 @@
+//! A deterministic physiological simulator of a ward: patients, scenarios, vital-sign dynamics and waveforms.

@@ -1,0 +1,1 @@
+//! The embedded SQL store (SQLite): the ward layout, patients, devices, associations, numeric vitals and compressed waveform chunks.
