@@ -183,7 +183,9 @@ fn validate(metric: &Metric) -> Result<(), String> {
     }
     if let (Some(code), Some(refid)) = (metric.mdc_code, &metric.mdc_refid) {
         if !refid.starts_with("MDC_") {
-            return Err(format!("MDC reference id `{refid}` does not start with MDC_"));
+            return Err(format!(
+                "MDC reference id `{refid}` does not start with MDC_"
+            ));
         }
         if code >> 16 == 0 {
             return Err(format!("MDC code {code} has no partition"));
@@ -198,7 +200,9 @@ fn validate(metric: &Metric) -> Result<(), String> {
     if let Some(loinc) = &metric.loinc
         && !is_loinc_code(loinc)
     {
-        return Err(format!("`{loinc}` is not a LOINC code with a valid check digit"));
+        return Err(format!(
+            "`{loinc}` is not a LOINC code with a valid check digit"
+        ));
     }
     if metric.category == MetricCategory::VitalSigns && metric.loinc.is_none() {
         return Err("a vital sign needs its LOINC code".into());
@@ -286,7 +290,9 @@ mod tests {
 
     #[test]
     fn loinc_check_digits() {
-        for good in ["8867-4", "59408-5", "2708-6", "9279-1", "8310-5", "8480-6", "8462-4"] {
+        for good in [
+            "8867-4", "59408-5", "2708-6", "9279-1", "8310-5", "8480-6", "8462-4",
+        ] {
             assert!(is_loinc_code(good), "{good}");
         }
         for bad in ["8867-5", "8867", "-4", "88a7-4", "8867-44"] {
