@@ -7,6 +7,7 @@
 //! same inputs gives the same twin, which is what recovery from the log relies on.
 
 pub mod attribution;
+pub mod conditions;
 pub mod live;
 pub mod normalize;
 pub mod registry;
