@@ -334,7 +334,9 @@ mod embedded_catalog_tests {
     #[test]
     fn end_tidal_co2_carries_the_reference_id_of_its_code() {
         // 151708 = 2 << 16 | 20636 is MDC_CONC_AWAY_CO2_ET; MDC_AWAY_CO2_ET is 20656 (151728).
-        let etco2 = Catalog::embedded().by_mdc(151_708).expect("etco2 by MDC code");
+        let etco2 = Catalog::embedded()
+            .by_mdc(151_708)
+            .expect("etco2 by MDC code");
         assert_eq!(etco2.key, "etco2");
         assert_eq!(etco2.mdc_refid.as_deref(), Some("MDC_CONC_AWAY_CO2_ET"));
     }

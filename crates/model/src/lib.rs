@@ -7,12 +7,14 @@
 
 mod body;
 mod catalog;
+mod device;
 mod ids;
 mod observation;
 mod time;
 
 pub use body::{BodyPart, BodyRegion, Side};
 pub use catalog::{Catalog, CatalogError, Metric, MetricCategory, MetricKind, Range};
+pub use device::{AssociationTarget, DeviceKind};
 pub use ids::{BedId, DeviceId, PatientId, RoomId, WardId};
 pub use observation::{Observation, ObservedValue, Quality, WaveformChunk};
 pub use time::Timestamp;

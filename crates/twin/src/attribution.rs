@@ -5,7 +5,8 @@
 
 use model::{BedId, BodyRegion, Catalog, Observation, PatientId, RoomId};
 
-use crate::registry::{AssociationTarget, Registry};
+use crate::registry::Registry;
+use model::AssociationTarget;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attribution {
@@ -73,7 +74,8 @@ pub fn attribute(registry: &Registry, catalog: &Catalog, observation: Observatio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{DeviceInfo, DeviceKind};
+    use crate::registry::DeviceInfo;
+    use model::DeviceKind;
     use model::{BodyPart, DeviceId, ObservedValue, Quality, Side, Timestamp};
 
     fn spo2(device: &str, t: i64, body_site: Option<BodyRegion>) -> Observation {

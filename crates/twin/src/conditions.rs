@@ -44,14 +44,25 @@ fn index() -> &'static Index {
             .expect("the condition region table is valid");
         let parse = |keys: Vec<String>| -> Vec<BodyRegion> {
             keys.iter()
-                .map(|key| key.parse().expect("the condition region table names known regions"))
+                .map(|key| {
+                    key.parse()
+                        .expect("the condition region table names known regions")
+                })
                 .collect()
         };
-        let mut icd10: Vec<_> = table.icd10.into_iter().map(|row| (row.prefix, parse(row.regions))).collect();
+        let mut icd10: Vec<_> = table
+            .icd10
+            .into_iter()
+            .map(|row| (row.prefix, parse(row.regions)))
+            .collect();
         // Longest prefix first, so a block wins over its chapter.
         icd10.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Index {
-            snomed: table.snomed.into_iter().map(|row| (row.code, parse(row.regions))).collect(),
+            snomed: table
+                .snomed
+                .into_iter()
+                .map(|row| (row.code, parse(row.regions)))
+                .collect(),
             icd10,
         }
     })
@@ -89,8 +100,14 @@ mod tests {
     #[test]
     fn body_site_wins_then_snomed_then_icd10_longest_prefix() {
         let site: BodyRegion = "foot_right".parse().unwrap();
-        assert_eq!(keys(regions_for(SNOMED_CT, "13645005", Some(site))), ["foot_right"]);
-        assert_eq!(keys(regions_for(SNOMED_CT, "13645005", None)), ["lung_left", "lung_right"]);
+        assert_eq!(
+            keys(regions_for(SNOMED_CT, "13645005", Some(site))),
+            ["foot_right"]
+        );
+        assert_eq!(
+            keys(regions_for(SNOMED_CT, "13645005", None)),
+            ["lung_left", "lung_right"]
+        );
         assert_eq!(keys(regions_for(ICD_10, "I48.0", None)), ["heart"]);
         assert_eq!(keys(regions_for(ICD_10, "I63.9", None)), ["head"]);
         assert!(regions_for(SNOMED_CT, "0", None).is_empty());

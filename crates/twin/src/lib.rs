@@ -17,4 +17,4 @@ pub use live::{LiveTwin, PatientStatus, TwinEvent, ValueState};
 pub use normalize::{
     MetricRef, NormalizeError, RawNumeric, RawWaveform, normalize_numeric, normalize_waveform,
 };
-pub use registry::{AssociationTarget, DeviceInfo, DeviceKind, Registry};
+pub use registry::{DeviceInfo, Registry};
