@@ -73,9 +73,7 @@ pub(crate) fn decode(reader: &mut impl Read) -> io::Result<Frame> {
     let mut payload = vec![0u8; len];
     let n = read_full(reader, &mut payload)?;
     if n < len {
-        return Ok(Frame::Torn(format!(
-            "partial payload: {n} of {len} bytes"
-        )));
+        return Ok(Frame::Torn(format!("partial payload: {n} of {len} bytes")));
     }
     if checksum(len_bytes, &payload) != expected_crc {
         return Ok(Frame::Torn("checksum mismatch".to_owned()));

@@ -118,7 +118,9 @@ impl LogConfig {
 
     fn validate(&self) -> Result<(), LogError> {
         if self.segment_bytes == 0 {
-            return Err(LogError::InvalidConfig("segment_bytes must be positive".into()));
+            return Err(LogError::InvalidConfig(
+                "segment_bytes must be positive".into(),
+            ));
         }
         if self.max_batch_records == 0 {
             return Err(LogError::InvalidConfig(
@@ -126,7 +128,9 @@ impl LogConfig {
             ));
         }
         if self.queue_capacity == 0 {
-            return Err(LogError::InvalidConfig("queue_capacity must be positive".into()));
+            return Err(LogError::InvalidConfig(
+                "queue_capacity must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -214,7 +218,9 @@ impl Drop for Inner {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values stay consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A handle on the log. Clones share one writer; the writer stops when `close` is called or the
@@ -231,16 +237,25 @@ impl Log {
     /// Only one process may open a directory at a time; nothing enforces that yet.
     pub fn open(config: LogConfig) -> Result<(Log, RecoveryReport), LogError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.dir).map_err(io_error(format!(
-            "cannot create log directory {}",
-            config.dir.display()
-        )))?;
+        if !config.dir.is_dir() {
+            std::fs::create_dir_all(&config.dir).map_err(io_error(format!(
+                "cannot create log directory {}",
+                config.dir.display()
+            )))?;
+            // Make the new directory's own entry durable, not only the files in it.
+            if let Some(parent) = config.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                segment::sync_dir(parent)?;
+            }
+        }
         let recovered = segment::recover(&config.dir)?;
         let last = &recovered.last_segment;
         let file = OpenOptions::new()
             .append(true)
             .open(&last.path)
-            .map_err(io_error(format!("cannot open segment {}", last.path.display())))?;
+            .map_err(io_error(format!(
+                "cannot open segment {}",
+                last.path.display()
+            )))?;
 
         let next_offset = recovered.report.next_offset.0;
         let shared = Arc::new(Shared {

@@ -31,12 +31,16 @@ pub(crate) fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error
 
 /// Segments in `dir`, sorted by base offset. Files that are not segments are left alone.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, LogError> {
-    let entries = fs::read_dir(dir)
-        .map_err(io_error(format!("cannot list log directory {}", dir.display())))?;
+    let entries = fs::read_dir(dir).map_err(io_error(format!(
+        "cannot list log directory {}",
+        dir.display()
+    )))?;
     let mut segments = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(io_error(format!("cannot list log directory {}", dir.display())))?;
+        let entry = entry.map_err(io_error(format!(
+            "cannot list log directory {}",
+            dir.display()
+        )))?;
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXTENSION) {
             continue;
@@ -62,7 +66,10 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, LogError> {
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_error(format!("cannot sync log directory {}", dir.display())))
+        .map_err(io_error(format!(
+            "cannot sync log directory {}",
+            dir.display()
+        )))
 }
 
 /// The state of the log after recovery, handed to the writer.
@@ -85,7 +92,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LogError> {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_error(format!("cannot create segment {}", path.display())))?;
+            .map_err(io_error(format!(
+                "cannot create segment {}",
+                path.display()
+            )))?;
         sync_dir(dir)?;
         segments.push(SegmentFile { base: 0, path });
     }
@@ -107,17 +117,24 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LogError> {
                 next_offset
             )));
         }
-        let file = File::open(&segment.path)
-            .map_err(io_error(format!("cannot open segment {}", segment.path.display())))?;
+        let file = File::open(&segment.path).map_err(io_error(format!(
+            "cannot open segment {}",
+            segment.path.display()
+        )))?;
         let file_bytes = file
             .metadata()
-            .map_err(io_error(format!("cannot stat segment {}", segment.path.display())))?
+            .map_err(io_error(format!(
+                "cannot stat segment {}",
+                segment.path.display()
+            )))?
             .len();
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut position = 0u64;
         loop {
-            let frame = frame::decode(&mut reader)
-                .map_err(io_error(format!("cannot read segment {}", segment.path.display())))?;
+            let frame = frame::decode(&mut reader).map_err(io_error(format!(
+                "cannot read segment {}",
+                segment.path.display()
+            )))?;
             match frame {
                 Frame::Record(payload) => {
                     position += (HEADER_BYTES + payload.len()) as u64;
@@ -126,9 +143,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LogError> {
                 }
                 Frame::End => break,
                 Frame::Torn(reason) if index == last_index => {
-                    let file = OpenOptions::new().write(true).open(&segment.path).map_err(
-                        io_error(format!("cannot open segment {}", segment.path.display())),
-                    )?;
+                    let file =
+                        OpenOptions::new()
+                            .write(true)
+                            .open(&segment.path)
+                            .map_err(io_error(format!(
+                                "cannot open segment {}",
+                                segment.path.display()
+                            )))?;
                     file.set_len(position)
                         .and_then(|()| file.sync_all())
                         .map_err(io_error(format!(
@@ -171,4 +193,3 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LogError> {
         last_segment_bytes,
     })
 }
-

@@ -75,10 +75,10 @@ impl Writer {
                         .store(self.next_offset, Ordering::Release);
                     let stats = &self.shared.stats;
                     stats.batches.fetch_add(1, Ordering::Relaxed);
-                    stats.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     stats
-                        .records
-                        .fetch_add(n_records as u64, Ordering::Relaxed);
+                        .appends
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.records.fetch_add(n_records as u64, Ordering::Relaxed);
                     for (request, offsets) in batch.into_iter().zip(offsets) {
                         // The appender may have gone away (future dropped); its records are
                         // durable all the same.
@@ -86,7 +86,7 @@ impl Writer {
                     }
                 }
                 Err(error) => {
-                    let failure = error.to_string();
+                    let failure = error_chain(&error);
                     self.failure = Some(failure.clone());
                     for request in batch {
                         let _ = request
@@ -151,12 +151,30 @@ impl Writer {
             .append(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_error(format!("cannot create segment {}", path.display())))?;
+            .map_err(io_error(format!(
+                "cannot create segment {}",
+                path.display()
+            )))?;
         sync_dir(&self.dir)?;
         self.file = file;
         self.segment_path = path;
         self.segment_size = 0;
-        self.shared.stats.segments_rolled.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .segments_rolled
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The error with its causes, so the reason (disk full, i/o error) reaches every waiter.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

@@ -126,7 +126,10 @@ async fn concurrent_appenders_share_fsyncs() {
     let mut acknowledged = HashMap::new();
     while let Some(result) = tasks.join_next().await {
         for (offset, payload) in result.unwrap() {
-            assert!(acknowledged.insert(offset, payload).is_none(), "offset given twice");
+            assert!(
+                acknowledged.insert(offset, payload).is_none(),
+                "offset given twice"
+            );
         }
     }
 
@@ -169,7 +172,9 @@ async fn segments_roll_and_retention_removes_whole_segments() {
         .collect();
     assert_eq!(
         names,
-        [0, 2, 4, 6, 8].map(|base| format!("{base:020}.seg")).to_vec()
+        [0, 2, 4, 6, 8]
+            .map(|base| format!("{base:020}.seg"))
+            .to_vec()
     );
     assert_eq!(log.stats().segments_rolled, 4);
     let records = read_all(&log, 3);
@@ -186,7 +191,10 @@ async fn segments_roll_and_retention_removes_whole_segments() {
     assert_eq!(segment_files(dir.path()).len(), 5);
     assert!(matches!(
         log.read_from(Offset(3)),
-        Err(LogError::OffsetTruncated { start: Offset(4), .. })
+        Err(LogError::OffsetTruncated {
+            start: Offset(4),
+            ..
+        })
     ));
     assert_eq!(read_all(&log, 4).len(), 8);
     log.close().unwrap();

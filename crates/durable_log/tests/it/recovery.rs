@@ -22,7 +22,8 @@ async fn partial_record_at_the_tail_is_truncated() {
 
     // What a crash in the middle of a write leaves: a header and part of a payload.
     let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
-    file.write_all(&[20, 0, 0, 0, 1, 2, 3, 4, b'p', b'a', b'r']).unwrap();
+    file.write_all(&[20, 0, 0, 0, 1, 2, 3, 4, b'p', b'a', b'r'])
+        .unwrap();
     drop(file);
 
     let (log, report) = Log::open(config(dir.path())).unwrap();
@@ -51,7 +52,7 @@ async fn zeroed_or_damaged_last_record_is_truncated() {
     // Flip a byte in the payload of the last record, then add zeros after it.
     let mut file = OpenOptions::new().write(true).open(&segment).unwrap();
     file.seek(SeekFrom::Start(len - 1)).unwrap();
-    file.write_all(&[b'X']).unwrap();
+    file.write_all(b"X").unwrap();
     file.write_all(&[0u8; 64]).unwrap();
     drop(file);
 
