@@ -219,3 +219,57 @@ async fn reader_follows_new_records() {
     let rest: Vec<u64> = reader.by_ref().map(|r| r.unwrap().0.0).collect();
     assert_eq!(rest, vec![1, 2, 3, 4, 5]);
 }
+
+#[tokio::test]
+async fn failed_write_stops_appends_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(small_segments(dir.path(), 50)).unwrap();
+    log.append(record(0)).await.unwrap();
+    log.append(record(1)).await.unwrap();
+    // The next record rolls to segment 2; a file already there makes the roll fail.
+    std::fs::write(dir.path().join(format!("{:020}.seg", 2)), b"").unwrap();
+
+    assert!(matches!(
+        log.append(record(2)).await,
+        Err(LogError::WriterFailed(_))
+    ));
+    assert!(matches!(
+        log.append(record(3)).await,
+        Err(LogError::WriterFailed(_))
+    ));
+    assert_eq!(log.next_offset(), Offset(2));
+    assert_eq!(read_all(&log, 0).len(), 2);
+    assert!(matches!(log.close(), Err(LogError::WriterFailed(_))));
+}
+
+#[tokio::test]
+async fn close_completes_queued_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(config(dir.path())).unwrap();
+    let mut appends = JoinSet::new();
+    for i in 0..200 {
+        let log = log.clone();
+        appends.spawn(async move { (i, log.append(record(i)).await) });
+    }
+    // Close from a blocking thread while appends are in flight.
+    let closer = log.clone();
+    drop(log);
+    tokio::task::spawn_blocking(move || closer.close())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut acknowledged = Vec::new();
+    while let Some(result) = appends.join_next().await {
+        match result.unwrap() {
+            (i, Ok(offset)) => acknowledged.push((offset.0, record(i))),
+            (_, Err(LogError::Closed)) => {}
+            (_, Err(other)) => panic!("unexpected error {other}"),
+        }
+    }
+    let (log, _) = Log::open(config(dir.path())).unwrap();
+    let records = read_all(&log, 0);
+    for (offset, payload) in acknowledged {
+        assert_eq!(records[offset as usize], (offset, payload));
+    }
+}
