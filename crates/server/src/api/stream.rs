@@ -1,0 +1,164 @@
+//! `GET /api/v1/stream`: the live WebSocket stream (docs/stream.md). A snapshot first, then
+//! whatever the subscriber's queue holds each time it is woken: so a slow client gets fewer,
+//! fuller messages with the latest values, never a growing backlog.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use model::{Catalog, MetricKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use twin::{Attribution, PatientStatus, TwinEvent, ValueState};
+
+use super::AppState;
+use crate::hub::{Filter, Pending};
+use crate::pipeline::now;
+use crate::ward::Snapshot;
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    ward: Option<String>,
+    patient: Option<String>,
+}
+
+pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>, upgrade: WebSocketUpgrade) -> Response {
+    let filter = Filter {
+        ward: query.ward.map(model::WardId::new),
+        patient: query.patient.map(model::PatientId::new),
+    };
+    upgrade.on_upgrade(move |socket| serve(state, filter, socket))
+}
+
+async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
+    let (snapshot, subscriber) = state.ward.subscribe(filter);
+    state.metrics.stream_clients.inc();
+    let first = snapshot_message(state.ward.catalog, &snapshot);
+    if socket.send(Message::Text(first.to_string().into())).await.is_ok() {
+        loop {
+            tokio::select! {
+                pending = subscriber.next() => {
+                    state.metrics.stream_values_coalesced.inc_by(pending.coalesced_values);
+                    state.metrics.stream_waveforms_dropped.inc_by(pending.skipped_waveforms);
+                    if send_pending(&mut socket, pending).await.is_err() {
+                        break;
+                    }
+                }
+                incoming = socket.recv() => match incoming {
+                    // The stream is one-way; pings are answered by axum, anything else is ignored.
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }
+    state.metrics.stream_clients.dec();
+}
+
+async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), axum::Error> {
+    if !pending.values.is_empty() {
+        let items: Vec<Value> = pending.values.iter().map(|(a, v)| value_json(a, v)).collect();
+        send(socket, json!({ "type": "values", "items": items })).await?;
+    }
+    if !pending.statuses.is_empty() {
+        let items: Vec<Value> = pending.statuses.iter().map(status_json).collect();
+        send(socket, json!({ "type": "status", "items": items })).await?;
+    }
+    for event in &pending.waveforms {
+        if let TwinEvent::Waveform { attribution, metric, start, sample_rate_hz, samples, region } = event {
+            let message = json!({
+                "type": "waveform",
+                "patient_id": attribution.patient.as_ref().map(ToString::to_string),
+                "bed_id": attribution.bed.as_ref().map(ToString::to_string),
+                "metric": metric,
+                "start": start.millis(),
+                "rate_hz": sample_rate_hz,
+                "samples": samples,
+                "region": region.map(|r| r.to_string()),
+            });
+            send(socket, message).await?;
+        }
+    }
+    if pending.skipped_waveforms > 0 {
+        send(socket, json!({ "type": "lagged", "skipped_waveform_chunks": pending.skipped_waveforms })).await?;
+    }
+    Ok(())
+}
+
+async fn send(socket: &mut WebSocket, message: Value) -> Result<(), axum::Error> {
+    socket.send(Message::Text(message.to_string().into())).await
+}
+
+pub fn value_json(attribution: &Attribution, value: &ValueState) -> Value {
+    let unit = Catalog::embedded().by_key(&value.metric).map(|m| m.ucum.as_str());
+    json!({
+        "patient_id": attribution.patient.as_ref().map(ToString::to_string),
+        "room_id": attribution.room.as_ref().map(ToString::to_string),
+        "bed_id": attribution.bed.as_ref().map(ToString::to_string),
+        "device_id": value.device_id.to_string(),
+        "metric": value.metric,
+        "value": value.value,
+        "unit": unit,
+        "time": value.device_time.millis(),
+        "received": value.received_time.millis(),
+        "region": value.region.map(|r| r.to_string()),
+        "artefact": value.artefact,
+    })
+}
+
+pub fn status_json(status: &PatientStatus) -> Value {
+    json!({
+        "patient_id": status.patient.to_string(),
+        "deviation": status.deviation,
+        "worst_metric": status.worst_metric,
+    })
+}
+
+pub fn metrics_json(catalog: &Catalog) -> Vec<Value> {
+    catalog
+        .metrics()
+        .iter()
+        .map(|metric| {
+            json!({
+                "key": metric.key,
+                "display": metric.display,
+                "unit": metric.ucum,
+                "decimals": metric.decimals,
+                "kind": match metric.kind { MetricKind::Numeric => "numeric", MetricKind::Waveform => "waveform" },
+                "region": metric.region,
+                "normal": metric.normal.map(|n| [n.low, n.high]),
+                "mdc_code": metric.mdc_code,
+                "loinc": metric.loinc,
+            })
+        })
+        .collect()
+}
+
+fn snapshot_message(catalog: &Catalog, snapshot: &Snapshot) -> Value {
+    let bed_of = |patient: &model::PatientId| {
+        snapshot
+            .directory
+            .patients
+            .iter()
+            .find(|p| p.id == patient.as_str())
+            .and_then(|p| p.bed_id.clone())
+            .map(model::BedId::new)
+    };
+    let mut values = Vec::new();
+    for (patient, states) in &snapshot.patient_values {
+        let attribution = Attribution { patient: Some(patient.clone()), bed: bed_of(patient), room: None };
+        values.extend(states.iter().map(|v| value_json(&attribution, v)));
+    }
+    for (room, states) in &snapshot.room_values {
+        let attribution = Attribution { room: Some(room.clone()), ..Attribution::default() };
+        values.extend(states.iter().map(|v| value_json(&attribution, v)));
+    }
+    json!({
+        "type": "snapshot",
+        "server_time": now().millis(),
+        "wards": snapshot.directory.wards,
+        "patients": snapshot.directory.patients,
+        "metrics": metrics_json(catalog),
+        "values": values,
+        "status": snapshot.statuses.iter().map(status_json).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,134 @@
+//! The ward as the browser and the API present it: layout (wards, rooms, beds), the patients
+//! in it with their conditions and the avatar regions those conditions sit in. Loaded from the
+//! store; changed only through the store, then reloaded.
+
+use std::collections::HashMap;
+
+use model::{PatientId, RoomId, WardId};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Directory {
+    pub wards: Vec<WardView>,
+    pub patients: Vec<PatientView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WardView {
+    pub id: String,
+    pub name: String,
+    pub rooms: Vec<RoomView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomView {
+    pub id: String,
+    pub name: String,
+    pub x: f64,
+    pub z: f64,
+    pub width: f64,
+    pub depth: f64,
+    pub beds: Vec<BedView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BedView {
+    pub id: String,
+    pub label: String,
+    pub x: f64,
+    pub z: f64,
+    pub rotation: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PatientView {
+    pub id: String,
+    pub name: String,
+    pub birth_date: Option<String>,
+    pub age: Option<u32>,
+    pub sex: Option<String>,
+    pub bed_id: Option<String>,
+    pub conditions: Vec<ConditionView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConditionView {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+    pub regions: Vec<String>,
+}
+
+impl Directory {
+    pub fn ward_of_room(&self) -> HashMap<RoomId, WardId> {
+        self.wards
+            .iter()
+            .flat_map(|ward| ward.rooms.iter().map(|room| (RoomId::new(&room.id), WardId::new(&ward.id))))
+            .collect()
+    }
+
+    pub fn ward_of_patient(&self) -> HashMap<PatientId, WardId> {
+        let mut bed_ward = HashMap::new();
+        for ward in &self.wards {
+            for room in &ward.rooms {
+                for bed in &room.beds {
+                    bed_ward.insert(bed.id.as_str(), WardId::new(&ward.id));
+                }
+            }
+        }
+        self.patients
+            .iter()
+            .filter_map(|patient| {
+                let ward = bed_ward.get(patient.bed_id.as_deref()?)?;
+                Some((PatientId::new(&patient.id), ward.clone()))
+            })
+            .collect()
+    }
+}
+
+/// Whole years between a `YYYY-MM-DD` birth date and a `(year, month, day)` today.
+pub fn age_on(birth_date: &str, today: (i32, u32, u32)) -> Option<u32> {
+    let mut parts = birth_date.get(..10)?.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    let mut age = today.0 - year;
+    if (today.1, today.2) < (month, day) {
+        age -= 1;
+    }
+    u32::try_from(age).ok()
+}
+
+/// The civil date (UTC) of a millisecond timestamp.
+pub fn civil_date(millis: i64) -> (i32, u32, u32) {
+    // Howard Hinnant's civil_from_days.
+    let days = millis.div_euclid(86_400_000) + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let year = (year_of_era + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_count_whole_years() {
+        assert_eq!(age_on("1950-06-15", (2026, 6, 14)), Some(75));
+        assert_eq!(age_on("1950-06-15", (2026, 6, 15)), Some(76));
+        assert_eq!(age_on("bad", (2026, 1, 1)), None);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(1_764_045_600_000), (2025, 11, 25));
+        assert_eq!(civil_date(951_782_400_000), (2000, 2, 29));
+    }
+}

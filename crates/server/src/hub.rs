@@ -1,0 +1,214 @@
+//! Fan-out of twin events to live subscribers (WebSocket clients). Each subscriber has its own
+//! small queue that never grows without bound: numeric values and statuses are coalesced to
+//! the latest per subject and metric, and waveform chunks beyond a few seconds are skipped and
+//! counted so the client can show a gap. Publishing never waits for a slow subscriber.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use model::{PatientId, WardId};
+use tokio::sync::Notify;
+use twin::{PatientStatus, TwinEvent, ValueState};
+use twin::Attribution;
+
+/// Waveform chunks a subscriber may have waiting; at one chunk per second per signal this is a
+/// few seconds of a whole ward, enough to ride out a hiccup, small enough to stay live.
+const MAX_QUEUED_WAVEFORMS: usize = 256;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub ward: Option<WardId>,
+    pub patient: Option<PatientId>,
+}
+
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Latest value per (patient or room or device, metric), in arrival order of the key.
+    pub values: Vec<(Attribution, ValueState)>,
+    value_index: HashMap<(Attribution, String), usize>,
+    pub statuses: Vec<PatientStatus>,
+    pub waveforms: VecDeque<TwinEvent>,
+    pub skipped_waveforms: u64,
+    pub coalesced_values: u64,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.statuses.is_empty() && self.waveforms.is_empty() && self.skipped_waveforms == 0
+    }
+
+    fn push(&mut self, event: &TwinEvent) {
+        match event {
+            TwinEvent::Value { attribution, value } => {
+                let key = (attribution.clone(), value.metric.clone());
+                match self.value_index.get(&key) {
+                    Some(&i) => {
+                        self.values[i].1 = value.clone();
+                        self.coalesced_values += 1;
+                    }
+                    None => {
+                        self.value_index.insert(key, self.values.len());
+                        self.values.push((attribution.clone(), value.clone()));
+                    }
+                }
+            }
+            TwinEvent::Status(status) => {
+                match self.statuses.iter_mut().find(|held| held.patient == status.patient) {
+                    Some(held) => *held = status.clone(),
+                    None => self.statuses.push(status.clone()),
+                }
+            }
+            TwinEvent::Waveform { .. } => {
+                if self.waveforms.len() == MAX_QUEUED_WAVEFORMS {
+                    self.waveforms.pop_front();
+                    self.skipped_waveforms += 1;
+                }
+                self.waveforms.push_back(event.clone());
+            }
+        }
+    }
+}
+
+/// One subscriber's queue; the WebSocket task drains it with [`Subscriber::next`].
+#[derive(Debug, Default)]
+pub struct Subscriber {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl Subscriber {
+    /// Waits until something is pending, then takes all of it.
+    pub async fn next(&self) -> Pending {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut pending = self.pending.lock().expect("subscriber lock");
+                if !pending.is_empty() {
+                    return std::mem::take(&mut *pending);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn push(&self, event: &TwinEvent) {
+        self.pending.lock().expect("subscriber lock").push(event);
+        self.notify.notify_one();
+    }
+}
+
+/// Who is subscribed, with what filter. Events are routed here under the ward lock, so a
+/// subscriber's snapshot and its first events never overlap or leave a gap.
+#[derive(Default)]
+pub struct Hub {
+    subscribers: Vec<(Filter, std::sync::Weak<Subscriber>)>,
+}
+
+impl Hub {
+    pub fn subscribe(&mut self, filter: Filter) -> Arc<Subscriber> {
+        let subscriber = Arc::new(Subscriber::default());
+        self.subscribers.push((filter, Arc::downgrade(&subscriber)));
+        subscriber
+    }
+
+    /// Routes events; `ward_of` says which ward an attribution belongs to.
+    pub fn publish(&mut self, events: &[TwinEvent], ward_of: impl Fn(&Attribution) -> Option<WardId>) {
+        self.subscribers.retain(|(_, weak)| weak.strong_count() > 0);
+        for event in events {
+            let attribution = match event {
+                TwinEvent::Value { attribution, .. } | TwinEvent::Waveform { attribution, .. } => attribution.clone(),
+                TwinEvent::Status(status) => Attribution {
+                    patient: Some(status.patient.clone()),
+                    ..Attribution::default()
+                },
+            };
+            let ward = ward_of(&attribution);
+            for (filter, weak) in &self.subscribers {
+                let wants = filter.patient.as_ref().is_none_or(|p| attribution.patient.as_ref() == Some(p))
+                    && filter.ward.as_ref().is_none_or(|w| ward.as_ref() == Some(w));
+                if wants && let Some(subscriber) = weak.upgrade() {
+                    subscriber.push(event);
+                }
+            }
+        }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.iter().filter(|(_, weak)| weak.strong_count() > 0).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::Timestamp;
+
+    fn value(patient: &str, metric: &str, v: f64) -> TwinEvent {
+        TwinEvent::Value {
+            attribution: Attribution { patient: Some(patient.into()), ..Attribution::default() },
+            value: ValueState {
+                metric: metric.into(),
+                value: v,
+                device_time: Timestamp(0),
+                received_time: Timestamp(0),
+                device_id: "d".into(),
+                region: None,
+                artefact: false,
+            },
+        }
+    }
+
+    fn waveform(patient: &str) -> TwinEvent {
+        TwinEvent::Waveform {
+            attribution: Attribution { patient: Some(patient.into()), ..Attribution::default() },
+            metric: "ecg_ii".into(),
+            start: Timestamp(0),
+            sample_rate_hz: 250.0,
+            samples: vec![0.0; 250],
+            region: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_gets_the_latest_values_not_a_backlog() {
+        let mut hub = Hub::default();
+        let subscriber = hub.subscribe(Filter::default());
+        for i in 0..1000 {
+            hub.publish(&[value("p1", "heart_rate", f64::from(i)), value("p2", "heart_rate", 1.0)], |_| None);
+        }
+        for _ in 0..(MAX_QUEUED_WAVEFORMS + 10) {
+            hub.publish(&[waveform("p1")], |_| None);
+        }
+        let pending = subscriber.next().await;
+        assert_eq!(pending.values.len(), 2);
+        assert_eq!(pending.values[0].1.value, 999.0);
+        assert_eq!(pending.coalesced_values, 2 * 999);
+        assert_eq!(pending.waveforms.len(), MAX_QUEUED_WAVEFORMS);
+        assert_eq!(pending.skipped_waveforms, 10);
+    }
+
+    #[tokio::test]
+    async fn filters_route_by_patient_and_ward() {
+        let mut hub = Hub::default();
+        let only_p1 = hub.subscribe(Filter { patient: Some("p1".into()), ward: None });
+        let only_w2 = hub.subscribe(Filter { ward: Some("w2".into()), patient: None });
+        let ward_of = |a: &Attribution| a.patient.as_ref().map(|p| if p.as_str() == "p1" { "w1".into() } else { "w2".into() });
+        hub.publish(&[value("p1", "spo2", 95.0), value("p2", "spo2", 96.0)], ward_of);
+        let to_p1 = only_p1.next().await;
+        let to_w2 = only_w2.next().await;
+        assert_eq!(to_p1.values.len(), 1);
+        assert_eq!(to_p1.values[0].0.patient, Some("p1".into()));
+        assert_eq!(to_w2.values.len(), 1);
+        assert_eq!(to_w2.values[0].0.patient, Some("p2".into()));
+    }
+
+    #[test]
+    fn dropped_subscribers_are_forgotten() {
+        let mut hub = Hub::default();
+        let subscriber = hub.subscribe(Filter::default());
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(subscriber);
+        hub.publish(&[value("p1", "spo2", 95.0)], |_| None);
+        assert_eq!(hub.subscriber_count(), 0);
+    }
+}

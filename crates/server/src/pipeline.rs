@@ -1,0 +1,90 @@
+//! The ingest pipeline every source meets: attribute → append to the durable log (the
+//! acknowledgment waits for this) → apply to the live twin. The SQL store follows the log on
+//! its own (see `projector`), so a slow disk for queries never slows an acknowledgment.
+
+use std::sync::Arc;
+
+use durable_log::{Log, LogError, Offset};
+use model::{DeviceId, Observation, Timestamp};
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::record::{DeadLetter, LogRecord, ObservationsRecord};
+use crate::ward::Ward;
+
+#[derive(Clone)]
+pub struct Ingest {
+    log: Log,
+    ward: Arc<Ward>,
+    metrics: Arc<Metrics>,
+    /// Wakes the store projector when something new is durable.
+    appended: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the log could not make the data durable: {0}")]
+    Log(#[from] LogError),
+}
+
+impl Ingest {
+    pub fn new(log: Log, ward: Arc<Ward>, metrics: Arc<Metrics>, appended: Arc<Notify>) -> Ingest {
+        Ingest {
+            log,
+            ward,
+            metrics,
+            appended,
+        }
+    }
+
+    pub fn ward(&self) -> &Arc<Ward> {
+        &self.ward
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Accepts one device message's observations. Returns once they are durable; only then
+    /// may the source acknowledge.
+    pub async fn accept(
+        &self,
+        source: &str,
+        device_id: DeviceId,
+        observations: Vec<Observation>,
+        received: Timestamp,
+    ) -> Result<Offset, IngestError> {
+        let count = observations.len();
+        let attributed = self.ward.attribute(observations);
+        let record = LogRecord::Observations(ObservationsRecord {
+            source: source.to_owned(),
+            device_id,
+            received,
+            observations: attributed,
+        });
+        let offset = self.log.append(record.encode()).await?;
+        self.appended.notify_one();
+        self.metrics.accepted(source, count);
+        if let LogRecord::Observations(record) = record {
+            self.ward.apply(&record.observations);
+        }
+        Ok(offset)
+    }
+
+    /// Keeps input that was refused, durably, so an operator can see it and nothing that was
+    /// acknowledged is lost. Counts it under its reason.
+    pub async fn dead_letter(&self, dead: DeadLetter) -> Result<Offset, IngestError> {
+        self.metrics.rejected(&dead.source, &dead.reason);
+        let offset = self.log.append(LogRecord::DeadLetter(dead).encode()).await?;
+        self.appended.notify_one();
+        Ok(offset)
+    }
+}
+
+/// Milliseconds since the epoch, now. Only the edges read the clock; the core is given time.
+pub fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(since_epoch.as_millis() as i64)
+}

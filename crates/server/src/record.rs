@@ -1,0 +1,245 @@
+//! What the durable log holds, as an edge type: one record per accepted device message (its
+//! observations already attributed, so replay needs nothing but the log) or per rejected
+//! input (a dead letter, kept because it was acknowledged). Encoded with postcard; the first
+//! byte of every record is the format version.
+
+use model::{BedId, DeviceId, Observation, ObservedValue, PatientId, Quality, RoomId, Timestamp, WaveformChunk};
+use serde::{Deserialize, Serialize};
+use twin::{Attributed, Attribution};
+
+const FORMAT_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRecord {
+    Observations(ObservationsRecord),
+    DeadLetter(DeadLetter),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationsRecord {
+    pub source: String,
+    pub device_id: DeviceId,
+    pub received: Timestamp,
+    pub observations: Vec<Attributed>,
+}
+
+/// Input we could not accept, kept with the reason for an operator to see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub source: String,
+    /// Where it came from: the MQTT topic, the peer address, the URL.
+    pub origin: String,
+    pub received_ms: i64,
+    /// A short stable label, also used as the metrics label.
+    pub reason: String,
+    pub detail: String,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Wire {
+    Observations {
+        source: String,
+        device_id: String,
+        received_ms: i64,
+        observations: Vec<WireObservation>,
+    },
+    DeadLetter(DeadLetter),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireObservation {
+    metric: String,
+    device_time_ms: i64,
+    value: WireValue,
+    body_site: Option<String>,
+    region: Option<String>,
+    implausible: bool,
+    device_flagged: bool,
+    patient: Option<String>,
+    bed: Option<String>,
+    room: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireValue {
+    Numeric(f64),
+    Waveform { rate_hz: f64, samples: Vec<f32> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("log record has format version {0}, this build reads version {FORMAT_VERSION}")]
+    Version(u8),
+    #[error("log record is empty")]
+    Empty,
+    #[error("log record does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("log record names an unknown body region: {0}")]
+    Region(String),
+}
+
+impl LogRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let wire = match self {
+            LogRecord::Observations(record) => Wire::Observations {
+                source: record.source.clone(),
+                device_id: record.device_id.to_string(),
+                received_ms: record.received.millis(),
+                observations: record.observations.iter().map(to_wire).collect(),
+            },
+            LogRecord::DeadLetter(dead) => Wire::DeadLetter(dead.clone()),
+        };
+        let mut bytes = vec![FORMAT_VERSION];
+        bytes.extend(postcard::to_stdvec(&wire).expect("log records always serialize"));
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
+        let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
+        if version != FORMAT_VERSION {
+            return Err(RecordError::Version(version));
+        }
+        Ok(match postcard::from_bytes::<Wire>(body)? {
+            Wire::DeadLetter(dead) => LogRecord::DeadLetter(dead),
+            Wire::Observations {
+                source,
+                device_id,
+                received_ms,
+                observations,
+            } => {
+                let device_id = DeviceId::new(device_id);
+                let received = Timestamp(received_ms);
+                let observations = observations
+                    .into_iter()
+                    .map(|wire| from_wire(wire, &device_id, received))
+                    .collect::<Result<_, _>>()?;
+                LogRecord::Observations(ObservationsRecord {
+                    source,
+                    device_id,
+                    received,
+                    observations,
+                })
+            }
+        })
+    }
+}
+
+fn to_wire(attributed: &Attributed) -> WireObservation {
+    let observation = &attributed.observation;
+    WireObservation {
+        metric: observation.metric.clone(),
+        device_time_ms: observation.device_time.millis(),
+        value: match &observation.value {
+            ObservedValue::Numeric(value) => WireValue::Numeric(*value),
+            ObservedValue::Waveform(chunk) => WireValue::Waveform {
+                rate_hz: chunk.sample_rate_hz,
+                samples: chunk.samples.clone(),
+            },
+        },
+        body_site: observation.body_site.map(|region| region.to_string()),
+        region: attributed.region.map(|region| region.to_string()),
+        implausible: observation.quality.implausible,
+        device_flagged: observation.quality.device_flagged,
+        patient: attributed.attribution.patient.as_ref().map(ToString::to_string),
+        bed: attributed.attribution.bed.as_ref().map(ToString::to_string),
+        room: attributed.attribution.room.as_ref().map(ToString::to_string),
+    }
+}
+
+fn from_wire(wire: WireObservation, device_id: &DeviceId, received: Timestamp) -> Result<Attributed, RecordError> {
+    let region = |key: Option<String>| {
+        key.map(|key| key.parse().map_err(|_| RecordError::Region(key)))
+            .transpose()
+    };
+    Ok(Attributed {
+        observation: Observation {
+            device_id: device_id.clone(),
+            metric: wire.metric,
+            value: match wire.value {
+                WireValue::Numeric(value) => ObservedValue::Numeric(value),
+                WireValue::Waveform { rate_hz, samples } => ObservedValue::Waveform(WaveformChunk {
+                    sample_rate_hz: rate_hz,
+                    samples,
+                }),
+            },
+            device_time: Timestamp(wire.device_time_ms),
+            received_time: received,
+            body_site: region(wire.body_site)?,
+            quality: Quality {
+                implausible: wire.implausible,
+                device_flagged: wire.device_flagged,
+            },
+        },
+        region: region(wire.region)?,
+        attribution: Attribution {
+            patient: wire.patient.map(PatientId::new),
+            bed: wire.bed.map(BedId::new),
+            room: wire.room.map(RoomId::new),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{BodyPart, BodyRegion, Side};
+
+    #[test]
+    fn records_round_trip() {
+        let finger = BodyRegion::new(BodyPart::Finger, Some(Side::Right));
+        let record = LogRecord::Observations(ObservationsRecord {
+            source: "mqtt".into(),
+            device_id: "dev".into(),
+            received: Timestamp(10),
+            observations: vec![
+                Attributed {
+                    observation: Observation {
+                        device_id: "dev".into(),
+                        metric: "spo2".into(),
+                        value: ObservedValue::Numeric(97.5),
+                        device_time: Timestamp(9),
+                        received_time: Timestamp(10),
+                        body_site: Some(finger),
+                        quality: Quality { implausible: false, device_flagged: true },
+                    },
+                    attribution: Attribution {
+                        patient: Some("p".into()),
+                        bed: Some("b".into()),
+                        room: Some("r".into()),
+                    },
+                    region: Some(finger),
+                },
+                Attributed {
+                    observation: Observation {
+                        device_id: "dev".into(),
+                        metric: "ecg_ii".into(),
+                        value: ObservedValue::Waveform(WaveformChunk { sample_rate_hz: 250.0, samples: vec![0.5, -0.25] }),
+                        device_time: Timestamp(8),
+                        received_time: Timestamp(10),
+                        body_site: None,
+                        quality: Quality::GOOD,
+                    },
+                    attribution: Attribution::default(),
+                    region: None,
+                },
+            ],
+        });
+        assert_eq!(LogRecord::decode(&record.encode()).unwrap(), record);
+        let dead = LogRecord::DeadLetter(DeadLetter {
+            source: "mqtt".into(),
+            origin: "metaward/v1/devices/x/obs".into(),
+            received_ms: 1,
+            reason: "payload".into(),
+            detail: "payload has no numerics and no waveforms".into(),
+            raw: b"{}".to_vec(),
+        });
+        assert_eq!(LogRecord::decode(&dead.encode()).unwrap(), dead);
+    }
+
+    #[test]
+    fn foreign_versions_are_refused() {
+        assert!(matches!(LogRecord::decode(&[9, 0]), Err(RecordError::Version(9))));
+        assert!(matches!(LogRecord::decode(&[]), Err(RecordError::Empty)));
+    }
+}

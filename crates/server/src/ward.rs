@@ -1,0 +1,171 @@
+//! The server's shared view of the ward: who is associated with what (the registry, read on
+//! every ingest), the live twin and its subscribers (changed on every accepted message), and
+//! the directory of places and people. Locks are held for microseconds, never across I/O.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use model::{Catalog, Observation, PatientId, RoomId, WardId};
+use twin::{Attributed, Attribution, LiveTwin, PatientStatus, Registry, ValueState};
+
+use crate::directory::Directory;
+use crate::hub::{Filter, Hub, Subscriber};
+
+pub struct Ward {
+    pub catalog: &'static Catalog,
+    registry: RwLock<Registry>,
+    live: Mutex<Live>,
+    directory: RwLock<Arc<Directory>>,
+}
+
+#[derive(Default)]
+struct Live {
+    twin: LiveTwin,
+    hub: Hub,
+    ward_of_room: HashMap<RoomId, WardId>,
+    ward_of_patient: HashMap<PatientId, WardId>,
+}
+
+/// What a new subscriber sees first; taken under the same lock that routes events, so the
+/// events that follow continue exactly from it.
+pub struct Snapshot {
+    pub directory: Arc<Directory>,
+    pub patient_values: Vec<(PatientId, Vec<ValueState>)>,
+    pub room_values: Vec<(RoomId, Vec<ValueState>)>,
+    pub statuses: Vec<PatientStatus>,
+}
+
+impl Ward {
+    pub fn new(catalog: &'static Catalog, registry: Registry, directory: Directory) -> Ward {
+        let ward = Ward {
+            catalog,
+            registry: RwLock::new(registry),
+            live: Mutex::new(Live::default()),
+            directory: RwLock::new(Arc::new(Directory::default())),
+        };
+        ward.set_directory(directory);
+        ward
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("directory lock").clone()
+    }
+
+    pub fn set_directory(&self, directory: Directory) {
+        let mut live = self.live.lock().expect("live lock");
+        live.ward_of_room = directory.ward_of_room();
+        live.ward_of_patient = directory.ward_of_patient();
+        *self.directory.write().expect("directory lock") = Arc::new(directory);
+    }
+
+    pub fn update_registry<T>(&self, change: impl FnOnce(&mut Registry) -> T) -> T {
+        change(&mut self.registry.write().expect("registry lock"))
+    }
+
+    pub fn read_registry<T>(&self, read: impl FnOnce(&Registry) -> T) -> T {
+        read(&self.registry.read().expect("registry lock"))
+    }
+
+    pub fn attribute(&self, observations: Vec<Observation>) -> Vec<Attributed> {
+        let registry = self.registry.read().expect("registry lock");
+        observations
+            .into_iter()
+            .map(|observation| twin::attribution::attribute(&registry, self.catalog, observation))
+            .collect()
+    }
+
+    /// Applies durable observations to the live twin and routes the resulting events.
+    pub fn apply(&self, observations: &[Attributed]) {
+        let mut live = self.live.lock().expect("live lock");
+        let Live {
+            twin,
+            hub,
+            ward_of_room,
+            ward_of_patient,
+        } = &mut *live;
+        let mut events = Vec::new();
+        for attributed in observations {
+            events.extend(twin.apply(self.catalog, attributed));
+        }
+        hub.publish(&events, |attribution| ward_of(ward_of_room, ward_of_patient, attribution));
+    }
+
+    pub fn subscribe(&self, filter: Filter) -> (Snapshot, Arc<Subscriber>) {
+        let mut live = self.live.lock().expect("live lock");
+        let subscriber = live.hub.subscribe(filter.clone());
+        let directory = self.directory();
+        let wants_patient = |patient: &PatientId| {
+            filter.patient.as_ref().is_none_or(|p| p == patient)
+                && filter
+                    .ward
+                    .as_ref()
+                    .is_none_or(|w| live.ward_of_patient.get(patient) == Some(w))
+        };
+        let wants_room = |room: &RoomId| {
+            filter.patient.is_none()
+                && filter
+                    .ward
+                    .as_ref()
+                    .is_none_or(|w| live.ward_of_room.get(room) == Some(w))
+        };
+        let patient_values = live
+            .twin
+            .patients()
+            .filter(|patient| wants_patient(patient))
+            .map(|patient| (patient.clone(), live.twin.patient_values(patient).cloned().collect()))
+            .collect();
+        let statuses = live
+            .twin
+            .patients()
+            .filter(|patient| wants_patient(patient))
+            .filter_map(|patient| live.twin.patient_status(patient).cloned())
+            .collect();
+        let room_values = live
+            .twin
+            .rooms()
+            .filter(|room| wants_room(room))
+            .map(|room| (room.clone(), live.twin.room_values(room).cloned().collect()))
+            .collect();
+        let snapshot = Snapshot {
+            directory,
+            patient_values,
+            room_values,
+            statuses,
+        };
+        (snapshot, subscriber)
+    }
+
+    pub fn patient_values(&self, patient: &PatientId) -> (Vec<ValueState>, Option<PatientStatus>) {
+        let live = self.live.lock().expect("live lock");
+        (
+            live.twin.patient_values(patient).cloned().collect(),
+            live.twin.patient_status(patient).cloned(),
+        )
+    }
+
+    /// Devices sending data that belong to no one, with their last values.
+    pub fn unassociated_devices(&self) -> Vec<(model::DeviceId, Vec<ValueState>)> {
+        let live = self.live.lock().expect("live lock");
+        live.twin
+            .unassociated()
+            .map(|(device, values)| (device.clone(), values.values().cloned().collect()))
+            .collect()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.live.lock().expect("live lock").hub.subscriber_count()
+    }
+}
+
+fn ward_of(
+    ward_of_room: &HashMap<RoomId, WardId>,
+    ward_of_patient: &HashMap<PatientId, WardId>,
+    attribution: &Attribution,
+) -> Option<WardId> {
+    attribution
+        .room
+        .as_ref()
+        .and_then(|room| ward_of_room.get(room))
+        .or_else(|| attribution.patient.as_ref().and_then(|p| ward_of_patient.get(p)))
+        .cloned()
+}
