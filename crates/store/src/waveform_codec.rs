@@ -94,17 +94,17 @@ pub fn decode(
 ) -> Result<Vec<f32>, CodecError> {
     match encoding {
         Encoding::F32Le => {
-            if bytes.len() % 4 != 0 {
+            let words = bytes.chunks_exact(4);
+            if !words.remainder().is_empty() {
                 return Err(CodecError::Truncated);
             }
-            if bytes.len() / 4 != n_samples {
+            if words.len() != n_samples {
                 return Err(CodecError::SampleCount {
                     expected: n_samples,
-                    found: bytes.len() / 4,
+                    found: words.len(),
                 });
             }
-            Ok(bytes
-                .chunks_exact(4)
+            Ok(words
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect())
         }
