@@ -318,3 +318,34 @@ fn waveform_gaps_and_unknown_metrics_are_stored_losslessly() {
         .unwrap();
     assert_eq!(unknown[0].chunk.samples, [1.234_567_8, -2.5]);
 }
+
+#[test]
+fn the_time_series_queries_use_their_indexes() {
+    let store = Store::open_in_memory().unwrap();
+    // Parameters, as the store binds them: `x = ?` lets SQLite use the `x IS NOT NULL` partial index.
+    let plan = |sql: &str| -> String {
+        let mut statement = store
+            .connection()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = statement
+            .query_map(["id", "metric"], |row| row.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    let patient = plan(
+        "SELECT value FROM vitals WHERE patient_id = ?1 AND metric = ?2
+         AND device_time_ms >= 0 AND device_time_ms < 10 ORDER BY device_time_ms",
+    );
+    assert!(patient.contains("vitals_by_patient"), "{patient}");
+    let room = plan(
+        "SELECT value FROM vitals WHERE room_id = ?1 AND metric = ?2
+         AND device_time_ms >= 0 AND device_time_ms < 10 ORDER BY device_time_ms",
+    );
+    assert!(room.contains("vitals_by_room"), "{room}");
+    let chunks = plan(
+        "SELECT data FROM waveform_chunks WHERE patient_id = ?1 AND metric = ?2
+         AND start_ms < 10 AND end_ms > 0 ORDER BY start_ms",
+    );
+    assert!(chunks.contains("waveform_chunks_by_patient"), "{chunks}");
+}
