@@ -1,1 +1,130 @@
-//! The embedded SQL store (SQLite): the ward layout, patients, devices, associations, numeric vitals and compressed waveform chunks.
+//! The embedded SQL store (SQLite): the ward layout, patients and their conditions, bed
+//! occupancy, devices and their associations over time, numeric vitals and compressed waveform
+//! chunks, for the REST API, the FHIR API and analysts' SQL.
+//!
+//! For device data the store is a projection, never the source of truth: the durable log is.
+//! `insert_observations` applies a batch of log records and advances the checkpoint in one
+//! transaction, so after a crash replay resumes exactly at `checkpoint()`, and replaying a batch
+//! twice inserts nothing twice. That is also why the store runs with `synchronous = NORMAL`: a
+//! lost last transaction is replayed from the log.
+//!
+//! The API is synchronous; callers on an async runtime use a dedicated thread or
+//! `spawn_blocking`. The schema is `src/schema/v1.sql`, written to be read by analysts.
+
+mod devices;
+mod error;
+mod layout;
+mod observations;
+mod patients;
+mod records;
+pub mod waveform_codec;
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+pub use error::StoreError;
+pub use records::{
+    AssociationRecord, AssociationTarget, BedRecord, ConditionRecord, DeviceKind, DeviceRecord,
+    HistoryPoint, LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation,
+    StoredWaveform, Subject, WardLayout, WardRecord,
+};
+
+/// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A connection to the store. Not `Sync`: one thread owns it.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory store, for tests and tools.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        // WAL lets readers (the API) run while the projection writes. In memory it stays "memory".
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The schema version of the open database (equal to `SCHEMA_VERSION` once open).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?)
+    }
+
+    /// The underlying connection, for read-only SQL (analytics) and for tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        // Each step and its version bump commit together: a crash leaves the previous version.
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn offset_to_sql(offset: u64) -> Result<i64, StoreError> {
+    i64::try_from(offset).map_err(|_| StoreError::OffsetTooLarge(offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_at_the_current_schema_version() {
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.checkpoint().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = std::env::temp_dir().join(format!("store-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("newer.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .connection()
+                .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
