@@ -9,6 +9,35 @@ pub enum AssociationTarget {
     Room(RoomId),
 }
 
+impl AssociationTarget {
+    /// `bed`, `patient` or `room`: the kind as stored and served.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AssociationTarget::Bed(_) => "bed",
+            AssociationTarget::Patient(_) => "patient",
+            AssociationTarget::Room(_) => "room",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            AssociationTarget::Bed(id) => id.as_str(),
+            AssociationTarget::Patient(id) => id.as_str(),
+            AssociationTarget::Room(id) => id.as_str(),
+        }
+    }
+
+    /// The inverse of (`kind()`, `id()`).
+    pub fn from_parts(kind: &str, id: impl Into<String>) -> Option<AssociationTarget> {
+        match kind {
+            "bed" => Some(AssociationTarget::Bed(BedId::new(id))),
+            "patient" => Some(AssociationTarget::Patient(PatientId::new(id))),
+            "room" => Some(AssociationTarget::Room(RoomId::new(id))),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
     BedsideMonitor,
@@ -18,6 +47,13 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
+    pub const ALL: [DeviceKind; 4] = [
+        DeviceKind::BedsideMonitor,
+        DeviceKind::Wearable,
+        DeviceKind::EnvironmentalSensor,
+        DeviceKind::Gateway,
+    ];
+
     pub fn key(self) -> &'static str {
         match self {
             DeviceKind::BedsideMonitor => "bedside_monitor",
@@ -28,13 +64,6 @@ impl DeviceKind {
     }
 
     pub fn from_key(key: &str) -> Option<DeviceKind> {
-        [
-            DeviceKind::BedsideMonitor,
-            DeviceKind::Wearable,
-            DeviceKind::EnvironmentalSensor,
-            DeviceKind::Gateway,
-        ]
-        .into_iter()
-        .find(|kind| kind.key() == key)
+        DeviceKind::ALL.into_iter().find(|kind| kind.key() == key)
     }
 }

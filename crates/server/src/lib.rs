@@ -1,1 +1,157 @@
-//! The metaward server: sources, ingest pipeline, hub, REST and WebSocket API.
+//! The metaward server: the sources that devices speak to, the ingest pipeline into the
+//! durable log, the live twin and its subscribers, the SQL store that follows the log, and the
+//! HTTP edge (REST, live stream, OpenAPI, metrics, the web page).
+//!
+//! Boundary: only this crate knows wire formats (MQTT payload JSON, WebSocket JSON, the log
+//! record encoding); the crates below it speak the core model.
+
+pub mod api;
+pub mod directory;
+pub mod hub;
+pub mod metrics;
+pub mod pipeline;
+pub mod projector;
+pub mod record;
+pub mod setup;
+pub mod sources;
+pub mod ward;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use durable_log::{Log, LogConfig};
+use model::Catalog;
+use store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::Ingest;
+use crate::ward::Ward;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub http: SocketAddr,
+    pub mqtt: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// Two connections to the SQL store: one that writes (the projector, registry changes) and one
+/// for API reads, so a long history query never waits behind a projection batch (SQLite WAL).
+#[derive(Clone)]
+pub struct Stores {
+    reader: Arc<Mutex<Store>>,
+    writer: Arc<Mutex<Store>>,
+}
+
+impl Stores {
+    pub async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T, ApiError> {
+        let store = self.reader.clone();
+        tokio::task::spawn_blocking(move || read(&store.lock().expect("store lock")))
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    pub async fn write<T: Send + 'static>(&self, write: impl FnOnce(&mut Store) -> T + Send + 'static) -> Result<T, ApiError> {
+        let store = self.writer.clone();
+        tokio::task::spawn_blocking(move || write(&mut store.lock().expect("store lock")))
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+pub struct Server {
+    http_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
+    ward: Arc<Ward>,
+    stores: Stores,
+    log: Log,
+    shutdown: CancellationToken,
+    broker: mqtt_broker::BrokerHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the data directory, replays the log into the store and the twin, and starts
+    /// listening. Returns once every listener is bound.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let metrics = Arc::new(Metrics::default());
+        let log_dir = config.data_dir.join("log");
+        let (log, recovery) = tokio::task::spawn_blocking(move || Log::open(LogConfig::new(log_dir)))
+            .await?
+            .context("opening the durable log")?;
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(bytes = recovery.truncated_bytes, reason = ?recovery.truncated_reason, "cut a torn tail off the log (unacknowledged writes)");
+        }
+        let store_path = config.data_dir.join("metaward.sqlite");
+        let writer = Arc::new(Mutex::new(Store::open(&store_path).context("opening the SQL store")?));
+        let reader = Arc::new(Mutex::new(Store::open(&store_path).context("opening the SQL store")?));
+        let stores = Stores { reader, writer };
+
+        // Catch the store up with the log, then rebuild the twin from it.
+        let replayed = {
+            let (log, store, metrics) = (log.clone(), stores.writer.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || projector::catch_up(&log, &store, &metrics)).await??
+        };
+        let ward = Arc::new(setup::load_ward(Catalog::embedded(), &stores.writer.lock().expect("store lock"))?);
+        tracing::info!(records = recovery.records_recovered, replayed, "recovered from the log");
+
+        let shutdown = CancellationToken::new();
+        let appended = Arc::new(Notify::new());
+        let ingest = Ingest::new(log.clone(), ward.clone(), metrics.clone(), appended.clone());
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(projector::run(log.clone(), stores.writer.clone(), metrics.clone(), appended, shutdown.clone())));
+
+        let broker = mqtt_broker::Broker::bind(config.mqtt, mqtt_broker::BrokerConfig::default(), sources::mqtt::MqttSource::new(ingest))
+            .await
+            .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
+        let mqtt_addr = broker.local_addr();
+
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http))?;
+        let http_addr = listener.local_addr()?;
+        let app = api::router(AppState { ward: ward.clone(), stores: stores.clone(), metrics, log: log.clone() });
+        let http_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await;
+            if let Err(error) = served {
+                tracing::error!(%error, "http server stopped");
+            }
+        }));
+        tracing::info!(http = %http_addr, mqtt = %mqtt_addr, "metaward is listening");
+        Ok(Server { http_addr, mqtt_addr, ward, stores, log, shutdown, broker, tasks })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    pub fn ward(&self) -> &Arc<Ward> {
+        &self.ward
+    }
+
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// Stops listening, lets in-flight work finish, and closes the log.
+    pub async fn shutdown(self) {
+        self.broker.shutdown().await;
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let log = self.log;
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+}

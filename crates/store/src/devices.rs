@@ -3,7 +3,9 @@
 use model::{DeviceId, Timestamp};
 use rusqlite::{OptionalExtension, params};
 
-use crate::{AssociationRecord, AssociationTarget, DeviceKind, DeviceRecord, Store, StoreError};
+use model::{AssociationTarget, DeviceKind};
+
+use crate::{AssociationRecord, DeviceRecord, Store, StoreError};
 
 impl Store {
     /// Inserts or updates a device's kind, model and placement. Seen times only ever widen:

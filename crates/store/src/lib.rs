@@ -25,9 +25,9 @@ use rusqlite::Connection;
 
 pub use error::StoreError;
 pub use records::{
-    AssociationRecord, AssociationTarget, BedRecord, ConditionRecord, DeviceKind, DeviceRecord,
-    HistoryPoint, LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation,
-    StoredWaveform, Subject, WardLayout, WardRecord,
+    AssociationRecord, BedRecord, ConditionRecord, DeadLetterRecord, DeviceRecord, HistoryPoint,
+    LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation, StoredWaveform,
+    Subject, WardLayout, WardRecord,
 };
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.

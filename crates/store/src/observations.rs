@@ -8,8 +8,8 @@ use rusqlite::params;
 
 use crate::waveform_codec::{self, Encoding};
 use crate::{
-    HistoryPoint, LatestValue, Store, StoreError, StoredObservation, StoredWaveform, Subject,
-    offset_to_sql,
+    DeadLetterRecord, HistoryPoint, LatestValue, Store, StoreError, StoredObservation,
+    StoredWaveform, Subject, offset_to_sql,
 };
 
 impl Store {
@@ -23,6 +23,16 @@ impl Store {
     pub fn insert_observations(
         &mut self,
         batch: &[StoredObservation],
+        checkpoint: u64,
+    ) -> Result<(), StoreError> {
+        self.insert_batch(batch, &[], checkpoint)
+    }
+
+    /// [`Store::insert_observations`] with the dead letters read in the same stretch of log.
+    pub fn insert_batch(
+        &mut self,
+        batch: &[StoredObservation],
+        dead_letters: &[DeadLetterRecord],
         checkpoint: u64,
     ) -> Result<(), StoreError> {
         let checkpoint = offset_to_sql(checkpoint)?;
@@ -107,6 +117,22 @@ impl Store {
                         ])?;
                     }
                 }
+            }
+            let mut insert_dead_letter = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dead_letters (log_offset, source, origin, received_ms,
+                     reason, detail, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for dead in dead_letters {
+                insert_dead_letter.execute(params![
+                    offset_to_sql(dead.log_offset)?,
+                    dead.source,
+                    dead.origin,
+                    dead.received_ms,
+                    dead.reason,
+                    dead.detail,
+                    dead.raw,
+                ])?;
             }
             tx.execute(
                 "UPDATE checkpoint SET log_offset = max(log_offset, ?1) WHERE id = 1",
@@ -325,4 +351,26 @@ fn parse_region(key: Option<String>) -> Result<Option<BodyRegion>, StoreError> {
             .map_err(|_| StoreError::Corrupt(format!("body region `{key}`")))
     })
     .transpose()
+}
+
+impl Store {
+    /// The newest dead letters first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT log_offset, source, origin, received_ms, reason, detail, raw
+             FROM dead_letters ORDER BY log_offset DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(DeadLetterRecord {
+                log_offset: row.get::<_, i64>(0)? as u64,
+                source: row.get(1)?,
+                origin: row.get(2)?,
+                received_ms: row.get(3)?,
+                reason: row.get(4)?,
+                detail: row.get(5)?,
+                raw: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

@@ -2,8 +2,8 @@
 //! the server converts them to JSON, FHIR or whatever its edge speaks.
 
 use model::{
-    BedId, BodyRegion, DeviceId, Observation, PatientId, Quality, RoomId, Timestamp, WardId,
-    WaveformChunk,
+    AssociationTarget, BedId, BodyRegion, DeviceId, DeviceKind, Observation, PatientId, Quality,
+    RoomId, Timestamp, WardId, WaveformChunk,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -80,36 +80,6 @@ pub struct Stay {
     pub to: Option<Timestamp>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeviceKind {
-    BedsideMonitor,
-    Wearable,
-    EnvironmentalSensor,
-    Gateway,
-}
-
-impl DeviceKind {
-    pub const ALL: [DeviceKind; 4] = [
-        DeviceKind::BedsideMonitor,
-        DeviceKind::Wearable,
-        DeviceKind::EnvironmentalSensor,
-        DeviceKind::Gateway,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            DeviceKind::BedsideMonitor => "bedside_monitor",
-            DeviceKind::Wearable => "wearable",
-            DeviceKind::EnvironmentalSensor => "environmental_sensor",
-            DeviceKind::Gateway => "gateway",
-        }
-    }
-
-    pub fn from_key(key: &str) -> Option<DeviceKind> {
-        DeviceKind::ALL.into_iter().find(|kind| kind.key() == key)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceRecord {
     pub id: DeviceId,
@@ -123,41 +93,6 @@ pub struct DeviceRecord {
 }
 
 /// What a device measures for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum AssociationTarget {
-    Bed(BedId),
-    Patient(PatientId),
-    Room(RoomId),
-}
-
-impl AssociationTarget {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AssociationTarget::Bed(_) => "bed",
-            AssociationTarget::Patient(_) => "patient",
-            AssociationTarget::Room(_) => "room",
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        match self {
-            AssociationTarget::Bed(id) => id.as_str(),
-            AssociationTarget::Patient(id) => id.as_str(),
-            AssociationTarget::Room(id) => id.as_str(),
-        }
-    }
-
-    pub(crate) fn from_parts(kind: &str, id: String) -> Option<AssociationTarget> {
-        match kind {
-            "bed" => Some(AssociationTarget::Bed(BedId::new(id))),
-            "patient" => Some(AssociationTarget::Patient(PatientId::new(id))),
-            "room" => Some(AssociationTarget::Room(RoomId::new(id))),
-            _ => None,
-        }
-    }
-}
-
-/// A device's association over `[from, to)`; `to` is `None` while it lasts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssociationRecord {
     pub id: i64,
@@ -214,4 +149,16 @@ pub struct StoredWaveform {
     pub start: Timestamp,
     pub chunk: WaveformChunk,
     pub quality: Quality,
+}
+
+/// Input that was refused but kept (see the `dead_letters` table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    pub log_offset: u64,
+    pub source: String,
+    pub origin: String,
+    pub received_ms: i64,
+    pub reason: String,
+    pub detail: String,
+    pub raw: Vec<u8>,
 }

@@ -248,27 +248,11 @@ fn association_json(association: &store::AssociationRecord) -> Value {
     json!({
         "id": association.id,
         "device_id": association.device_id.to_string(),
-        "target_kind": target_kind(&association.target),
-        "target_id": target_id(&association.target),
+        "target_kind": association.target.kind(),
+        "target_id": association.target.id(),
         "from": association.from.millis(),
         "to": association.to.map(Timestamp::millis),
     })
-}
-
-fn target_kind(target: &AssociationTarget) -> &'static str {
-    match target {
-        AssociationTarget::Bed(_) => "bed",
-        AssociationTarget::Patient(_) => "patient",
-        AssociationTarget::Room(_) => "room",
-    }
-}
-
-fn target_id(target: &AssociationTarget) -> &str {
-    match target {
-        AssociationTarget::Bed(id) => id.as_str(),
-        AssociationTarget::Patient(id) => id.as_str(),
-        AssociationTarget::Room(id) => id.as_str(),
-    }
 }
 
 pub async fn open_associations(State(state): State<AppState>) -> ApiResult {
@@ -293,12 +277,9 @@ pub struct Associate {
 }
 
 pub async fn associate(State(state): State<AppState>, Json(body): Json<Associate>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let target = match body.target_kind.as_str() {
-        "bed" => AssociationTarget::Bed(BedId::new(&body.target_id)),
-        "patient" => AssociationTarget::Patient(PatientId::new(&body.target_id)),
-        "room" => AssociationTarget::Room(RoomId::new(&body.target_id)),
-        other => return Err(ApiError::bad_request(format!("unknown target kind `{other}`; one of bed, patient, room"))),
-    };
+    let target = AssociationTarget::from_parts(&body.target_kind, &body.target_id).ok_or_else(|| {
+        ApiError::bad_request(format!("unknown target kind `{}`; one of bed, patient, room", body.target_kind))
+    })?;
     let from = body.from.map(Timestamp).unwrap_or_else(now);
     let device = DeviceId::new(&body.device_id);
     let (stored_device, stored_target) = (device.clone(), target.clone());
@@ -313,7 +294,7 @@ pub async fn associate(State(state): State<AppState>, Json(body): Json<Associate
     state.ward.update_registry(|registry| registry.associate(device, target.clone(), from));
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "device_id": body.device_id, "target_kind": target_kind(&target), "target_id": body.target_id, "from": from.millis(), "to": null })),
+        Json(json!({ "id": id, "device_id": body.device_id, "target_kind": target.kind(), "target_id": body.target_id, "from": from.millis(), "to": null })),
     ))
 }
 

@@ -166,3 +166,16 @@ CREATE TABLE checkpoint (
     log_offset INTEGER NOT NULL
 );
 INSERT INTO checkpoint (id, log_offset) VALUES (1, 0);
+
+-- Input the server refused but kept, because it was acknowledged (MQTT PUBACK, HL7 ACK AE/AR):
+-- raw bytes, where it came from, when, and why. A projection of the log like `vitals`.
+CREATE TABLE dead_letters (
+    log_offset  INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,    -- mqtt, hl7_mllp, fhir_rest
+    origin      TEXT NOT NULL,    -- topic, peer address or URL
+    received_ms INTEGER NOT NULL,
+    reason      TEXT NOT NULL,    -- short stable label, as in the metrics
+    detail      TEXT NOT NULL,    -- the specific error
+    raw         BLOB NOT NULL
+);
+CREATE INDEX dead_letters_by_reason ON dead_letters (source, reason);

@@ -1,5 +1,5 @@
-use model::{BodyPart, BodyRegion, DeviceId, Side};
-use store::{AssociationTarget, DeviceKind, DeviceRecord, Store, StoreError};
+use model::{AssociationTarget, BodyPart, BodyRegion, DeviceId, DeviceKind, Side};
+use store::{DeviceRecord, Store, StoreError};
 
 use crate::t;
 

@@ -1,0 +1,198 @@
+//! Loading the ward from the store at start (directory, registry, live twin) and applying a
+//! ward setup (layout, patients, admissions, devices, associations): the demo's simulated ward
+//! or a hospital's configuration. The store is written first; the in-memory views are then
+//! reloaded from it, so they can never disagree with what survives a restart.
+
+use model::{AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp};
+use store::{DeviceRecord, PatientRecord, Store, StoreError, Subject, WardLayout};
+use twin::{Attribution, DeviceInfo, Registry};
+
+use crate::directory::{BedView, ConditionView, Directory, PatientView, RoomView, WardView, age_on, civil_date};
+use crate::pipeline::now;
+use crate::ward::Ward;
+
+#[derive(Clone, Debug, Default)]
+pub struct WardSetup {
+    pub wards: Vec<WardLayout>,
+    pub patients: Vec<PatientRecord>,
+    pub admissions: Vec<(PatientId, BedId)>,
+    pub devices: Vec<DeviceRecord>,
+    pub associations: Vec<(DeviceId, AssociationTarget)>,
+}
+
+/// Writes a setup into the store. Idempotent: what is already so (a patient already in that
+/// bed, a device already associated with that target) is left as it is, history included.
+pub fn apply(store: &mut Store, setup: &WardSetup, at: Timestamp) -> Result<(), StoreError> {
+    for layout in &setup.wards {
+        store.upsert_ward(&layout.ward)?;
+        for room in &layout.rooms {
+            store.upsert_room(&room.room)?;
+            for bed in &room.beds {
+                store.upsert_bed(bed)?;
+            }
+        }
+    }
+    for patient in &setup.patients {
+        store.upsert_patient(patient)?;
+    }
+    let occupancy = store.current_occupancy()?;
+    for (patient, bed) in &setup.admissions {
+        let already = occupancy.iter().any(|(b, p, _)| b == bed && p == patient);
+        if !already {
+            // A bed held by someone else is freed first: the setup describes who lies where now.
+            if let Some((_, other, _)) = occupancy.iter().find(|(b, p, _)| b == bed && p != patient) {
+                store.discharge(other, at)?;
+            }
+            store.admit(patient, bed, at)?;
+        }
+    }
+    for device in &setup.devices {
+        store.upsert_device(device)?;
+    }
+    let open = store.open_associations()?;
+    for (device, target) in &setup.associations {
+        let already = open.iter().any(|a| &a.device_id == device && &a.target == target);
+        if !already {
+            store.associate(device, target, at)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn load_registry(store: &Store) -> Result<Registry, StoreError> {
+    let mut registry = Registry::default();
+    for layout in store.layout()? {
+        for room in layout.rooms {
+            for bed in room.beds {
+                registry.add_bed(bed.id, room.room.id.clone());
+            }
+        }
+    }
+    for device in store.devices()? {
+        for association in store.associations_of(&device.id)? {
+            registry.associate(device.id.clone(), association.target.clone(), association.from);
+            if let Some(to) = association.to {
+                registry.end_association(&device.id, to);
+            }
+        }
+        registry.upsert_device(DeviceInfo { id: device.id, kind: device.kind, model: device.model, placement: device.placement });
+    }
+    let mut stays: Vec<_> = Vec::new();
+    for patient in store.patients()? {
+        stays.extend(store.stays_of(&patient.id)?);
+    }
+    stays.sort_by_key(|stay| stay.from);
+    for stay in stays {
+        registry.admit(stay.patient_id.clone(), stay.bed_id, stay.from);
+        if let Some(to) = stay.to {
+            registry.discharge(&stay.patient_id, to);
+        }
+    }
+    Ok(registry)
+}
+
+pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreError> {
+    let today = civil_date(today_ms);
+    let occupancy = store.current_occupancy()?;
+    let wards = store
+        .layout()?
+        .into_iter()
+        .map(|layout| WardView {
+            id: layout.ward.id.to_string(),
+            name: layout.ward.name,
+            rooms: layout
+                .rooms
+                .into_iter()
+                .map(|room| RoomView {
+                    id: room.room.id.to_string(),
+                    name: room.room.name,
+                    x: room.room.x,
+                    z: room.room.z,
+                    width: room.room.width,
+                    depth: room.room.depth,
+                    beds: room
+                        .beds
+                        .into_iter()
+                        .map(|bed| BedView { id: bed.id.to_string(), label: bed.label, x: bed.x, z: bed.z, rotation: bed.rotation })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    let patients = store
+        .patients()?
+        .into_iter()
+        .map(|patient| PatientView {
+            bed_id: occupancy.iter().find(|(_, p, _)| p == &patient.id).map(|(bed, _, _)| bed.to_string()),
+            age: patient.birth_date.as_deref().and_then(|date| age_on(date, today)),
+            id: patient.id.to_string(),
+            name: patient.name,
+            birth_date: patient.birth_date,
+            sex: Some(patient.sex),
+            conditions: patient
+                .conditions
+                .into_iter()
+                .map(|condition| {
+                    let site = condition.body_site.as_deref().and_then(|key| key.parse().ok());
+                    ConditionView {
+                        regions: twin::conditions::regions_for(&condition.system, &condition.code, site)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
+                        system: condition.system,
+                        code: condition.code,
+                        display: condition.display,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Directory { wards, patients })
+}
+
+/// The ward as the store knows it, with the live twin rebuilt from the latest stored values.
+pub fn load_ward(catalog: &'static Catalog, store: &Store) -> Result<Ward, StoreError> {
+    let registry = load_registry(store)?;
+    let directory = load_directory(store, now().millis())?;
+    let mut latest = Vec::new();
+    for patient in &directory.patients {
+        let id = PatientId::new(&patient.id);
+        for value in store.latest_values(&Subject::Patient(id.clone()))? {
+            latest.push((Attribution { patient: Some(id.clone()), ..Attribution::default() }, value));
+        }
+    }
+    for room in directory.wards.iter().flat_map(|ward| &ward.rooms) {
+        let id = model::RoomId::new(&room.id);
+        for value in store.latest_values(&Subject::Room(id.clone()))? {
+            latest.push((Attribution { room: Some(id.clone()), ..Attribution::default() }, value));
+        }
+    }
+    let attributed: Vec<_> = latest
+        .into_iter()
+        .map(|(attribution, value)| {
+            let observation = Observation {
+                device_id: value.device_id,
+                metric: value.metric,
+                value: ObservedValue::Numeric(value.value),
+                device_time: value.time,
+                received_time: value.received_time,
+                body_site: value.body_site,
+                quality: value.quality,
+            };
+            let mut attributed = twin::attribution::attribute(&registry, catalog, observation);
+            attributed.attribution = attribution;
+            attributed
+        })
+        .collect();
+    let ward = Ward::new(catalog, registry, directory);
+    ward.apply(&attributed);
+    Ok(ward)
+}
+
+/// Reloads the in-memory registry and directory after the store changed.
+pub fn reload(ward: &Ward, store: &Store) -> Result<(), StoreError> {
+    let registry = load_registry(store)?;
+    ward.update_registry(|held| *held = registry);
+    ward.set_directory(load_directory(store, now().millis())?);
+    Ok(())
+}
