@@ -785,7 +785,10 @@ fn encode_v5(packet: Outgoing, buffer: &mut BytesMut) -> Result<(), String> {
         }),
         Outgoing::PingResp => v5::Packet::PingResp(v5::PingResp),
         Outgoing::Disconnect { reason_code } => {
-            v5::Packet::Disconnect(v5::Disconnect::new(v5_disconnect_reason(reason_code)))
+            // written by hand: rumqttc 0.25 declares remaining length 1 for a reason code
+            // without properties but then also writes the property length byte
+            buffer.extend_from_slice(&[0xE0, 0x02, v5_disconnect_reason(reason_code) as u8, 0x00]);
+            return Ok(());
         }
     };
     packet.write(buffer, None).map(|_| ()).map_err(|error| error.to_string())
