@@ -54,7 +54,11 @@ pub struct Broker;
 impl Broker {
     /// Binds `addr` (use port 0 for an ephemeral port) and runs the accept loop on a tokio
     /// task. Must be called within a tokio runtime.
-    pub async fn bind(addr: SocketAddr, config: BrokerConfig, handler: Arc<dyn Handler>) -> io::Result<BrokerHandle> {
+    pub async fn bind(
+        addr: SocketAddr,
+        config: BrokerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<BrokerHandle> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config, handler));
@@ -85,10 +89,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
             },
             Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(error) = joined {
-                    if error.is_panic() {
-                        warn!(error = %error, "connection task panicked");
-                    }
+                match joined {
+                    Err(error) if error.is_panic() => warn!(error = %error, "connection task panicked"),
+                    _ => {}
                 }
             }
         }
@@ -96,7 +99,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // connections hold child tokens of `shutdown` and close themselves; give them a moment
     let grace = shared.config.shutdown_grace;
-    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     connections.shutdown().await;
 }
 
@@ -117,7 +123,13 @@ impl BrokerHandle {
     /// Publishes from the server side (not through the handler) to matching subscribers;
     /// `retain` stores it as the topic's retained message (an empty payload clears it).
     /// Returns how many subscribers it was queued to. QoS 2 is delivered as QoS 1.
-    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>, qos: QoS, retain: bool) -> Result<usize, BrokerError> {
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<usize, BrokerError> {
         if !valid_topic_name(topic) {
             return Err(BrokerError::InvalidTopic);
         }

@@ -26,7 +26,8 @@ use tracing::{debug, warn};
 use crate::router::{Delivery, Shared, Stats, SubscriptionOptions};
 use crate::topic::{valid_topic_filter, valid_topic_name};
 use crate::wire::{
-    self, ConnectPacket, Incoming, Outgoing, ProtocolErrorKind, ProtocolVersion, PublishPacket, WireError,
+    self, ConnectPacket, Incoming, Outgoing, ProtocolErrorKind, ProtocolVersion, PublishPacket,
+    WireError,
 };
 use crate::{ClientInfo, IncomingPublish, PublishOutcome, PublishReason, QoS};
 
@@ -69,7 +70,10 @@ struct Handled {
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr) {
     let connection_id = shared.next_connection_id();
     Stats::add(&shared.stats.connections_accepted, 1);
-    shared.stats.connections_current.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connections_current
+        .fetch_add(1, Ordering::Relaxed);
     let (mut reader, mut writer) = stream.into_split();
     let mut read_buffer = BytesMut::with_capacity(4096);
 
@@ -88,7 +92,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer_addr: Soc
         Ok(connect) => connect,
         Err(error) => {
             refuse_before_connack(&shared, &mut writer, peer_addr, error).await;
-            shared.stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+            shared
+                .stats
+                .connections_current
+                .fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
@@ -105,13 +112,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer_addr: Soc
     {
         Some(connection) => connection,
         None => {
-            shared.stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+            shared
+                .stats
+                .connections_current
+                .fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
     let result = connection.run(reader, read_buffer).await;
     connection.finish(result).await;
-    shared.stats.connections_current.fetch_sub(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connections_current
+        .fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Reads until the first complete packet, checks it is a CONNECT and decodes it with the
@@ -159,7 +172,9 @@ async fn refuse_before_connack(
             shared.stats.protocol_error(wire_error.kind);
             let reply = match (&error, wire_error.kind) {
                 // a 3.1 or future client: 3.1.1 CONNACK 0x01 is understood by all
-                (_, ProtocolErrorKind::UnsupportedProtocolVersion) => Some((ProtocolVersion::V311, 0x84)),
+                (_, ProtocolErrorKind::UnsupportedProtocolVersion) => {
+                    Some((ProtocolVersion::V311, 0x84))
+                }
                 // 3.1.1 has no return code for a malformed CONNECT: just close
                 (ConnectionError::BadConnect(_, ProtocolVersion::V5), kind) => {
                     Some((ProtocolVersion::V5, kind.v5_reason_code()))
@@ -185,7 +200,8 @@ fn connack(reason_code: u8, assigned_client_id: Option<String>, shared: &Shared)
         reason_code,
         assigned_client_id,
         topic_alias_maximum: shared.config.topic_alias_maximum,
-        receive_maximum: u16::try_from(shared.config.max_inflight_per_client.max(1)).unwrap_or(u16::MAX),
+        receive_maximum: u16::try_from(shared.config.max_inflight_per_client.max(1))
+            .unwrap_or(u16::MAX),
         maximum_packet_size: u32::try_from(shared.config.max_packet_bytes).unwrap_or(u32::MAX),
     }
 }
@@ -236,8 +252,14 @@ impl Connection {
         } else {
             connect.client_id.clone()
         };
-        if connect.will.as_ref().is_some_and(|will| !valid_topic_name(&will.topic)) {
-            shared.stats.protocol_error(ProtocolErrorKind::TopicNameInvalid);
+        if connect
+            .will
+            .as_ref()
+            .is_some_and(|will| !valid_topic_name(&will.topic))
+        {
+            shared
+                .stats
+                .protocol_error(ProtocolErrorKind::TopicNameInvalid);
             refusal = Some(0x90);
         }
         let client = Arc::new(ClientInfo {
@@ -250,7 +272,11 @@ impl Connection {
             keep_alive: connect.keep_alive,
         });
         if refusal.is_none() {
-            refusal = shared.handler.on_connect(&client).err().map(|refused| refused.reason_code());
+            refusal = shared
+                .handler
+                .on_connect(&client)
+                .err()
+                .map(|refused| refused.reason_code());
         }
 
         let mut buffer = BytesMut::new();
@@ -274,7 +300,10 @@ impl Connection {
         shared.add_subscriber(id, sender, token.clone(), overflowed.clone());
 
         let outbound_inflight_max = match connect.receive_maximum {
-            Some(receive_maximum) => shared.config.max_outbound_inflight.min(usize::from(receive_maximum)),
+            Some(receive_maximum) => shared
+                .config
+                .max_outbound_inflight
+                .min(usize::from(receive_maximum)),
             None => shared.config.max_outbound_inflight,
         }
         .max(1);
@@ -321,11 +350,17 @@ impl Connection {
 
     fn keep_alive_limit(&self) -> Option<Duration> {
         (self.client.keep_alive > 0).then(|| {
-            Duration::from_secs_f64(f64::from(self.client.keep_alive) * self.shared.config.keep_alive_factor)
+            Duration::from_secs_f64(
+                f64::from(self.client.keep_alive) * self.shared.config.keep_alive_factor,
+            )
         })
     }
 
-    async fn run(&mut self, mut reader: OwnedReadHalf, mut read_buffer: BytesMut) -> Result<Exit, ConnectionError> {
+    async fn run(
+        &mut self,
+        mut reader: OwnedReadHalf,
+        mut read_buffer: BytesMut,
+    ) -> Result<Exit, ConnectionError> {
         let max_packet = self.shared.config.max_packet_bytes;
         let max_inflight = self.shared.config.max_inflight_per_client.max(1);
         let keep_alive = self.keep_alive_limit();
@@ -385,7 +420,9 @@ impl Connection {
     ) -> Result<Option<Exit>, ConnectionError> {
         match packet {
             Incoming::Connect(_) => {
-                return Err(WireError::new(ProtocolErrorKind::ProtocolError, "second CONNECT").into());
+                return Err(
+                    WireError::new(ProtocolErrorKind::ProtocolError, "second CONNECT").into(),
+                );
             }
             Incoming::Publish(publish) => self.receive_publish(publish, pending)?,
             Incoming::PubAck(packet_id) => {
@@ -424,12 +461,15 @@ impl Connection {
                         _ => false,
                     };
                     if send_retained {
-                        retained.extend(self.shared.retained_matching(&filter.filter).into_iter().map(
-                            |mut message| {
-                                message.qos = message.qos.min(granted);
-                                message
-                            },
-                        ));
+                        retained.extend(
+                            self.shared
+                                .retained_matching(&filter.filter)
+                                .into_iter()
+                                .map(|mut message| {
+                                    message.qos = message.qos.min(granted);
+                                    message
+                                }),
+                        );
                     }
                     results.push(Ok(granted));
                 }
@@ -443,10 +483,13 @@ impl Connection {
                     .iter()
                     .map(|filter| self.shared.unsubscribe(self.id, filter))
                     .collect();
-                self.write(Outgoing::UnsubAck { packet_id, existed }).await?;
+                self.write(Outgoing::UnsubAck { packet_id, existed })
+                    .await?;
             }
             Incoming::PingReq => self.write(Outgoing::PingResp).await?,
-            Incoming::Disconnect(reason_code) => return Ok(Some(Exit::ClientDisconnect(reason_code))),
+            Incoming::Disconnect(reason_code) => {
+                return Ok(Some(Exit::ClientDisconnect(reason_code)));
+            }
         }
         Ok(None)
     }
@@ -460,18 +503,29 @@ impl Connection {
         let mut topic = publish.topic;
         if let Some(alias) = publish.topic_alias {
             if alias == 0 || alias > self.shared.config.topic_alias_maximum {
-                return Err(WireError::new(ProtocolErrorKind::TopicAliasInvalid, format!("topic alias {alias}")).into());
+                return Err(WireError::new(
+                    ProtocolErrorKind::TopicAliasInvalid,
+                    format!("topic alias {alias}"),
+                )
+                .into());
             }
             if topic.is_empty() {
                 topic = self.topic_aliases.get(&alias).cloned().ok_or_else(|| {
-                    WireError::new(ProtocolErrorKind::ProtocolError, format!("unknown topic alias {alias}"))
+                    WireError::new(
+                        ProtocolErrorKind::ProtocolError,
+                        format!("unknown topic alias {alias}"),
+                    )
                 })?;
             } else {
                 self.topic_aliases.insert(alias, topic.clone());
             }
         }
         if !valid_topic_name(&topic) {
-            return Err(WireError::new(ProtocolErrorKind::TopicNameInvalid, "invalid topic name in publish").into());
+            return Err(WireError::new(
+                ProtocolErrorKind::TopicNameInvalid,
+                "invalid topic name in publish",
+            )
+            .into());
         }
         Stats::add(&self.shared.stats.publishes_received, 1);
 
@@ -529,11 +583,17 @@ impl Connection {
             outcome,
         } = handled;
         if duplicate {
-            return self.write(Outgoing::PubRec { packet_id, reason_code: 0 }).await;
+            return self
+                .write(Outgoing::PubRec {
+                    packet_id,
+                    reason_code: 0,
+                })
+                .await;
         }
         let accepted = outcome.reason == PublishReason::Success;
         if accepted {
-            self.shared.route(Some(self.id), &topic, payload, qos, retain);
+            self.shared
+                .route(Some(self.id), &topic, payload, qos, retain);
         } else {
             Stats::add(&self.shared.stats.publishes_refused, 1);
             debug!(
@@ -551,20 +611,35 @@ impl Connection {
         }
         let reason_code = outcome.reason.reason_code();
         match qos {
-            QoS::AtLeastOnce => self.write(Outgoing::PubAck { packet_id, reason_code }).await,
+            QoS::AtLeastOnce => {
+                self.write(Outgoing::PubAck {
+                    packet_id,
+                    reason_code,
+                })
+                .await
+            }
             _ => {
                 if reason_code >= 0x80 {
                     // a failed PUBREC ends the exchange: no PUBREL follows
                     self.qos2_received.remove(&packet_id);
                 }
-                self.write(Outgoing::PubRec { packet_id, reason_code }).await
+                self.write(Outgoing::PubRec {
+                    packet_id,
+                    reason_code,
+                })
+                .await
             }
         }
     }
 
     /// Writes one message to this subscriber.
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), ConnectionError> {
-        let size = wire::publish_size(&delivery.topic, delivery.payload.len(), delivery.qos, self.protocol);
+        let size = wire::publish_size(
+            &delivery.topic,
+            delivery.payload.len(),
+            delivery.qos,
+            self.protocol,
+        );
         if size > self.client_max_packet {
             // MQTT 5 §3.1.2.11.4: discard what the client cannot take
             Stats::add(&self.shared.stats.deliveries_dropped, 1);

@@ -226,7 +226,11 @@ pub trait Handler: Send + Sync + 'static {
     /// Every PUBLISH from a client, in the order the client sent them. For QoS 1 the PUBACK
     /// (QoS 2: PUBREC) is written only after the returned future resolves. If the connection
     /// closes first, the future is dropped: the client got no acknowledgement and will resend.
-    fn on_publish(&self, client: &ClientInfo, publish: IncomingPublish) -> BoxFuture<'static, PublishOutcome>;
+    fn on_publish(
+        &self,
+        client: &ClientInfo,
+        publish: IncomingPublish,
+    ) -> BoxFuture<'static, PublishOutcome>;
 
     /// The connection of `client` is closed (for any reason).
     fn on_disconnect(&self, client: &ClientInfo) {

@@ -61,7 +61,9 @@ impl Stats {
     }
 
     pub fn protocol_error(&self, kind: ProtocolErrorKind) {
-        *lock(&self.protocol_errors).entry(kind.as_str()).or_default() += 1;
+        *lock(&self.protocol_errors)
+            .entry(kind.as_str())
+            .or_default() += 1;
     }
 }
 
@@ -79,7 +81,9 @@ pub(crate) struct Shared {
 /// A poisoned lock only means another task panicked mid-update of a plain map; the map is
 /// still usable, and one connection's panic must not take the broker down.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -115,7 +119,10 @@ impl Shared {
 
     pub fn release_client_id(&self, client_id: &str, connection_id: u64) {
         let mut sessions = lock(&self.sessions);
-        if sessions.get(client_id).is_some_and(|(id, _)| *id == connection_id) {
+        if sessions
+            .get(client_id)
+            .is_some_and(|(id, _)| *id == connection_id)
+        {
             sessions.remove(client_id);
         }
     }
@@ -143,10 +150,20 @@ impl Shared {
     }
 
     /// Adds or replaces a subscription; returns whether one existed for this filter.
-    pub fn subscribe(&self, connection_id: u64, filter: &str, options: SubscriptionOptions) -> bool {
+    pub fn subscribe(
+        &self,
+        connection_id: u64,
+        filter: &str,
+        options: SubscriptionOptions,
+    ) -> bool {
         lock(&self.subscribers)
             .get_mut(&connection_id)
-            .map(|subscriber| subscriber.filters.insert(filter.to_owned(), options).is_some())
+            .map(|subscriber| {
+                subscriber
+                    .filters
+                    .insert(filter.to_owned(), options)
+                    .is_some()
+            })
             .unwrap_or(false)
     }
 
@@ -173,7 +190,14 @@ impl Shared {
     /// the subscriber is also disconnected (MQTT 5: 0x97 quota exceeded), so the loss is not
     /// silent and it resubscribes and gets the retained state. Returns the number of
     /// subscribers it was queued to.
-    pub fn route(&self, publisher: Option<u64>, topic: &str, payload: Bytes, qos: QoS, retain: bool) -> usize {
+    pub fn route(
+        &self,
+        publisher: Option<u64>,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+    ) -> usize {
         let topic: Arc<str> = Arc::from(topic);
         if retain {
             let mut retained = lock(&self.retained);

@@ -5,9 +5,7 @@
 
 /// A topic name a client may publish to: not empty, no wildcards, no NUL, at most 65535 bytes.
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= usize::from(u16::MAX)
-        && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && topic.len() <= usize::from(u16::MAX) && !topic.contains(['+', '#', '\0'])
 }
 
 /// A topic filter a client may subscribe to: `+` fills a whole level, `#` only as the whole
@@ -18,11 +16,14 @@ pub fn valid_topic_filter(filter: &str) -> bool {
     }
     let levels: Vec<&str> = filter.split('/').collect();
     let last_index = levels.len() - 1;
-    levels.iter().enumerate().all(|(index, level)| match *level {
-        "+" => true,
-        "#" => index == last_index,
-        other => !other.contains(['+', '#']),
-    })
+    levels
+        .iter()
+        .enumerate()
+        .all(|(index, level)| match *level {
+            "+" => true,
+            "#" => index == last_index,
+            other => !other.contains(['+', '#']),
+        })
 }
 
 /// Whether `topic` (a valid topic name) matches `filter` (a valid topic filter).
@@ -66,7 +67,9 @@ mod tests {
 
     #[test]
     fn topic_filters() {
-        for good in ["#", "+", "a/b", "a/+/c", "a/#", "+/+/#", "/", "a//b", "$SYS/#"] {
+        for good in [
+            "#", "+", "a/b", "a/+/c", "a/#", "+/+/#", "/", "a//b", "$SYS/#",
+        ] {
             assert!(valid_topic_filter(good), "{good}");
         }
         for bad in ["", "a/#/c", "a#", "a/b#", "a+/b", "a/+b", "##", "a/#/"] {
@@ -93,8 +96,16 @@ mod tests {
             ("a/#", "ab", false),
             ("a/b", "a/b/c", false),
             ("a/b/c", "a/b", false),
-            ("metaward/v1/devices/+/obs", "metaward/v1/devices/dev-1/obs", true),
-            ("metaward/v1/devices/+/obs", "metaward/v1/devices/dev-1/cmd", false),
+            (
+                "metaward/v1/devices/+/obs",
+                "metaward/v1/devices/dev-1/obs",
+                true,
+            ),
+            (
+                "metaward/v1/devices/+/obs",
+                "metaward/v1/devices/dev-1/cmd",
+                false,
+            ),
             // '$' topics are not matched by a wildcard at the first level
             ("#", "$SYS/broker", false),
             ("+/broker", "$SYS/broker", false),
@@ -103,7 +114,11 @@ mod tests {
             ("a/#", "a/$b", true),
         ];
         for (filter, topic, expected) in cases {
-            assert_eq!(filter_matches(filter, topic), expected, "{filter} vs {topic}");
+            assert_eq!(
+                filter_matches(filter, topic),
+                expected,
+                "{filter} vs {topic}"
+            );
         }
     }
 }

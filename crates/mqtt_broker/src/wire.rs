@@ -100,7 +100,10 @@ impl Frame {
 /// Cuts the next complete packet from `buffer`, or returns `None` when more bytes are needed.
 /// A packet whose total size exceeds `max_packet_bytes` is refused as soon as its fixed
 /// header is seen, before its body is buffered.
-pub fn next_frame(buffer: &mut BytesMut, max_packet_bytes: usize) -> Result<Option<Frame>, WireError> {
+pub fn next_frame(
+    buffer: &mut BytesMut,
+    max_packet_bytes: usize,
+) -> Result<Option<Frame>, WireError> {
     if buffer.len() < 2 {
         return Ok(None);
     }
@@ -156,8 +159,12 @@ pub fn connect_protocol_level(frame: &Frame) -> Result<u8, WireError> {
         return Err(malformed("connect too short"));
     }
     let name_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-    let name = body.get(2..2 + name_len).ok_or_else(|| malformed("connect too short"))?;
-    let level = *body.get(2 + name_len).ok_or_else(|| malformed("connect too short"))?;
+    let name = body
+        .get(2..2 + name_len)
+        .ok_or_else(|| malformed("connect too short"))?;
+    let level = *body
+        .get(2 + name_len)
+        .ok_or_else(|| malformed("connect too short"))?;
     match (name, level) {
         (b"MQTT", 4 | 5) => Ok(level),
         (b"MQTT", _) | (b"MQIsdp", _) => Err(WireError::new(
@@ -292,7 +299,11 @@ fn check_reserved_flags(frame: &Frame) -> Result<(), WireError> {
 }
 
 /// Decodes one frame with the codec of `protocol`.
-pub fn decode(protocol: ProtocolVersion, frame: Frame, max_packet_bytes: usize) -> Result<Incoming, WireError> {
+pub fn decode(
+    protocol: ProtocolVersion,
+    frame: Frame,
+    max_packet_bytes: usize,
+) -> Result<Incoming, WireError> {
     check_reserved_flags(&frame)?;
     let packet_type = frame.packet_type();
     match packet_type {
@@ -637,7 +648,11 @@ pub fn publish_size(topic: &str, payload_len: usize, qos: QoS, protocol: Protoco
 }
 
 /// Appends the encoding of `packet` to `buffer`.
-pub fn encode(protocol: ProtocolVersion, packet: Outgoing, buffer: &mut BytesMut) -> Result<(), WireError> {
+pub fn encode(
+    protocol: ProtocolVersion,
+    packet: Outgoing,
+    buffer: &mut BytesMut,
+) -> Result<(), WireError> {
     let result = match protocol {
         ProtocolVersion::V311 => encode_v4(packet, buffer),
         ProtocolVersion::V5 => encode_v5(packet, buffer),
@@ -651,7 +666,10 @@ fn encode_v4(packet: Outgoing, buffer: &mut BytesMut) -> Result<(), String> {
             session_present,
             reason_code,
             ..
-        } => v4::Packet::ConnAck(v4::ConnAck::new(v4_connack_code(reason_code), session_present)),
+        } => v4::Packet::ConnAck(v4::ConnAck::new(
+            v4_connack_code(reason_code),
+            session_present,
+        )),
         Outgoing::Publish {
             topic,
             payload,
@@ -682,7 +700,10 @@ fn encode_v4(packet: Outgoing, buffer: &mut BytesMut) -> Result<(), String> {
         // 3.1.1 has no server-sent DISCONNECT: the server just closes
         Outgoing::Disconnect { .. } => return Ok(()),
     };
-    packet.write(buffer, usize::MAX).map(|_| ()).map_err(|error| error.to_string())
+    packet
+        .write(buffer, usize::MAX)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }
 
 fn encode_v5(packet: Outgoing, buffer: &mut BytesMut) -> Result<(), String> {
@@ -791,5 +812,8 @@ fn encode_v5(packet: Outgoing, buffer: &mut BytesMut) -> Result<(), String> {
             return Ok(());
         }
     };
-    packet.write(buffer, None).map(|_| ()).map_err(|error| error.to_string())
+    packet
+        .write(buffer, None)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }

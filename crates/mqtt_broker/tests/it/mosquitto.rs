@@ -17,14 +17,30 @@ async fn mosquitto_pub(version: &'static str) {
     let port = broker.local_addr().port().to_string();
     let topic = format!("metaward/v1/devices/mosq-{version}/obs");
     let args = [
-        "-h", "127.0.0.1", "-p", &port, "-V", version, "-q", "1", "-i", version, "-t", &topic, "-m",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        version,
+        "-q",
+        "1",
+        "-i",
+        version,
+        "-t",
+        &topic,
+        "-m",
         "{\"time\":1764045600123,\"numerics\":[{\"metric\":\"heart_rate\",\"value\":72}]}",
     ]
     .map(String::from);
-    let output = tokio::task::spawn_blocking(move || std::process::Command::new(MOSQUITTO_PUB).args(args).output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(MOSQUITTO_PUB)
+            .args(args)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(
         output.status.success(),
         "mosquitto_pub -V {version} failed: {}",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use mqtt_broker::{
-    Broker, BrokerConfig, BrokerHandle, ClientInfo, ConnectRefusal, Handler, IncomingPublish, PublishOutcome,
-    PublishReason,
+    Broker, BrokerConfig, BrokerHandle, ClientInfo, ConnectRefusal, Handler, IncomingPublish,
+    PublishOutcome, PublishReason,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,7 +37,12 @@ impl RecordingHandler {
     }
 
     pub fn topics(&self) -> Vec<String> {
-        self.received.lock().unwrap().iter().map(|(_, p)| p.topic.clone()).collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.topic.clone())
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -47,7 +52,11 @@ impl RecordingHandler {
     pub async fn wait_for_count(&self, n: usize) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.count() < n {
-            assert!(tokio::time::Instant::now() < deadline, "handler got {} publishes, wanted {n}", self.count());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "handler got {} publishes, wanted {n}",
+                self.count()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -61,17 +70,28 @@ impl Handler for RecordingHandler {
         Ok(())
     }
 
-    fn on_publish(&self, client: &ClientInfo, publish: IncomingPublish) -> BoxFuture<'static, PublishOutcome> {
+    fn on_publish(
+        &self,
+        client: &ClientInfo,
+        publish: IncomingPublish,
+    ) -> BoxFuture<'static, PublishOutcome> {
         let gate = {
             let mut gates = self.gates.lock().unwrap();
-            if gates.is_empty() { None } else { Some(gates.remove(0)) }
+            if gates.is_empty() {
+                None
+            } else {
+                Some(gates.remove(0))
+            }
         };
         let outcome = match &publish.payload[..] {
             b"not json" => PublishOutcome::kept_with(PublishReason::PayloadFormatInvalid),
             b"reject" => PublishOutcome::rejected(PublishReason::UnspecifiedError),
             _ => PublishOutcome::accepted(),
         };
-        self.received.lock().unwrap().push((client.client_id.clone(), publish));
+        self.received
+            .lock()
+            .unwrap()
+            .push((client.client_id.clone(), publish));
         let resolved = self.resolved.clone();
         Box::pin(async move {
             if let Some(gate) = gate {
@@ -88,14 +108,19 @@ pub async fn start(handler: Arc<RecordingHandler>) -> BrokerHandle {
 }
 
 pub async fn start_with(handler: Arc<RecordingHandler>, config: BrokerConfig) -> BrokerHandle {
-    Broker::bind("127.0.0.1:0".parse().unwrap(), config, handler).await.unwrap()
+    Broker::bind("127.0.0.1:0".parse().unwrap(), config, handler)
+        .await
+        .unwrap()
 }
 
 /// A rumqttc 3.1.1 client whose event loop runs on its own task, events forwarded.
 pub fn client_v4(
     broker: &BrokerHandle,
     id: &str,
-) -> (rumqttc::AsyncClient, mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>) {
+) -> (
+    rumqttc::AsyncClient,
+    mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
+) {
     let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", broker.local_addr().port());
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
@@ -116,7 +141,10 @@ pub fn client_v4(
 pub fn client_v5(
     broker: &BrokerHandle,
     id: &str,
-) -> (rumqttc::v5::AsyncClient, mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, String>>) {
+) -> (
+    rumqttc::v5::AsyncClient,
+    mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, String>>,
+) {
     let mut options = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", broker.local_addr().port());
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 16);
@@ -192,13 +220,28 @@ pub fn raw_connect(level: u8, client_id: &str, keep_alive: u16) -> Vec<u8> {
 }
 
 /// Connects a raw socket and reads the CONNACK; returns the socket and the CONNACK bytes.
-pub async fn raw_connected(broker: &BrokerHandle, level: u8, client_id: &str, keep_alive: u16) -> (TcpStream, Vec<u8>) {
+pub async fn raw_connected(
+    broker: &BrokerHandle,
+    level: u8,
+    client_id: &str,
+    keep_alive: u16,
+) -> (TcpStream, Vec<u8>) {
     let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
-    stream.write_all(&raw_connect(level, client_id, keep_alive)).await.unwrap();
+    stream
+        .write_all(&raw_connect(level, client_id, keep_alive))
+        .await
+        .unwrap();
     let mut connack = vec![0u8; 64];
-    let n = tokio::time::timeout(WAIT, stream.read(&mut connack)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(WAIT, stream.read(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
     connack.truncate(n);
-    assert_eq!(connack.first(), Some(&0x20), "expected CONNACK, got {connack:02x?}");
+    assert_eq!(
+        connack.first(),
+        Some(&0x20),
+        "expected CONNACK, got {connack:02x?}"
+    );
     (stream, connack)
 }
 
