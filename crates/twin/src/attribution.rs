@@ -8,7 +8,7 @@ use model::{BedId, BodyRegion, Catalog, Observation, PatientId, RoomId};
 use crate::registry::Registry;
 use model::AssociationTarget;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Attribution {
     pub patient: Option<PatientId>,
     pub bed: Option<BedId>,

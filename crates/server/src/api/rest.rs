@@ -288,7 +288,7 @@ pub async fn associate(State(state): State<AppState>, Json(body): Json<Associate
         .write(move |store| store.associate(&stored_device, &stored_target, from))
         .await?
         .map_err(|error| match error {
-            store::StoreError::UnknownDevice(_) => ApiError::bad_request("unknown device; register it first"),
+            store::StoreError::NotFound { .. } => ApiError::bad_request("unknown device; register it first"),
             other => ApiError::internal(other),
         })?;
     state.ward.update_registry(|registry| registry.associate(device, target.clone(), from));
