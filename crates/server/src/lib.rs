@@ -155,3 +155,18 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
 }
+
+impl Server {
+    /// Writes a ward setup into the store and reloads the live views from it.
+    pub async fn apply_setup(&self, ward_setup: setup::WardSetup) -> anyhow::Result<()> {
+        let ward = self.ward.clone();
+        self.stores
+            .write(move |store| -> Result<(), store::StoreError> {
+                setup::apply(store, &ward_setup, pipeline::now())?;
+                setup::reload(&ward, store)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))??;
+        Ok(())
+    }
+}
