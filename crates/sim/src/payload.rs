@@ -75,12 +75,13 @@ pub(crate) fn rounded_number(value: f64, decimals: u8) -> serde_json::Number {
         return serde_json::Number::from(value.round() as i64);
     }
     let scale = 10f64.powi(i32::from(decimals));
-    serde_json::Number::from_f64((value * scale).round() / scale)
+    serde_json::Number::from_f64((value * scale).round() / scale + 0.0)
         .unwrap_or_else(|| serde_json::Number::from(0))
 }
 
 /// Rounds a sample to `decimals` so the JSON stays short (ECG to the microvolt).
 pub(crate) fn sample(value: f64, decimals: i32) -> f32 {
     let scale = 10f64.powi(decimals);
-    ((value * scale).round() / scale) as f32
+    // Adding 0.0 turns a rounded -0.0 into 0.0, which reads better in the JSON.
+    ((value * scale).round() / scale + 0.0) as f32
 }

@@ -2,7 +2,7 @@
 //! CONNACK and each QoS 1 PUBLISH with PUBACK, and counts the topics it received.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use model::Timestamp;
@@ -28,8 +28,14 @@ async fn read_packet(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     Some((header, body))
 }
 
-async fn serve(mut stream: TcpStream, publishes: Arc<AtomicU64>) {
+/// The peer; when `drop_once` is set, the first connection to reach 10 publishes is cut, as if
+/// the broker restarted.
+async fn serve(mut stream: TcpStream, publishes: Arc<AtomicU64>, drop_once: Arc<AtomicBool>) {
+    let mut received = 0;
     while let Some((header, body)) = read_packet(&mut stream).await {
+        if received >= 10 && drop_once.swap(false, Ordering::SeqCst) {
+            return;
+        }
         match header >> 4 {
             1 => stream.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap(),
             3 => {
@@ -43,6 +49,7 @@ async fn serve(mut stream: TcpStream, publishes: Arc<AtomicU64>) {
                     stream.write_all(&[0x40, 0x02, id[0], id[1]]).await.unwrap();
                 }
                 publishes.fetch_add(1, Ordering::Relaxed);
+                received += 1;
             }
             12 => stream.write_all(&[0xd0, 0x00]).await.unwrap(),
             14 => return,
@@ -51,17 +58,50 @@ async fn serve(mut stream: TcpStream, publishes: Arc<AtomicU64>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishes_every_device_message_with_qos1_and_counts_acks() {
+async fn start_peer(drop_once: bool) -> (std::net::SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let publishes = Arc::new(AtomicU64::new(0));
     let counter = publishes.clone();
+    let drop_once = Arc::new(AtomicBool::new(drop_once));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream, counter.clone()));
+            tokio::spawn(serve(stream, counter.clone(), drop_once.clone()));
         }
     });
+    (addr, publishes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_the_connection_drops() {
+    let (addr, publishes) = start_peer(true).await;
+    let ward = SimWard::new(crate::support::config(2, 2));
+    let options = PublisherOptions {
+        tick: Duration::from_millis(20),
+        time_scale: 10.0,
+        ..PublisherOptions::default()
+    };
+    let shutdown = CancellationToken::new();
+    let publisher = tokio::spawn(run_publisher(addr, ward, options, shutdown.clone()));
+    for _ in 0..1000 {
+        if publishes.load(Ordering::Relaxed) >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let stats = publisher.await.unwrap().unwrap();
+    assert!(stats.connection_errors >= 1, "{stats:?}");
+    assert!(
+        stats.connections >= 3,
+        "two gateways and a reconnection: {stats:?}"
+    );
+    assert!(publishes.load(Ordering::Relaxed) >= 100, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_every_device_message_with_qos1_and_counts_acks() {
+    let (addr, publishes) = start_peer(false).await;
 
     let mut config = crate::support::config(1, 3);
     config.start = Timestamp::from_millis(crate::support::START_MS);
