@@ -1,1 +1,109 @@
-fn main() {}
+//! `metaward`: one binary that wires the crates together.
+//!
+//! - `serve`: the server, waiting for real devices.
+//! - `demo`: the server plus a simulated ward publishing over the real MQTT socket.
+//! - `bench`: drives simulated beds through the real sockets and prints throughput, latency
+//!   and memory.
+
+mod bench;
+mod config;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ListenArgs;
+
+#[derive(Parser)]
+#[command(name = "metaward", version, about = "A real-time clinical digital twin of hospital wards")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server for real devices
+    Serve {
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+    /// Run the server with a simulated ward feeding it over MQTT
+    Demo {
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// Number of simulated beds
+        #[arg(long, default_value_t = 12, env = "METAWARD_DEMO_BEDS")]
+        beds: usize,
+        /// Seed of the simulation: the same seed gives the same ward
+        #[arg(long, default_value_t = 1, env = "METAWARD_DEMO_SEED")]
+        seed: u64,
+    },
+    /// Measure ingest throughput, end-to-end latency and memory
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("METAWARD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { listen } => serve(listen).await,
+            Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+async fn serve(listen: ListenArgs) -> anyhow::Result<()> {
+    let server = server::Server::start(listen.resolve()?).await?;
+    announce(&server);
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=500).contains(&beds), "--beds must be 1 to 500");
+    let server = server::Server::start(listen.resolve()?).await?;
+    let ward = demo::sim_ward(seed, beds, server::pipeline::now());
+    server.apply_setup(demo::setup_of(&ward, "Ward A (simulated)")).await?;
+    announce(&server);
+    let stop = CancellationToken::new();
+    let publisher = tokio::spawn(sim::run_publisher(server.mqtt_addr(), ward, sim::PublisherOptions::default(), stop.clone()));
+    println!("simulating {beds} beds (seed {seed}); open http://{}/ in a browser; Ctrl-C stops", server.http_addr());
+    shutdown_signal().await;
+    stop.cancel();
+    match publisher.await? {
+        Ok(stats) => tracing::info!(published = stats.published, acked = stats.acked, "simulator stopped"),
+        Err(error) => tracing::warn!(%error, "simulator stopped with an error"),
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// One machine-readable line on stdout, so scripts and tests know where to connect.
+fn announce(server: &server::Server) {
+    println!("metaward listening http={} mqtt={}", server.http_addr(), server.mqtt_addr());
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -70,6 +70,7 @@ pub struct Server {
     stores: Stores,
     log: Log,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
     broker: mqtt_broker::BrokerHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -116,7 +117,7 @@ impl Server {
             .await
             .with_context(|| format!("binding HTTP on {}", config.http))?;
         let http_addr = listener.local_addr()?;
-        let app = api::router(AppState { ward: ward.clone(), stores: stores.clone(), metrics, log: log.clone() });
+        let app = api::router(AppState { ward: ward.clone(), stores: stores.clone(), metrics: metrics.clone(), log: log.clone() });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await;
@@ -125,7 +126,7 @@ impl Server {
             }
         }));
         tracing::info!(http = %http_addr, mqtt = %mqtt_addr, "metaward is listening");
-        Ok(Server { http_addr, mqtt_addr, ward, stores, log, shutdown, broker, tasks })
+        Ok(Server { http_addr, mqtt_addr, ward, stores, log, shutdown, metrics, broker, tasks })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -138,6 +139,11 @@ impl Server {
 
     pub fn ward(&self) -> &Arc<Ward> {
         &self.ward
+    }
+
+    /// The Prometheus text, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render()
     }
 
     pub fn stores(&self) -> &Stores {
