@@ -135,9 +135,10 @@ function overview(immediate: boolean): void {
   const centre = ward.bounds.getCenter(new THREE.Vector3());
   const size = ward.bounds.getSize(new THREE.Vector3());
   const radius = Math.max(4, Math.hypot(size.x, size.z) / 2);
-  const distance = radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2)) * 0.75;
-  const target = new THREE.Vector3(centre.x, 0, centre.z);
-  const position = target.clone().add(new THREE.Vector3(0, 0.75, 0.66).normalize().multiplyScalar(distance));
+  const fit = Math.min(camera.fov, THREE.MathUtils.radToDeg(2 * Math.atan(Math.tan(THREE.MathUtils.degToRad(camera.fov / 2)) * camera.aspect)));
+  const distance = radius / Math.sin(THREE.MathUtils.degToRad(fit / 2)) * 0.62;
+  const target = new THREE.Vector3(centre.x, 0, centre.z + size.z * 0.05);
+  const position = target.clone().add(new THREE.Vector3(0, 1, 0.55).normalize().multiplyScalar(distance));
   if (immediate) {
     controls.target.copy(target);
     camera.position.copy(position);
@@ -260,7 +261,7 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   const previousSelection = selectedBedId;
   const firstSnapshot = ward === null;
   ward?.dispose();
-  ward = new Ward(snapshot, kit);
+  ward = new Ward(snapshot, kit, labelRenderer.domElement);
   scene.add(ward.root);
   hooks.beds = ward.bedCount;
   hooks.patients = ward.patients.size;

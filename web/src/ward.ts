@@ -130,7 +130,11 @@ export interface BedView {
   avatar: Avatar | null;
   ringMaterial: THREE.MeshBasicMaterial | null;
   nameLabel: CSS2DObject;
+  nameNode: HTMLDivElement;
   badge: HTMLSpanElement | null;
+  badgeWord: HTMLSpanElement | null;
+  badgeDetail: HTMLSpanElement | null;
+  far: boolean;
   regionLabels: Map<BodyRegion, RegionLabel>;
   rows: Map<string, ValueRow>;
   deviation: number | null;
@@ -141,6 +145,8 @@ export interface BedView {
 
 interface RoomView {
   room: RoomInfo;
+  panelObject: CSS2DObject;
+  far: boolean;
   panel: HTMLDivElement;
   rows: Map<string, ValueRow>;
 }
@@ -161,7 +167,11 @@ export class Ward {
   private readonly ownMaterials: THREE.Material[] = [];
   private readonly labels: CSS2DObject[] = [];
 
-  constructor(snapshot: SnapshotMessage, private readonly kit: SharedKit) {
+  /**
+   * `labelLayer` is the CSS2DRenderer's element. Labels are put in it at once (hidden until
+   * rendered), so every label's data-testid is in the DOM even while the label is culled.
+   */
+  constructor(snapshot: SnapshotMessage, private readonly kit: SharedKit, private readonly labelLayer: HTMLElement) {
     this.root.name = "ward";
     for (const metric of snapshot.metrics ?? []) this.metrics.set(metric.key, metric);
     for (const patient of snapshot.patients ?? []) this.patients.set(patient.id, patient);
@@ -237,8 +247,8 @@ export class Ward {
     const panelObject = new CSS2DObject(panel);
     panelObject.position.set(room.width / 2, WALL_HEIGHT + 0.45, 0.1);
     roomGroup.add(panelObject);
-    this.labels.push(panelObject);
-    this.rooms.set(room.id, { room, panel, rows: new Map() });
+    this.addLabel(panelObject);
+    this.rooms.set(room.id, { room, panel, panelObject, far: false, rows: new Map() });
 
     // Bed coordinates: the contract's example does not say whether they are room-relative.
     // If every bed lies inside the room's rectangle in ward coordinates, read them as such;
@@ -284,16 +294,19 @@ export class Ward {
     const nameNode = el("div", "bed-label");
     const view: BedView = {
       bed, room, group, patient, avatar: null, ringMaterial: null,
-      nameLabel: new CSS2DObject(nameNode), badge: null, regionLabels: new Map(), rows: new Map(),
+      nameLabel: new CSS2DObject(nameNode), nameNode, badge: null, badgeWord: null, badgeDetail: null, far: false, regionLabels: new Map(), rows: new Map(),
       deviation: null, worstMetric: null, latest: new Map(),
     };
     nameNode.dataset.testid = `bed-${bed.id}`;
     if (patient) {
       nameNode.append(el("div", "patient-name", `${patient.name}, ${patient.age}`));
-      const badge = el("span", "badge unknown", "no status");
+      const badge = el("span", "badge unknown");
       badge.dataset.testid = `status-${patient.id}`;
-      const line = el("div", "bed-line", `${bed.label} `);
-      line.append(badge);
+      view.badgeWord = el("span", "badge-word", "no status");
+      view.badgeDetail = el("span", "badge-detail");
+      badge.append(view.badgeWord, view.badgeDetail);
+      const line = el("div", "bed-line");
+      line.append(el("span", "bed-text", `${bed.label} `), badge);
       nameNode.append(line);
       view.badge = badge;
 
@@ -332,7 +345,7 @@ export class Ward {
     }
     view.nameLabel.position.set(0, 1.45, -0.6);
     group.add(view.nameLabel);
-    this.labels.push(view.nameLabel);
+    this.addLabel(view.nameLabel);
     this.beds.set(bed.id, view);
   }
 
@@ -384,7 +397,7 @@ export class Ward {
     if (anchor) object.position.set(...anchor);
     else object.position.set(mesh.position.x * 2.2, mesh.position.y + 0.3, mesh.position.z);
     view.avatar!.root.add(object);
-    this.labels.push(object);
+    this.addLabel(object);
     // A leader line from the region to its label.
     const line = new THREE.Line(this.kit.leader, this.kit.leaderMaterial);
     line.position.copy(mesh.position);
@@ -395,6 +408,12 @@ export class Ward {
     label = { object, node };
     view.regionLabels.set(region, label);
     return label;
+  }
+
+  private addLabel(object: CSS2DObject): void {
+    object.element.style.display = "none";
+    this.labelLayer.append(object.element);
+    this.labels.push(object);
   }
 
   applyStatus(items: StatusItem[]): void {
@@ -409,8 +428,9 @@ export class Ward {
       if (view.badge) {
         const word = statusWord(item.deviation);
         const worst = item.worst_metric ? ` · ${shortName(item.worst_metric, this.metrics.get(item.worst_metric)?.display)}` : "";
-        const text = `${word} ${Math.round(item.deviation * 100)}%${word === "stable" ? "" : worst}`;
-        if (view.badge.textContent !== text) view.badge.textContent = text;
+        const detail = ` ${Math.round(item.deviation * 100)}%${word === "stable" ? "" : worst}`;
+        if (view.badgeWord!.textContent !== word) view.badgeWord!.textContent = word;
+        if (view.badgeDetail!.textContent !== detail) view.badgeDetail!.textContent = detail;
         view.badge.className = `badge ${word}`;
         view.badge.style.setProperty("--status", `#${scratchColor.getHexString()}`);
       }
@@ -422,8 +442,24 @@ export class Ward {
     const position = new THREE.Vector3();
     for (const view of this.beds.values()) {
       view.group.getWorldPosition(position);
-      const near = view.bed.id === selectedBedId || position.distanceTo(camera.position) < maxDistance;
+      const distance = position.distanceTo(camera.position);
+      const near = view.bed.id === selectedBedId || distance < maxDistance;
       for (const label of view.regionLabels.values()) label.object.visible = near;
+      // Far away, the bed label shrinks to its status word so 40 beds stay readable.
+      const far = distance > maxDistance * 2;
+      if (far !== view.far) {
+        view.far = far;
+        view.nameNode.classList.toggle("far", far);
+      }
+    }
+    // Far away, a room panel shows its name and only the readings out of their normal range.
+    for (const room of this.rooms.values()) {
+      room.panelObject.getWorldPosition(position);
+      const far = position.distanceTo(camera.position) > maxDistance * 2;
+      if (far !== room.far) {
+        room.far = far;
+        room.panel.classList.toggle("far", far);
+      }
     }
   }
 
