@@ -54,28 +54,28 @@ const REGION_SPECS: Record<BodyRegion, RegionSpec> = Object.fromEntries([
 
 /** Geometries and materials shared by every avatar in the ward (40 beds => ~1000 meshes, 3 geometries). */
 export class AvatarKit {
-  readonly sphere = new THREE.SphereGeometry(0.5, 16, 12);
+  readonly sphere = new THREE.SphereGeometry(0.5, 10, 8);
   // Radius 0.5, straight part 1 => axis length 2 before scaling.
-  readonly capsule = new THREE.CapsuleGeometry(0.5, 1, 4, 12);
+  readonly capsule = new THREE.CapsuleGeometry(0.5, 1, 2, 8);
   readonly box = new THREE.BoxGeometry(1, 1, 1);
-  readonly heart = new THREE.MeshStandardMaterial({
-    color: 0xd23a4a, transparent: true, opacity: 0.75, roughness: 0.5, depthWrite: false,
+  readonly heart = new THREE.MeshLambertMaterial({
+    color: 0xd23a4a, transparent: true, opacity: 0.75, depthWrite: false,
   });
-  readonly lung = new THREE.MeshStandardMaterial({
-    color: 0x7fb4e6, transparent: true, opacity: 0.6, roughness: 0.6, depthWrite: false,
+  readonly lung = new THREE.MeshLambertMaterial({
+    color: 0x7fb4e6, transparent: true, opacity: 0.6, depthWrite: false,
   });
   /** Regions a condition sits in; a colour outside the green-amber-red status scale. */
-  readonly condition = new THREE.MeshStandardMaterial({
-    color: 0x9b59d0, emissive: 0x5a1f8f, emissiveIntensity: 0.55, roughness: 0.5,
+  readonly condition = new THREE.MeshLambertMaterial({
+    color: 0x9b59d0, emissive: 0x5a1f8f, emissiveIntensity: 0.55,
   });
-  readonly conditionOrgan = new THREE.MeshStandardMaterial({
+  readonly conditionOrgan = new THREE.MeshLambertMaterial({
     color: 0xb06ae0, emissive: 0x6a2fa8, emissiveIntensity: 0.8, transparent: true, opacity: 0.85,
     depthWrite: false,
   });
 
   /** A body material for one patient; its colour follows the patient's status. */
-  bodyMaterial(): THREE.MeshStandardMaterial {
-    return new THREE.MeshStandardMaterial({ color: 0xd9b89c, roughness: 0.8 });
+  bodyMaterial(): THREE.MeshLambertMaterial {
+    return new THREE.MeshLambertMaterial({ color: 0xd9b89c });
   }
 
   dispose(): void {
@@ -87,7 +87,7 @@ export class AvatarKit {
 export interface Avatar {
   root: THREE.Group;
   regions: Map<BodyRegion, THREE.Mesh>;
-  body: THREE.MeshStandardMaterial;
+  body: THREE.MeshLambertMaterial;
 }
 
 /**

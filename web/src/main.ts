@@ -32,7 +32,7 @@ declare global {
   }
 }
 
-const LABEL_DISTANCE = 11;
+const LABEL_DISTANCE = 9;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const viewport = $("viewport");
@@ -60,8 +60,21 @@ const hooks: MetawardHooks = {
 window.__metaward = hooks;
 
 // ---- three.js scene -------------------------------------------------------------------------
-const renderer = new THREE.WebGLRenderer({ antialias: true, powerPreference: "high-performance" });
-renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+/**
+ * True on a software rasterizer (SwiftShader, llvmpipe: headless CI, VMs). There every pixel
+ * costs CPU, so the page drops multisampling and renders at one device pixel per CSS pixel.
+ */
+function softwareRendering(): boolean {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  if (!gl) return false;
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+}
+const software = softwareRendering();
+const renderer = new THREE.WebGLRenderer({ antialias: !software, powerPreference: "high-performance" });
+renderer.setPixelRatio(software ? 1 : Math.min(window.devicePixelRatio, 2));
 renderer.setClearColor(0x1a222c);
 viewport.append(renderer.domElement);
 
@@ -74,10 +87,6 @@ scene.add(new THREE.HemisphereLight(0xf2f6ff, 0x3a4250, 1.6));
 const sun = new THREE.DirectionalLight(0xffffff, 1.6);
 sun.position.set(8, 14, 6);
 scene.add(sun);
-const ground = new THREE.Mesh(new THREE.PlaneGeometry(400, 400), new THREE.MeshStandardMaterial({ color: 0x2a333e, roughness: 1 }));
-ground.rotation.x = -Math.PI / 2;
-ground.position.y = -0.03;
-scene.add(ground);
 
 const camera = new THREE.PerspectiveCamera(50, 1, 0.05, 500);
 camera.position.set(10, 14, 18);
@@ -86,6 +95,14 @@ controls.enableDamping = true;
 controls.maxPolarAngle = Math.PI / 2 - 0.05;
 controls.minDistance = 1;
 controls.maxDistance = 150;
+
+// Render on demand: a frame is drawn when the camera moves or the scene changes, never for a
+// value whose text changed (labels are DOM). A still ward costs almost nothing per frame.
+let needsRender = true;
+const invalidate = () => {
+  needsRender = true;
+};
+controls.addEventListener("change", invalidate);
 
 const kit = new SharedKit();
 let ward: Ward | null = null;
@@ -98,6 +115,7 @@ function resize(): void {
   labelRenderer.setSize(width, height);
   camera.aspect = width / Math.max(1, height);
   camera.updateProjectionMatrix();
+  invalidate();
 }
 new ResizeObserver(resize).observe(viewport);
 resize();
@@ -125,6 +143,7 @@ function stepFlight(now: number): void {
   if (!flight) return;
   const t = Math.min(1, (now - flight.start) / flight.duration);
   const eased = t < 0.5 ? 4 * t * t * t : 1 - (-2 * t + 2) ** 3 / 2;
+  invalidate();
   controls.target.lerpVectors(flight.fromTarget, flight.toTarget, eased);
   camera.position.lerpVectors(flight.fromPosition, flight.toPosition, eased);
   if (t >= 1) flight = null;
@@ -265,6 +284,7 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   scene.add(ward.root);
   hooks.beds = ward.bedCount;
   hooks.patients = ward.patients.size;
+  invalidate();
   for (const item of snapshot.values ?? []) recordValue(item);
   if (firstSnapshot) overview(true);
   select(previousSelection && ward.beds.has(previousSelection) ? previousSelection : null);
@@ -342,14 +362,21 @@ function frame(now: number): void {
   updateHover();
   if (ward && now - lastVisibilityCheck > 200) {
     lastVisibilityCheck = now;
-    ward.updateLabelVisibility(camera, selectedBedId, LABEL_DISTANCE);
+    if (ward.updateLabelVisibility(camera, selectedBedId, LABEL_DISTANCE)) invalidate();
   }
   if (panelDirty && now - lastPanelRender > 500) {
     lastPanelRender = now;
     renderPanel();
   }
-  renderer.render(scene, camera);
-  labelRenderer.render(scene, camera);
+  if (ward?.dirty) {
+    ward.dirty = false;
+    needsRender = true;
+  }
+  if (needsRender) {
+    needsRender = false;
+    renderer.render(scene, camera);
+    labelRenderer.render(scene, camera);
+  }
   if (!panel.hidden) ecg.draw();
 }
 requestAnimationFrame(frame);

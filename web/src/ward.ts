@@ -164,6 +164,8 @@ export class Ward {
   /** Meshes a click or hover can hit; each carries userData.bedId. */
   readonly pickables: THREE.Object3D[] = [];
   readonly bounds = new THREE.Box3();
+  /** Set when the scene changed in a way that needs a new frame (new labels, status colours). */
+  dirty = true;
   private readonly ownMaterials: THREE.Material[] = [];
   private readonly labels: CSS2DObject[] = [];
 
@@ -407,6 +409,7 @@ export class Ward {
     view.avatar!.root.add(line);
     label = { object, node };
     view.regionLabels.set(region, label);
+    this.dirty = true;
     return label;
   }
 
@@ -417,6 +420,7 @@ export class Ward {
   }
 
   applyStatus(items: StatusItem[]): void {
+    this.dirty = true;
     for (const item of items) {
       const view = this.bedByPatient.get(item.patient_id);
       if (!view) continue;
@@ -438,13 +442,17 @@ export class Ward {
   }
 
   /** Shows value labels only for beds near the camera (or the selected one): 40 beds stay legible. */
-  updateLabelVisibility(camera: THREE.Camera, selectedBedId: string | null, maxDistance: number): void {
+  updateLabelVisibility(camera: THREE.Camera, selectedBedId: string | null, maxDistance: number): boolean {
     const position = new THREE.Vector3();
+    let changed = false;
     for (const view of this.beds.values()) {
       view.group.getWorldPosition(position);
       const distance = position.distanceTo(camera.position);
       const near = view.bed.id === selectedBedId || distance < maxDistance;
-      for (const label of view.regionLabels.values()) label.object.visible = near;
+      for (const label of view.regionLabels.values()) {
+        if (label.object.visible !== near) changed = true;
+        label.object.visible = near;
+      }
       // Far away, the bed label shrinks to its status word so 40 beds stay readable.
       const far = distance > maxDistance * 2;
       if (far !== view.far) {
@@ -461,6 +469,7 @@ export class Ward {
         room.panel.classList.toggle("far", far);
       }
     }
+    return changed;
   }
 
   bedFocusPoint(bedId: string): { target: THREE.Vector3; position: THREE.Vector3 } | null {
@@ -485,9 +494,9 @@ export class SharedKit {
   readonly ring = new THREE.RingGeometry(1.0, 1.08, 48);
   readonly leader = new THREE.BufferGeometry().setFromPoints([new THREE.Vector3(0, 0, 0), new THREE.Vector3(1, 1, 1)]);
   readonly leaderMaterial = new THREE.LineBasicMaterial({ color: 0x9fb3c8, transparent: true, opacity: 0.7 });
-  readonly floor = new THREE.MeshStandardMaterial({ color: 0xdfe4ea, roughness: 0.95 });
-  readonly wall = new THREE.MeshStandardMaterial({ color: 0xa9b7c6, roughness: 0.9 });
-  readonly panel = new THREE.MeshStandardMaterial({ color: 0x1f2a36, roughness: 0.6 });
-  readonly bedFrame = new THREE.MeshStandardMaterial({ color: 0x8d99a6, roughness: 0.5, metalness: 0.3 });
-  readonly mattress = new THREE.MeshStandardMaterial({ color: 0xf4f6f8, roughness: 0.9 });
+  readonly floor = new THREE.MeshLambertMaterial({ color: 0xdfe4ea });
+  readonly wall = new THREE.MeshLambertMaterial({ color: 0xa9b7c6 });
+  readonly panel = new THREE.MeshLambertMaterial({ color: 0x1f2a36 });
+  readonly bedFrame = new THREE.MeshLambertMaterial({ color: 0x8d99a6 });
+  readonly mattress = new THREE.MeshLambertMaterial({ color: 0xf4f6f8 });
 }
