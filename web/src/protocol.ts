@@ -1,0 +1,138 @@
+//! The WebSocket stream contract (docs/stream.md), as the page reads it.
+//! Only the server knows the wire format; these types mirror it and must never be widened by guesswork.
+
+export interface BedInfo {
+  id: string;
+  label: string;
+  x: number;
+  z: number;
+  rotation: number;
+}
+
+export interface RoomInfo {
+  id: string;
+  name: string;
+  x: number;
+  z: number;
+  width: number;
+  depth: number;
+  beds: BedInfo[];
+}
+
+export interface WardInfo {
+  id: string;
+  name: string;
+  rooms: RoomInfo[];
+}
+
+export interface ConditionInfo {
+  code: string;
+  system: string;
+  display: string;
+  regions: string[];
+}
+
+export interface PatientInfo {
+  id: string;
+  name: string;
+  age: number;
+  sex: string;
+  bed_id: string | null;
+  conditions: ConditionInfo[];
+}
+
+export interface MetricInfo {
+  key: string;
+  display: string;
+  unit: string;
+  decimals: number;
+  normal?: [number, number] | null;
+  /** The catalog's default body region, when the server sends it. */
+  region?: string | null;
+}
+
+export interface ValueItem {
+  patient_id: string | null;
+  room_id: string | null;
+  bed_id: string | null;
+  device_id: string | null;
+  metric: string;
+  value: number;
+  unit: string;
+  time: number;
+  received: number;
+  region: string | null;
+  artefact: boolean;
+}
+
+export interface StatusItem {
+  patient_id: string;
+  deviation: number;
+  worst_metric: string | null;
+}
+
+export interface SnapshotMessage {
+  type: "snapshot";
+  server_time: number;
+  wards: WardInfo[];
+  patients: PatientInfo[];
+  metrics: MetricInfo[];
+  values: ValueItem[];
+  status: StatusItem[];
+}
+
+export interface ValuesMessage {
+  type: "values";
+  items: ValueItem[];
+}
+
+export interface WaveformMessage {
+  type: "waveform";
+  patient_id: string;
+  metric: string;
+  start: number;
+  rate_hz: number;
+  samples: number[];
+  region: string | null;
+}
+
+export interface StatusMessage {
+  type: "status";
+  items: StatusItem[];
+}
+
+export interface LaggedMessage {
+  type: "lagged";
+  skipped_waveform_chunks: number;
+}
+
+export type ServerMessage =
+  | SnapshotMessage
+  | ValuesMessage
+  | WaveformMessage
+  | StatusMessage
+  | LaggedMessage;
+
+/** Body-region keys the avatar has, exactly as the catalog and the stream name them. */
+export const BODY_REGIONS = [
+  "head", "face", "neck", "chest", "heart", "lung_left", "lung_right", "abdomen", "pelvis", "back",
+  "axilla_left", "axilla_right", "upper_arm_left", "upper_arm_right", "forearm_left", "forearm_right",
+  "hand_left", "hand_right", "finger_left", "finger_right", "thigh_left", "thigh_right",
+  "leg_left", "leg_right", "foot_left", "foot_right",
+] as const;
+
+export type BodyRegion = (typeof BODY_REGIONS)[number];
+
+const REGION_SET: ReadonlySet<string> = new Set(BODY_REGIONS);
+
+/**
+ * Maps a region key from the stream to one the avatar has. A paired part without a side
+ * ("lung", "axilla") means "either" in the model; the avatar shows it on the left.
+ */
+export function resolveRegion(key: string | null | undefined): BodyRegion | null {
+  if (!key) return null;
+  if (REGION_SET.has(key)) return key as BodyRegion;
+  const left = `${key}_left`;
+  if (REGION_SET.has(left)) return left as BodyRegion;
+  return null;
+}

@@ -1,0 +1,502 @@
+//! The 3D ward built from one snapshot: room floors and low walls, beds, an avatar per occupied
+//! bed, live value labels anchored at body regions, room sensor panels. A new snapshot (after a
+//! reconnect) builds a new Ward; the old one is disposed whole.
+//!
+//! Performance rule: geometries and most materials are shared; DOM text is written only when the
+//! formatted text changes; the renderer runs on requestAnimationFrame (see main.ts).
+
+import * as THREE from "three";
+import { CSS2DObject } from "three/examples/jsm/renderers/CSS2DRenderer.js";
+import { AvatarKit, buildAvatar, type Avatar } from "./avatar";
+import {
+  formatNumber, isOutOfNormal, shortName, statusColor, statusWord, unitText,
+} from "./format";
+import {
+  resolveRegion, type BodyRegion, type MetricInfo, type PatientInfo, type RoomInfo,
+  type SnapshotMessage, type StatusItem, type ValueItem, type BedInfo,
+} from "./protocol";
+
+const WALL_HEIGHT = 1.0;
+const WALL_THICKNESS = 0.06;
+const BED_LENGTH = 2.1;
+const BED_WIDTH = 0.95;
+const MATTRESS_TOP = 0.62;
+const NIBP = ["nibp_systolic", "nibp_diastolic", "nibp_mean"] as const;
+
+/** Where each region's label floats, in the avatar frame, so the labels of one body don't overlap. */
+const LABEL_ANCHORS: Partial<Record<BodyRegion, [number, number, number]>> = {
+  head: [0, 0.5, -1.0],
+  face: [-0.38, 0.4, -0.9],
+  neck: [0.38, 0.35, -0.72],
+  heart: [0, 0.55, -0.42],
+  chest: [0, 0.45, -0.3],
+  lung_left: [0.42, 0.4, -0.58],
+  lung_right: [-0.42, 0.4, -0.5],
+  axilla_left: [0.5, 0.3, -0.75],
+  axilla_right: [-0.5, 0.3, -0.75],
+  upper_arm_left: [0.6, 0.3, -0.3],
+  upper_arm_right: [-0.6, 0.3, -0.3],
+  finger_left: [0.55, 0.25, 0.15],
+  finger_right: [-0.55, 0.25, 0.15],
+};
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A span whose text is written only when it changes, flashing briefly when it does. */
+class LiveText {
+  private text = "";
+  constructor(readonly node: HTMLElement) {}
+  set(text: string, flashTarget?: HTMLElement): boolean {
+    if (text === this.text) return false;
+    const first = this.text === "";
+    this.text = text;
+    this.node.textContent = text;
+    if (!first && flashTarget) {
+      flashTarget.animate(
+        [{ backgroundColor: "rgba(255, 230, 120, 0.85)" }, { backgroundColor: "rgba(255, 230, 120, 0)" }],
+        { duration: 700, easing: "ease-out" },
+      );
+    }
+    return true;
+  }
+}
+
+/** One row of a label: a metric's name, value, unit and flags. */
+class ValueRow {
+  readonly node: HTMLDivElement;
+  private readonly values: Map<string, LiveText>;
+  private readonly unit: LiveText;
+  private artefactMetrics = new Set<string>();
+  private abnormalMetrics = new Set<string>();
+
+  constructor(subjectId: string, metrics: readonly string[], name: string, testIdPrefix: string) {
+    this.node = el("div", "vrow");
+    this.node.append(el("span", "vname", name));
+    const value = el("span", "vval");
+    this.values = new Map();
+    metrics.forEach((metric, i) => {
+      const span = el("span");
+      span.dataset.testid = `${testIdPrefix}-${subjectId}-${metric}`;
+      span.dataset.metric = metric;
+      this.values.set(metric, new LiveText(span));
+      if (metric === "nibp_diastolic") value.append("/");
+      if (metric === "nibp_mean") {
+        const mean = el("span", "vmean", " (");
+        mean.append(span, ")");
+        value.append(mean);
+      } else {
+        if (i > 0 && !metric.startsWith("nibp")) value.append(" ");
+        value.append(span);
+      }
+    });
+    const unit = el("span", "vunit");
+    this.unit = new LiveText(unit);
+    this.node.append(value, unit, el("span", "vflag", "artefact"));
+  }
+
+  update(item: ValueItem, metric: MetricInfo | undefined): void {
+    const live = this.values.get(item.metric);
+    if (!live) return;
+    live.set(formatNumber(item.value, metric?.decimals), this.node);
+    this.unit.set(unitText(item.unit || metric?.unit));
+    toggle(this.artefactMetrics, item.metric, item.artefact);
+    toggle(this.abnormalMetrics, item.metric, !item.artefact && isOutOfNormal(item.value, metric?.normal));
+    this.node.classList.toggle("artefact", this.artefactMetrics.size > 0);
+    this.node.classList.toggle("abnormal", this.abnormalMetrics.size > 0);
+    this.node.title = this.artefactMetrics.size > 0 ? "flagged as artefact (outside the plausible range)" : "";
+  }
+}
+
+function toggle(set: Set<string>, key: string, on: boolean): void {
+  if (on) set.add(key);
+  else set.delete(key);
+}
+
+interface RegionLabel {
+  object: CSS2DObject;
+  node: HTMLDivElement;
+}
+
+export interface BedView {
+  bed: BedInfo;
+  room: RoomInfo;
+  group: THREE.Group;
+  patient: PatientInfo | null;
+  avatar: Avatar | null;
+  ringMaterial: THREE.MeshBasicMaterial | null;
+  nameLabel: CSS2DObject;
+  nameNode: HTMLDivElement;
+  badge: HTMLSpanElement | null;
+  badgeWord: HTMLSpanElement | null;
+  badgeDetail: HTMLSpanElement | null;
+  far: boolean;
+  regionLabels: Map<BodyRegion, RegionLabel>;
+  rows: Map<string, ValueRow>;
+  deviation: number | null;
+  worstMetric: string | null;
+  /** Latest value per metric, for the side panel. */
+  latest: Map<string, ValueItem>;
+}
+
+interface RoomView {
+  room: RoomInfo;
+  panelObject: CSS2DObject;
+  far: boolean;
+  panel: HTMLDivElement;
+  rows: Map<string, ValueRow>;
+}
+
+const SKIN = new THREE.Color(0xd9b89c);
+const scratchColor = new THREE.Color();
+
+export class Ward {
+  readonly root = new THREE.Group();
+  readonly beds = new Map<string, BedView>();
+  readonly bedByPatient = new Map<string, BedView>();
+  readonly patients = new Map<string, PatientInfo>();
+  readonly metrics = new Map<string, MetricInfo>();
+  readonly rooms = new Map<string, RoomView>();
+  /** Meshes a click or hover can hit; each carries userData.bedId. */
+  readonly pickables: THREE.Object3D[] = [];
+  readonly bounds = new THREE.Box3();
+  /** Set when the scene changed in a way that needs a new frame (new labels, status colours). */
+  dirty = true;
+  private readonly ownMaterials: THREE.Material[] = [];
+  private readonly labels: CSS2DObject[] = [];
+
+  /**
+   * `labelLayer` is the CSS2DRenderer's element. Labels are put in it at once (hidden until
+   * rendered), so every label's data-testid is in the DOM even while the label is culled.
+   */
+  constructor(snapshot: SnapshotMessage, private readonly kit: SharedKit, private readonly labelLayer: HTMLElement) {
+    this.root.name = "ward";
+    for (const metric of snapshot.metrics ?? []) this.metrics.set(metric.key, metric);
+    for (const patient of snapshot.patients ?? []) this.patients.set(patient.id, patient);
+    const patientByBed = new Map<string, PatientInfo>();
+    for (const patient of snapshot.patients ?? []) if (patient.bed_id) patientByBed.set(patient.bed_id, patient);
+
+    // Wards side by side along x when the snapshot has more than one.
+    let wardOffsetX = 0;
+    for (const ward of snapshot.wards ?? []) {
+      const wardGroup = new THREE.Group();
+      wardGroup.name = `ward-${ward.id}`;
+      wardGroup.position.x = wardOffsetX;
+      let maxX = 0;
+      let minX = Infinity;
+      for (const room of ward.rooms ?? []) {
+        this.buildRoom(wardGroup, room, patientByBed);
+        minX = Math.min(minX, room.x);
+        maxX = Math.max(maxX, room.x + room.width);
+      }
+      this.root.add(wardGroup);
+      if (Number.isFinite(minX)) wardOffsetX += maxX - minX + 4;
+    }
+    this.root.updateMatrixWorld(true);
+    this.bounds.setFromObject(this.root);
+    if (this.bounds.isEmpty()) this.bounds.set(new THREE.Vector3(-5, 0, -5), new THREE.Vector3(5, 1, 5));
+    for (const item of snapshot.values ?? []) this.applyValue(item);
+    this.applyStatus(snapshot.status ?? []);
+  }
+
+  get bedCount(): number {
+    return this.beds.size;
+  }
+
+  private buildRoom(parent: THREE.Group, room: RoomInfo, patientByBed: Map<string, PatientInfo>): void {
+    const kit = this.kit;
+    const roomGroup = new THREE.Group();
+    roomGroup.name = `room-${room.id}`;
+    roomGroup.position.set(room.x, 0, room.z);
+    parent.add(roomGroup);
+
+    const floor = new THREE.Mesh(kit.box, kit.floor);
+    floor.scale.set(room.width, 0.02, room.depth);
+    floor.position.set(room.width / 2, -0.01, room.depth / 2);
+    roomGroup.add(floor);
+
+    const walls: Array<[number, number, number, number]> = [
+      // centre x, centre z, size x, size z
+      [room.width / 2, 0, room.width, WALL_THICKNESS],
+      [room.width / 2, room.depth, room.width, WALL_THICKNESS],
+      [0, room.depth / 2, WALL_THICKNESS, room.depth],
+      [room.width, room.depth / 2, WALL_THICKNESS, room.depth],
+    ];
+    for (const [x, z, sx, sz] of walls) {
+      const wall = new THREE.Mesh(kit.box, kit.wall);
+      wall.scale.set(sx, WALL_HEIGHT, sz);
+      wall.position.set(x, WALL_HEIGHT / 2, z);
+      roomGroup.add(wall);
+    }
+
+    // The sensor panel hangs on the back (z = 0) wall.
+    const board = new THREE.Mesh(kit.box, kit.panel);
+    board.scale.set(1.2, 0.7, 0.03);
+    board.position.set(room.width / 2, WALL_HEIGHT + 0.45, 0.04);
+    roomGroup.add(board);
+    const post = new THREE.Mesh(kit.box, kit.wall);
+    post.scale.set(0.06, 0.2, 0.06);
+    post.position.set(room.width / 2, WALL_HEIGHT + 0.05, 0);
+    roomGroup.add(post);
+
+    const panel = el("div", "room-panel");
+    panel.dataset.testid = `room-${room.id}`;
+    panel.append(el("div", "room-name", room.name));
+    const panelObject = new CSS2DObject(panel);
+    panelObject.position.set(room.width / 2, WALL_HEIGHT + 0.45, 0.1);
+    roomGroup.add(panelObject);
+    this.addLabel(panelObject);
+    this.rooms.set(room.id, { room, panel, panelObject, far: false, rows: new Map() });
+
+    // Bed coordinates: the contract's example does not say whether they are room-relative.
+    // If every bed lies inside the room's rectangle in ward coordinates, read them as such;
+    // otherwise as relative to the room's corner. For a room at the origin both agree.
+    const beds = room.beds ?? [];
+    const absolute = beds.length > 0 && beds.every((b) =>
+      b.x >= room.x && b.x <= room.x + room.width && b.z >= room.z && b.z <= room.z + room.depth);
+    for (const bed of beds) {
+      const x = absolute ? bed.x - room.x : bed.x;
+      const z = absolute ? bed.z - room.z : bed.z;
+      this.buildBed(roomGroup, room, bed, x, z, patientByBed.get(bed.id) ?? null);
+    }
+  }
+
+  private buildBed(parent: THREE.Group, room: RoomInfo, bed: BedInfo, x: number, z: number, patient: PatientInfo | null): void {
+    const kit = this.kit;
+    const group = new THREE.Group();
+    group.name = `bed-${bed.id}`;
+    group.position.set(x, 0, z);
+    // Radians; a value beyond a full turn can only be degrees.
+    const rotation = Math.abs(bed.rotation ?? 0) > 2 * Math.PI ? THREE.MathUtils.degToRad(bed.rotation) : bed.rotation ?? 0;
+    group.rotation.y = rotation;
+    parent.add(group);
+
+    const frame = new THREE.Mesh(kit.box, kit.bedFrame);
+    frame.scale.set(BED_WIDTH, 0.45, BED_LENGTH);
+    frame.position.y = 0.3;
+    const mattress = new THREE.Mesh(kit.box, kit.mattress);
+    mattress.scale.set(BED_WIDTH - 0.05, 0.12, BED_LENGTH - 0.08);
+    mattress.position.y = MATTRESS_TOP - 0.06;
+    const headboard = new THREE.Mesh(kit.box, kit.bedFrame);
+    headboard.scale.set(BED_WIDTH, 0.55, 0.06);
+    headboard.position.set(0, 0.75, -BED_LENGTH / 2);
+    const pillow = new THREE.Mesh(kit.box, kit.mattress);
+    pillow.scale.set(0.5, 0.06, 0.3);
+    pillow.position.set(0, MATTRESS_TOP + 0.03, -0.78);
+    group.add(frame, mattress, headboard, pillow);
+    for (const mesh of [frame, mattress, headboard, pillow]) {
+      mesh.userData.bedId = bed.id;
+      this.pickables.push(mesh);
+    }
+
+    const nameNode = el("div", "bed-label");
+    const view: BedView = {
+      bed, room, group, patient, avatar: null, ringMaterial: null,
+      nameLabel: new CSS2DObject(nameNode), nameNode, badge: null, badgeWord: null, badgeDetail: null, far: false, regionLabels: new Map(), rows: new Map(),
+      deviation: null, worstMetric: null, latest: new Map(),
+    };
+    nameNode.dataset.testid = `bed-${bed.id}`;
+    if (patient) {
+      nameNode.append(el("div", "patient-name", `${patient.name}, ${patient.age}`));
+      const badge = el("span", "badge unknown");
+      badge.dataset.testid = `status-${patient.id}`;
+      view.badgeWord = el("span", "badge-word", "no status");
+      view.badgeDetail = el("span", "badge-detail");
+      badge.append(view.badgeWord, view.badgeDetail);
+      const line = el("div", "bed-line");
+      line.append(el("span", "bed-text", `${bed.label} `), badge);
+      nameNode.append(line);
+      view.badge = badge;
+
+      const conditionNames = new Map<string, string[]>();
+      for (const condition of patient.conditions ?? []) {
+        for (const regionKey of condition.regions ?? []) {
+          const region = resolveRegion(regionKey);
+          if (!region) continue;
+          const list = conditionNames.get(region) ?? [];
+          list.push(condition.display || condition.code);
+          conditionNames.set(region, list);
+        }
+      }
+      const avatar = buildAvatar(kit.avatar, conditionNames);
+      avatar.root.position.y = MATTRESS_TOP;
+      group.add(avatar.root);
+      this.ownMaterials.push(avatar.body);
+      avatar.root.traverse((object) => {
+        object.userData.bedId = bed.id;
+        if ((object as THREE.Mesh).isMesh) this.pickables.push(object);
+      });
+      view.avatar = avatar;
+
+      const ringMaterial = new THREE.MeshBasicMaterial({ color: 0x8a8f98, side: THREE.DoubleSide });
+      this.ownMaterials.push(ringMaterial);
+      const ring = new THREE.Mesh(kit.ring, ringMaterial);
+      ring.rotation.x = -Math.PI / 2;
+      ring.position.y = 0.015;
+      ring.scale.set(0.72, 1.2, 1);
+      group.add(ring);
+      view.ringMaterial = ringMaterial;
+      this.bedByPatient.set(patient.id, view);
+    } else {
+      nameNode.append(el("div", "bed-line", `${bed.label} · empty`));
+      nameNode.classList.add("empty");
+    }
+    view.nameLabel.position.set(0, 1.45, -0.6);
+    group.add(view.nameLabel);
+    this.addLabel(view.nameLabel);
+    this.beds.set(bed.id, view);
+  }
+
+  /** Applies one value; returns false if nothing in the scene shows it. */
+  applyValue(item: ValueItem): boolean {
+    const metric = this.metrics.get(item.metric);
+    if (item.patient_id) {
+      const view = this.bedByPatient.get(item.patient_id);
+      if (!view || !view.avatar) return false;
+      view.latest.set(item.metric, item);
+      const rowKey = item.metric.startsWith("nibp_") ? "nibp" : item.metric;
+      let row = view.rows.get(rowKey);
+      if (!row) {
+        const region = resolveRegion(item.region) ?? resolveRegion(metric?.region) ?? "chest";
+        const label = this.regionLabel(view, region);
+        row = rowKey === "nibp"
+          ? new ValueRow(item.patient_id, NIBP, "NIBP", "value")
+          : new ValueRow(item.patient_id, [item.metric], shortName(item.metric, metric?.display), "value");
+        if (metric?.display) row.node.title = metric.display;
+        label.node.append(row.node);
+        view.rows.set(rowKey, row);
+      }
+      row.update(item, metric);
+      return true;
+    }
+    if (item.room_id) {
+      const room = this.rooms.get(item.room_id);
+      if (!room) return false;
+      let row = room.rows.get(item.metric);
+      if (!row) {
+        row = new ValueRow(item.room_id, [item.metric], shortName(item.metric, metric?.display), "room");
+        room.panel.append(row.node);
+        room.rows.set(item.metric, row);
+      }
+      row.update(item, metric);
+      return true;
+    }
+    return false;
+  }
+
+  private regionLabel(view: BedView, region: BodyRegion): RegionLabel {
+    let label = view.regionLabels.get(region);
+    if (label) return label;
+    const node = el("div", "value-label");
+    node.dataset.region = region;
+    const object = new CSS2DObject(node);
+    const mesh = view.avatar!.regions.get(region)!;
+    const anchor = LABEL_ANCHORS[region];
+    if (anchor) object.position.set(...anchor);
+    else object.position.set(mesh.position.x * 2.2, mesh.position.y + 0.3, mesh.position.z);
+    view.avatar!.root.add(object);
+    this.addLabel(object);
+    // A leader line from the region to its label.
+    const line = new THREE.Line(this.kit.leader, this.kit.leaderMaterial);
+    line.position.copy(mesh.position);
+    const delta = object.position.clone().sub(mesh.position);
+    line.scale.copy(delta);
+    line.raycast = () => {};
+    view.avatar!.root.add(line);
+    label = { object, node };
+    view.regionLabels.set(region, label);
+    this.dirty = true;
+    return label;
+  }
+
+  private addLabel(object: CSS2DObject): void {
+    object.element.style.display = "none";
+    this.labelLayer.append(object.element);
+    this.labels.push(object);
+  }
+
+  applyStatus(items: StatusItem[]): void {
+    this.dirty = true;
+    for (const item of items) {
+      const view = this.bedByPatient.get(item.patient_id);
+      if (!view) continue;
+      view.deviation = item.deviation;
+      view.worstMetric = item.worst_metric;
+      statusColor(item.deviation, scratchColor);
+      view.ringMaterial?.color.copy(scratchColor);
+      view.avatar?.body.color.copy(SKIN).lerp(scratchColor, 0.6);
+      if (view.badge) {
+        const word = statusWord(item.deviation);
+        const worst = item.worst_metric ? ` · ${shortName(item.worst_metric, this.metrics.get(item.worst_metric)?.display)}` : "";
+        const detail = ` ${Math.round(item.deviation * 100)}%${word === "stable" ? "" : worst}`;
+        if (view.badgeWord!.textContent !== word) view.badgeWord!.textContent = word;
+        if (view.badgeDetail!.textContent !== detail) view.badgeDetail!.textContent = detail;
+        view.badge.className = `badge ${word}`;
+        view.badge.style.setProperty("--status", `#${scratchColor.getHexString()}`);
+      }
+    }
+  }
+
+  /** Shows value labels only for beds near the camera (or the selected one): 40 beds stay legible. */
+  updateLabelVisibility(camera: THREE.Camera, selectedBedId: string | null, maxDistance: number): boolean {
+    const position = new THREE.Vector3();
+    let changed = false;
+    for (const view of this.beds.values()) {
+      view.group.getWorldPosition(position);
+      const distance = position.distanceTo(camera.position);
+      const near = view.bed.id === selectedBedId || distance < maxDistance;
+      for (const label of view.regionLabels.values()) {
+        if (label.object.visible !== near) changed = true;
+        label.object.visible = near;
+      }
+      // Far away, the bed label shrinks to its status word so 40 beds stay readable.
+      const far = distance > maxDistance * 2;
+      if (far !== view.far) {
+        view.far = far;
+        view.nameNode.classList.toggle("far", far);
+      }
+    }
+    // Far away, a room panel shows its name and only the readings out of their normal range.
+    for (const room of this.rooms.values()) {
+      room.panelObject.getWorldPosition(position);
+      const far = position.distanceTo(camera.position) > maxDistance * 2;
+      if (far !== room.far) {
+        room.far = far;
+        room.panel.classList.toggle("far", far);
+      }
+    }
+    return changed;
+  }
+
+  bedFocusPoint(bedId: string): { target: THREE.Vector3; position: THREE.Vector3 } | null {
+    const view = this.beds.get(bedId);
+    if (!view) return null;
+    const target = view.group.localToWorld(new THREE.Vector3(0, 0.7, -0.2));
+    const position = view.group.localToWorld(new THREE.Vector3(1.9, 2.3, 1.9));
+    return { target, position };
+  }
+
+  dispose(): void {
+    for (const label of this.labels) label.element.remove();
+    for (const material of this.ownMaterials) material.dispose();
+    this.root.removeFromParent();
+  }
+}
+
+/** Everything shared across all beds and rooms of every Ward built in this page. */
+export class SharedKit {
+  readonly avatar = new AvatarKit();
+  readonly box = this.avatar.box;
+  readonly ring = new THREE.RingGeometry(1.0, 1.08, 48);
+  readonly leader = new THREE.BufferGeometry().setFromPoints([new THREE.Vector3(0, 0, 0), new THREE.Vector3(1, 1, 1)]);
+  readonly leaderMaterial = new THREE.LineBasicMaterial({ color: 0x9fb3c8, transparent: true, opacity: 0.7 });
+  readonly floor = new THREE.MeshLambertMaterial({ color: 0xdfe4ea });
+  readonly wall = new THREE.MeshLambertMaterial({ color: 0xa9b7c6 });
+  readonly panel = new THREE.MeshLambertMaterial({ color: 0x1f2a36 });
+  readonly bedFrame = new THREE.MeshLambertMaterial({ color: 0x8d99a6 });
+  readonly mattress = new THREE.MeshLambertMaterial({ color: 0xf4f6f8 });
+}
