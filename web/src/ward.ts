@@ -252,16 +252,9 @@ export class Ward {
     this.addLabel(panelObject);
     this.rooms.set(room.id, { room, panel, panelObject, far: false, rows: new Map() });
 
-    // Bed coordinates: the contract's example does not say whether they are room-relative.
-    // If every bed lies inside the room's rectangle in ward coordinates, read them as such;
-    // otherwise as relative to the room's corner. For a room at the origin both agree.
-    const beds = room.beds ?? [];
-    const absolute = beds.length > 0 && beds.every((b) =>
-      b.x >= room.x && b.x <= room.x + room.width && b.z >= room.z && b.z <= room.z + room.depth);
-    for (const bed of beds) {
-      const x = absolute ? bed.x - room.x : bed.x;
-      const z = absolute ? bed.z - room.z : bed.z;
-      this.buildBed(roomGroup, room, bed, x, z, patientByBed.get(bed.id) ?? null);
+    // Beds are placed in ward coordinates (docs/stream.md); the room group sits at its corner.
+    for (const bed of room.beds ?? []) {
+      this.buildBed(roomGroup, room, bed, bed.x - room.x, bed.z - room.z, patientByBed.get(bed.id) ?? null);
     }
   }
 
@@ -270,9 +263,8 @@ export class Ward {
     const group = new THREE.Group();
     group.name = `bed-${bed.id}`;
     group.position.set(x, 0, z);
-    // Radians; a value beyond a full turn can only be degrees.
-    const rotation = Math.abs(bed.rotation ?? 0) > 2 * Math.PI ? THREE.MathUtils.degToRad(bed.rotation) : bed.rotation ?? 0;
-    group.rotation.y = rotation;
+    // Degrees about the vertical axis (docs/stream.md).
+    group.rotation.y = THREE.MathUtils.degToRad(bed.rotation ?? 0);
     parent.add(group);
 
     const frame = new THREE.Mesh(kit.box, kit.bedFrame);

@@ -19,8 +19,9 @@ pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
                 id: room.room_id.clone(),
                 ward_id: layout.ward_id.clone(),
                 name: room.name.clone(),
-                x: room.x_m,
-                z: room.z_m,
+                // The directory places a room by its corner of least x and z.
+                x: room.x_m - room.width_m / 2.0,
+                z: room.z_m - room.depth_m / 2.0,
                 width: room.width_m,
                 depth: room.depth_m,
             },
