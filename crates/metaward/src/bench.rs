@@ -40,25 +40,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let server = server::Server::start(config).await?;
     let ward = crate::demo::sim_ward(args.seed, args.beds, server::pipeline::now());
-    server.apply_setup(crate::demo::setup_of(&ward, "bench")).await?;
+    server
+        .apply_setup(crate::demo::setup_of(&ward, "bench"))
+        .await?;
 
     let url = format!("ws://{}/api/v1/stream", server.http_addr());
     let (mut socket, _) = tokio_tungstenite::connect_async(&url).await?;
     let stop = CancellationToken::new();
-    let options = sim::PublisherOptions { time_scale: args.time_scale, ..sim::PublisherOptions::default() };
-    let publisher = tokio::spawn(sim::run_publisher(server.mqtt_addr(), ward, options, stop.clone()));
+    let options = sim::PublisherOptions {
+        time_scale: args.time_scale,
+        ..sim::PublisherOptions::default()
+    };
+    let publisher = tokio::spawn(sim::run_publisher(
+        server.mqtt_addr(),
+        ward,
+        options,
+        stop.clone(),
+    ));
 
     let warmup_end = Instant::now() + Duration::from_secs(args.warmup);
     let end = warmup_end + Duration::from_secs(args.seconds);
     let mut latencies_ms: Vec<f64> = Vec::new();
-    let (mut messages_at_start, mut observations_at_start) = (0.0, 0.0);
+    let mut at_start = Counts::default();
     let mut started = false;
     while Instant::now() < end {
-        let Ok(Some(message)) = tokio::time::timeout_at(end.into(), socket.next()).await else { break };
-        let tokio_tungstenite::tungstenite::Message::Text(text) = message? else { continue };
+        let Ok(Some(message)) = tokio::time::timeout_at(end.into(), socket.next()).await else {
+            break;
+        };
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message? else {
+            continue;
+        };
         if !started && Instant::now() >= warmup_end {
             started = true;
-            (messages_at_start, observations_at_start) = accepted_counts(&server).await;
+            at_start = Counts::of(&server);
         }
         if !started {
             continue;
@@ -73,18 +87,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let (messages_at_end, observations_at_end) = accepted_counts(&server).await;
+    let at_end = Counts::of(&server);
     stop.cancel();
     let published = publisher.await??;
     let seconds = args.seconds as f64;
     latencies_ms.sort_by(f64::total_cmp);
-    let quantile = |q: f64| latencies_ms.get(((latencies_ms.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let quantile = |q: f64| {
+        latencies_ms
+            .get(((latencies_ms.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     let result = json!({
         "beds": args.beds,
         "seconds": args.seconds,
-        "messages_per_s": (messages_at_end - messages_at_start) / seconds,
-        "observations_per_s": (observations_at_end - observations_at_start) / seconds,
-        "samples_per_s": samples_per_second(&server, seconds).await,
+        "messages_per_s": (at_end.messages - at_start.messages) / seconds,
+        "observations_per_s": (at_end.observations - at_start.observations) / seconds,
+        "samples_per_s": (at_end.samples - at_start.samples) / seconds,
         "latency_ms": { "n": latencies_ms.len(), "p50": quantile(0.5), "p99": quantile(0.99), "p999": quantile(0.999), "max": latencies_ms.last() },
         "published": published.published,
         "acked": published.acked,
@@ -92,24 +111,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     println!("metric                         value");
     println!("beds                           {}", args.beds);
-    println!("messages/s (accepted)          {:.1}", result["messages_per_s"].as_f64().unwrap_or(0.0));
-    println!("observations/s (accepted)      {:.1}", result["observations_per_s"].as_f64().unwrap_or(0.0));
-    println!("waveform samples/s (approx.)   {:.0}", result["samples_per_s"].as_f64().unwrap_or(0.0));
+    println!(
+        "messages/s (accepted)          {:.1}",
+        result["messages_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "observations/s (accepted)      {:.1}",
+        result["observations_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "samples/s (accepted)           {:.0}",
+        result["samples_per_s"].as_f64().unwrap_or(0.0)
+    );
     println!("latency p50 ms                 {:.1}", quantile(0.5));
     println!("latency p99 ms                 {:.1}", quantile(0.99));
     println!("latency p99.9 ms               {:.1}", quantile(0.999));
     println!("values measured                {}", latencies_ms.len());
-    println!("peak RSS MiB (server+load)     {:.1}", result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+    println!(
+        "peak RSS MiB (server+load)     {:.1}",
+        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+    );
     println!("{result}");
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(data);
     Ok(())
 }
 
-/// Accepted messages and observations so far, read from the server's own Prometheus counters.
-async fn accepted_counts(server: &server::Server) -> (f64, f64) {
-    let text = server.metrics_text();
-    (sum_metric(&text, "metaward_messages_accepted_total"), sum_metric(&text, "metaward_observations_accepted_total"))
+/// What the server has accepted so far, read from its own Prometheus counters.
+#[derive(Default)]
+struct Counts {
+    messages: f64,
+    observations: f64,
+    samples: f64,
+}
+
+impl Counts {
+    fn of(server: &server::Server) -> Counts {
+        let text = server.metrics_text();
+        Counts {
+            messages: sum_metric(&text, "metaward_messages_accepted_total"),
+            observations: sum_metric(&text, "metaward_observations_accepted_total"),
+            samples: sum_metric(&text, "metaward_samples_accepted_total"),
+        }
+    }
 }
 
 fn sum_metric(text: &str, name: &str) -> f64 {
@@ -117,12 +161,6 @@ fn sum_metric(text: &str, name: &str) -> f64 {
         .filter(|line| line.starts_with(name))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Each bed's monitor sends 250 ECG + 125 pleth samples per simulated second.
-async fn samples_per_second(server: &server::Server, _seconds: f64) -> f64 {
-    let beds = server.ward().directory().patients.len() as f64;
-    beds * f64::from(sim::ECG_RATE_HZ as u32 + sim::PLETH_RATE_HZ as u32)
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.

@@ -45,9 +45,19 @@ impl ListenArgs {
             None => FileConfig::default(),
         };
         let config = server::ServerConfig {
-            http: self.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
-            mqtt: self.mqtt.or(file.mqtt).unwrap_or_else(|| DEFAULT_MQTT.parse().expect("valid default")),
-            data_dir: self.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
+            http: self
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            mqtt: self
+                .mqtt
+                .or(file.mqtt)
+                .unwrap_or_else(|| DEFAULT_MQTT.parse().expect("valid default")),
+            data_dir: self
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA.into()),
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
         for (name, addr) in [("http", config.http), ("mqtt", config.mqtt)] {
@@ -62,7 +72,8 @@ impl ListenArgs {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -74,8 +85,16 @@ mod tests {
     fn flags_override_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metaward.toml");
-        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\n").unwrap();
-        let args = ListenArgs { http: Some("127.0.0.1:9100".parse().unwrap()), config: Some(path), ..ListenArgs::default() };
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\n",
+        )
+        .unwrap();
+        let args = ListenArgs {
+            http: Some("127.0.0.1:9100".parse().unwrap()),
+            config: Some(path),
+            ..ListenArgs::default()
+        };
         let config = args.resolve().unwrap();
         assert_eq!(config.http.port(), 9100);
         assert_eq!(config.mqtt.port(), 9001);
@@ -87,9 +106,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "htp = \"127.0.0.1:9000\"\n").unwrap();
-        let args = ListenArgs { config: Some(path), ..ListenArgs::default() };
+        let args = ListenArgs {
+            config: Some(path),
+            ..ListenArgs::default()
+        };
         assert!(args.resolve().is_err());
-        let args = ListenArgs { http: Some("0.0.0.0:8080".parse().unwrap()), ..ListenArgs::default() };
+        let args = ListenArgs {
+            http: Some("0.0.0.0:8080".parse().unwrap()),
+            ..ListenArgs::default()
+        };
         let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("requires authentication"), "{error}");
     }

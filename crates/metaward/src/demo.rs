@@ -5,12 +5,18 @@
 use model::{AssociationTarget, DeviceKind, Timestamp, WardId};
 use server::setup::WardSetup;
 use sim::{SimConfig, SimWard};
-use store::{BedRecord, ConditionRecord, DeviceRecord, PatientRecord, RoomLayout, RoomRecord, WardLayout, WardRecord};
+use store::{
+    BedRecord, ConditionRecord, DeviceRecord, PatientRecord, RoomLayout, RoomRecord, WardLayout,
+    WardRecord,
+};
 
 /// The ward setup that matches a simulated ward: what a hospital would configure by hand.
 pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
     let layout = ward.layout();
-    let ward_record = WardRecord { id: layout.ward_id.clone(), name: ward_name.to_owned() };
+    let ward_record = WardRecord {
+        id: layout.ward_id.clone(),
+        name: ward_name.to_owned(),
+    };
     let rooms = layout
         .rooms
         .iter()
@@ -60,7 +66,11 @@ pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
                 .collect(),
         })
         .collect();
-    let admissions = ward.patients().iter().map(|p| (p.patient_id.clone(), p.bed_id.clone())).collect();
+    let admissions = ward
+        .patients()
+        .iter()
+        .map(|p| (p.patient_id.clone(), p.bed_id.clone()))
+        .collect();
     let devices = ward
         .devices()
         .iter()
@@ -68,7 +78,9 @@ pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
             id: device.device_id.clone(),
             kind: match device.kind {
                 sim::DeviceKind::BedsideMonitor => DeviceKind::BedsideMonitor,
-                sim::DeviceKind::PulseOximeter | sim::DeviceKind::TemperaturePatch => DeviceKind::Wearable,
+                sim::DeviceKind::PulseOximeter | sim::DeviceKind::TemperaturePatch => {
+                    DeviceKind::Wearable
+                }
                 sim::DeviceKind::EnvironmentSensor => DeviceKind::EnvironmentalSensor,
             },
             model: device.model.to_owned(),
@@ -88,7 +100,16 @@ pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
             (device.device_id.clone(), target)
         })
         .collect();
-    WardSetup { wards: vec![WardLayout { ward: ward_record, rooms }], patients, admissions, devices, associations }
+    WardSetup {
+        wards: vec![WardLayout {
+            ward: ward_record,
+            rooms,
+        }],
+        patients,
+        admissions,
+        devices,
+        associations,
+    }
 }
 
 pub fn sim_ward(seed: u64, beds: usize, start: Timestamp) -> SimWard {

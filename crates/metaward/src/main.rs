@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ListenArgs;
 
 #[derive(Parser)]
-#[command(name = "metaward", version, about = "A real-time clinical digital twin of hospital wards")]
+#[command(
+    name = "metaward",
+    version,
+    about = "A real-time clinical digital twin of hospital wards"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,12 +50,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("METAWARD_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("METAWARD_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { listen } => serve(listen).await,
@@ -73,15 +80,29 @@ async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<
     anyhow::ensure!((1..=500).contains(&beds), "--beds must be 1 to 500");
     let server = server::Server::start(listen.resolve()?).await?;
     let ward = demo::sim_ward(seed, beds, server::pipeline::now());
-    server.apply_setup(demo::setup_of(&ward, "Ward A (simulated)")).await?;
+    server
+        .apply_setup(demo::setup_of(&ward, "Ward A (simulated)"))
+        .await?;
     announce(&server);
     let stop = CancellationToken::new();
-    let publisher = tokio::spawn(sim::run_publisher(server.mqtt_addr(), ward, sim::PublisherOptions::default(), stop.clone()));
-    println!("simulating {beds} beds (seed {seed}); open http://{}/ in a browser; Ctrl-C stops", server.http_addr());
+    let publisher = tokio::spawn(sim::run_publisher(
+        server.mqtt_addr(),
+        ward,
+        sim::PublisherOptions::default(),
+        stop.clone(),
+    ));
+    println!(
+        "simulating {beds} beds (seed {seed}); open http://{}/ in a browser; Ctrl-C stops",
+        server.http_addr()
+    );
     shutdown_signal().await;
     stop.cancel();
     match publisher.await? {
-        Ok(stats) => tracing::info!(published = stats.published, acked = stats.acked, "simulator stopped"),
+        Ok(stats) => tracing::info!(
+            published = stats.published,
+            acked = stats.acked,
+            "simulator stopped"
+        ),
         Err(error) => tracing::warn!(%error, "simulator stopped with an error"),
     }
     server.shutdown().await;
@@ -90,7 +111,11 @@ async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<
 
 /// One machine-readable line on stdout, so scripts and tests know where to connect.
 fn announce(server: &server::Server) {
-    println!("metaward listening http={} mqtt={}", server.http_addr(), server.mqtt_addr());
+    println!(
+        "metaward listening http={} mqtt={}",
+        server.http_addr(),
+        server.mqtt_addr()
+    );
 }
 
 async fn shutdown_signal() {

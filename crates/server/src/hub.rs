@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use model::{PatientId, WardId};
 use tokio::sync::Notify;
-use twin::{PatientStatus, TwinEvent, ValueState};
 use twin::Attribution;
+use twin::{PatientStatus, TwinEvent, ValueState};
 
 /// Waveform chunks a subscriber may have waiting; at one chunk per second per signal this is a
 /// few seconds of a whole ward, enough to ride out a hiccup, small enough to stay live.
@@ -34,7 +34,10 @@ pub struct Pending {
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.statuses.is_empty() && self.waveforms.is_empty() && self.skipped_waveforms == 0
+        self.values.is_empty()
+            && self.statuses.is_empty()
+            && self.waveforms.is_empty()
+            && self.skipped_waveforms == 0
     }
 
     fn push(&mut self, event: &TwinEvent) {
@@ -53,7 +56,11 @@ impl Pending {
                 }
             }
             TwinEvent::Status(status) => {
-                match self.statuses.iter_mut().find(|held| held.patient == status.patient) {
+                match self
+                    .statuses
+                    .iter_mut()
+                    .find(|held| held.patient == status.patient)
+                {
                     Some(held) => *held = status.clone(),
                     None => self.statuses.push(status.clone()),
                 }
@@ -112,11 +119,17 @@ impl Hub {
     }
 
     /// Routes events; `ward_of` says which ward an attribution belongs to.
-    pub fn publish(&mut self, events: &[TwinEvent], ward_of: impl Fn(&Attribution) -> Option<WardId>) {
+    pub fn publish(
+        &mut self,
+        events: &[TwinEvent],
+        ward_of: impl Fn(&Attribution) -> Option<WardId>,
+    ) {
         self.subscribers.retain(|(_, weak)| weak.strong_count() > 0);
         for event in events {
             let attribution = match event {
-                TwinEvent::Value { attribution, .. } | TwinEvent::Waveform { attribution, .. } => attribution.clone(),
+                TwinEvent::Value { attribution, .. } | TwinEvent::Waveform { attribution, .. } => {
+                    attribution.clone()
+                }
                 TwinEvent::Status(status) => Attribution {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()
@@ -124,8 +137,14 @@ impl Hub {
             };
             let ward = ward_of(&attribution);
             for (filter, weak) in &self.subscribers {
-                let wants = filter.patient.as_ref().is_none_or(|p| attribution.patient.as_ref() == Some(p))
-                    && filter.ward.as_ref().is_none_or(|w| ward.as_ref() == Some(w));
+                let wants = filter
+                    .patient
+                    .as_ref()
+                    .is_none_or(|p| attribution.patient.as_ref() == Some(p))
+                    && filter
+                        .ward
+                        .as_ref()
+                        .is_none_or(|w| ward.as_ref() == Some(w));
                 if wants && let Some(subscriber) = weak.upgrade() {
                     subscriber.push(event);
                 }
@@ -134,7 +153,10 @@ impl Hub {
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.iter().filter(|(_, weak)| weak.strong_count() > 0).count()
+        self.subscribers
+            .iter()
+            .filter(|(_, weak)| weak.strong_count() > 0)
+            .count()
     }
 }
 
@@ -145,7 +167,10 @@ mod tests {
 
     fn value(patient: &str, metric: &str, v: f64) -> TwinEvent {
         TwinEvent::Value {
-            attribution: Attribution { patient: Some(patient.into()), ..Attribution::default() },
+            attribution: Attribution {
+                patient: Some(patient.into()),
+                ..Attribution::default()
+            },
             value: ValueState {
                 metric: metric.into(),
                 value: v,
@@ -160,7 +185,10 @@ mod tests {
 
     fn waveform(patient: &str) -> TwinEvent {
         TwinEvent::Waveform {
-            attribution: Attribution { patient: Some(patient.into()), ..Attribution::default() },
+            attribution: Attribution {
+                patient: Some(patient.into()),
+                ..Attribution::default()
+            },
             metric: "ecg_ii".into(),
             start: Timestamp(0),
             sample_rate_hz: 250.0,
@@ -174,7 +202,13 @@ mod tests {
         let mut hub = Hub::default();
         let subscriber = hub.subscribe(Filter::default());
         for i in 0..1000 {
-            hub.publish(&[value("p1", "heart_rate", f64::from(i)), value("p2", "heart_rate", 1.0)], |_| None);
+            hub.publish(
+                &[
+                    value("p1", "heart_rate", f64::from(i)),
+                    value("p2", "heart_rate", 1.0),
+                ],
+                |_| None,
+            );
         }
         for _ in 0..(MAX_QUEUED_WAVEFORMS + 10) {
             hub.publish(&[waveform("p1")], |_| None);
@@ -190,10 +224,27 @@ mod tests {
     #[tokio::test]
     async fn filters_route_by_patient_and_ward() {
         let mut hub = Hub::default();
-        let only_p1 = hub.subscribe(Filter { patient: Some("p1".into()), ward: None });
-        let only_w2 = hub.subscribe(Filter { ward: Some("w2".into()), patient: None });
-        let ward_of = |a: &Attribution| a.patient.as_ref().map(|p| if p.as_str() == "p1" { "w1".into() } else { "w2".into() });
-        hub.publish(&[value("p1", "spo2", 95.0), value("p2", "spo2", 96.0)], ward_of);
+        let only_p1 = hub.subscribe(Filter {
+            patient: Some("p1".into()),
+            ward: None,
+        });
+        let only_w2 = hub.subscribe(Filter {
+            ward: Some("w2".into()),
+            patient: None,
+        });
+        let ward_of = |a: &Attribution| {
+            a.patient.as_ref().map(|p| {
+                if p.as_str() == "p1" {
+                    "w1".into()
+                } else {
+                    "w2".into()
+                }
+            })
+        };
+        hub.publish(
+            &[value("p1", "spo2", 95.0), value("p2", "spo2", 96.0)],
+            ward_of,
+        );
         let to_p1 = only_p1.next().await;
         let to_w2 = only_w2.next().await;
         assert_eq!(to_p1.values.len(), 1);

@@ -48,14 +48,20 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T, ApiError> {
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let store = self.reader.clone();
         tokio::task::spawn_blocking(move || read(&store.lock().expect("store lock")))
             .await
             .map_err(ApiError::internal)
     }
 
-    pub async fn write<T: Send + 'static>(&self, write: impl FnOnce(&mut Store) -> T + Send + 'static) -> Result<T, ApiError> {
+    pub async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let store = self.writer.clone();
         tokio::task::spawn_blocking(move || write(&mut store.lock().expect("store lock")))
             .await
@@ -83,50 +89,90 @@ impl Server {
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::default());
         let log_dir = config.data_dir.join("log");
-        let (log, recovery) = tokio::task::spawn_blocking(move || Log::open(LogConfig::new(log_dir)))
-            .await?
-            .context("opening the durable log")?;
+        let (log, recovery) =
+            tokio::task::spawn_blocking(move || Log::open(LogConfig::new(log_dir)))
+                .await?
+                .context("opening the durable log")?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(bytes = recovery.truncated_bytes, reason = ?recovery.truncated_reason, "cut a torn tail off the log (unacknowledged writes)");
         }
         let store_path = config.data_dir.join("metaward.sqlite");
-        let writer = Arc::new(Mutex::new(Store::open(&store_path).context("opening the SQL store")?));
-        let reader = Arc::new(Mutex::new(Store::open(&store_path).context("opening the SQL store")?));
+        let writer = Arc::new(Mutex::new(
+            Store::open(&store_path).context("opening the SQL store")?,
+        ));
+        let reader = Arc::new(Mutex::new(
+            Store::open(&store_path).context("opening the SQL store")?,
+        ));
         let stores = Stores { reader, writer };
 
         // Catch the store up with the log, then rebuild the twin from it.
         let replayed = {
             let (log, store, metrics) = (log.clone(), stores.writer.clone(), metrics.clone());
-            tokio::task::spawn_blocking(move || projector::catch_up(&log, &store, &metrics)).await??
+            tokio::task::spawn_blocking(move || projector::catch_up(&log, &store, &metrics))
+                .await??
         };
-        let ward = Arc::new(setup::load_ward(Catalog::embedded(), &stores.writer.lock().expect("store lock"))?);
-        tracing::info!(records = recovery.records_recovered, replayed, "recovered from the log");
+        let ward = Arc::new(setup::load_ward(
+            Catalog::embedded(),
+            &stores.writer.lock().expect("store lock"),
+        )?);
+        tracing::info!(
+            records = recovery.records_recovered,
+            replayed,
+            "recovered from the log"
+        );
 
         let shutdown = CancellationToken::new();
         let appended = Arc::new(Notify::new());
         let ingest = Ingest::new(log.clone(), ward.clone(), metrics.clone(), appended.clone());
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(projector::run(log.clone(), stores.writer.clone(), metrics.clone(), appended, shutdown.clone())));
+        tasks.push(tokio::spawn(projector::run(
+            log.clone(),
+            stores.writer.clone(),
+            metrics.clone(),
+            appended,
+            shutdown.clone(),
+        )));
 
-        let broker = mqtt_broker::Broker::bind(config.mqtt, mqtt_broker::BrokerConfig::default(), sources::mqtt::MqttSource::new(ingest))
-            .await
-            .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
+        let broker = mqtt_broker::Broker::bind(
+            config.mqtt,
+            mqtt_broker::BrokerConfig::default(),
+            sources::mqtt::MqttSource::new(ingest),
+        )
+        .await
+        .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .with_context(|| format!("binding HTTP on {}", config.http))?;
         let http_addr = listener.local_addr()?;
-        let app = api::router(AppState { ward: ward.clone(), stores: stores.clone(), metrics: metrics.clone(), log: log.clone() });
+        let app = api::router(AppState {
+            ward: ward.clone(),
+            stores: stores.clone(),
+            metrics: metrics.clone(),
+            log: log.clone(),
+        });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await;
             if let Err(error) = served {
                 tracing::error!(%error, "http server stopped");
             }
         }));
         tracing::info!(http = %http_addr, mqtt = %mqtt_addr, "metaward is listening");
-        Ok(Server { http_addr, mqtt_addr, ward, stores, log, shutdown, metrics, broker, tasks })
+        Ok(Server {
+            http_addr,
+            mqtt_addr,
+            ward,
+            stores,
+            log,
+            shutdown,
+            metrics,
+            broker,
+            tasks,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub messages_accepted: Family<SourceLabel, Counter>,
     pub messages_rejected: Family<RejectLabels, Counter>,
     pub observations_accepted: Family<SourceLabel, Counter>,
+    /// Samples accepted: one per numeric, one per waveform sample.
+    pub samples_accepted: Family<SourceLabel, Counter>,
     /// Numeric updates a slow stream client got as a newer value instead.
     pub stream_values_coalesced: Counter,
     /// Waveform chunks a slow stream client skipped.
@@ -45,6 +47,7 @@ impl Default for Metrics {
             messages_accepted: Family::default(),
             messages_rejected: Family::default(),
             observations_accepted: Family::default(),
+            samples_accepted: Family::default(),
             stream_values_coalesced: Counter::default(),
             stream_waveforms_dropped: Counter::default(),
             stream_clients: Gauge::default(),
@@ -54,41 +57,105 @@ impl Default for Metrics {
             store_checkpoint: Gauge::default(),
         };
         let r = &mut metrics.registry;
-        r.register("messages_received", "Messages received from devices, by source", metrics.messages_received.clone());
-        r.register("messages_accepted", "Messages accepted and durable, by source", metrics.messages_accepted.clone());
-        r.register("messages_rejected", "Messages rejected, by source and reason", metrics.messages_rejected.clone());
-        r.register("observations_accepted", "Observations accepted and durable, by source", metrics.observations_accepted.clone());
-        r.register("stream_values_coalesced", "Numeric updates replaced by a newer value for a slow stream client", metrics.stream_values_coalesced.clone());
-        r.register("stream_waveforms_dropped", "Waveform chunks skipped for a slow stream client", metrics.stream_waveforms_dropped.clone());
-        r.register("stream_clients", "Connected live-stream clients", metrics.stream_clients.clone());
-        r.register("log_records", "Records appended to the durable log since start", metrics.log_records.clone());
-        r.register("log_syncs", "fsyncs of the durable log since start (group commit)", metrics.log_syncs.clone());
-        r.register("store_observations_written", "Observations projected into the SQL store", metrics.store_observations_written.clone());
-        r.register("store_checkpoint", "Last log offset projected into the SQL store", metrics.store_checkpoint.clone());
+        r.register(
+            "messages_received",
+            "Messages received from devices, by source",
+            metrics.messages_received.clone(),
+        );
+        r.register(
+            "messages_accepted",
+            "Messages accepted and durable, by source",
+            metrics.messages_accepted.clone(),
+        );
+        r.register(
+            "messages_rejected",
+            "Messages rejected, by source and reason",
+            metrics.messages_rejected.clone(),
+        );
+        r.register(
+            "observations_accepted",
+            "Observations accepted and durable, by source",
+            metrics.observations_accepted.clone(),
+        );
+        r.register(
+            "samples_accepted",
+            "Samples accepted and durable (one per numeric, one per waveform sample), by source",
+            metrics.samples_accepted.clone(),
+        );
+        r.register(
+            "stream_values_coalesced",
+            "Numeric updates replaced by a newer value for a slow stream client",
+            metrics.stream_values_coalesced.clone(),
+        );
+        r.register(
+            "stream_waveforms_dropped",
+            "Waveform chunks skipped for a slow stream client",
+            metrics.stream_waveforms_dropped.clone(),
+        );
+        r.register(
+            "stream_clients",
+            "Connected live-stream clients",
+            metrics.stream_clients.clone(),
+        );
+        r.register(
+            "log_records",
+            "Records appended to the durable log since start",
+            metrics.log_records.clone(),
+        );
+        r.register(
+            "log_syncs",
+            "fsyncs of the durable log since start (group commit)",
+            metrics.log_syncs.clone(),
+        );
+        r.register(
+            "store_observations_written",
+            "Observations projected into the SQL store",
+            metrics.store_observations_written.clone(),
+        );
+        r.register(
+            "store_checkpoint",
+            "Last log offset projected into the SQL store",
+            metrics.store_checkpoint.clone(),
+        );
         metrics
     }
 }
 
 impl Metrics {
     pub fn received(&self, source: &str) {
-        self.messages_received.get_or_create(&SourceLabel { source: source.into() }).inc();
+        self.messages_received
+            .get_or_create(&SourceLabel {
+                source: source.into(),
+            })
+            .inc();
     }
 
-    pub fn accepted(&self, source: &str, observations: usize) {
-        let label = SourceLabel { source: source.into() };
+    pub fn accepted(&self, source: &str, observations: usize, samples: usize) {
+        let label = SourceLabel {
+            source: source.into(),
+        };
         self.messages_accepted.get_or_create(&label).inc();
-        self.observations_accepted.get_or_create(&label).inc_by(observations as u64);
+        self.observations_accepted
+            .get_or_create(&label)
+            .inc_by(observations as u64);
+        self.samples_accepted
+            .get_or_create(&label)
+            .inc_by(samples as u64);
     }
 
     pub fn rejected(&self, source: &str, reason: &str) {
         self.messages_rejected
-            .get_or_create(&RejectLabels { source: source.into(), reason: reason.into() })
+            .get_or_create(&RejectLabels {
+                source: source.into(),
+                reason: reason.into(),
+            })
             .inc();
     }
 
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a string cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a string cannot fail");
         text
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use durable_log::{Log, LogError, Offset};
-use model::{DeviceId, Observation, Timestamp};
+use model::{DeviceId, Observation, ObservedValue, Timestamp};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -55,6 +55,13 @@ impl Ingest {
         received: Timestamp,
     ) -> Result<Offset, IngestError> {
         let count = observations.len();
+        let samples = observations
+            .iter()
+            .map(|observation| match &observation.value {
+                ObservedValue::Numeric(_) => 1,
+                ObservedValue::Waveform(chunk) => chunk.samples.len(),
+            })
+            .sum();
         let attributed = self.ward.attribute(observations);
         let record = LogRecord::Observations(ObservationsRecord {
             source: source.to_owned(),
@@ -64,7 +71,7 @@ impl Ingest {
         });
         let offset = self.log.append(record.encode()).await?;
         self.appended.notify_one();
-        self.metrics.accepted(source, count);
+        self.metrics.accepted(source, count, samples);
         if let LogRecord::Observations(record) = record {
             self.ward.apply(&record.observations);
         }
@@ -75,7 +82,10 @@ impl Ingest {
     /// acknowledged is lost. Counts it under its reason.
     pub async fn dead_letter(&self, dead: DeadLetter) -> Result<Offset, IngestError> {
         self.metrics.rejected(&dead.source, &dead.reason);
-        let offset = self.log.append(LogRecord::DeadLetter(dead).encode()).await?;
+        let offset = self
+            .log
+            .append(LogRecord::DeadLetter(dead).encode())
+            .await?;
         self.appended.notify_one();
         Ok(offset)
     }

@@ -32,12 +32,14 @@ pub fn catch_up(log: &Log, store: &Mutex<Store>, metrics: &Metrics) -> anyhow::R
             records += 1;
             match LogRecord::decode(&bytes) {
                 Ok(LogRecord::Observations(record)) => {
-                    observations.extend(record.observations.into_iter().map(|attributed| StoredObservation {
-                        log_offset: offset.0,
-                        patient_id: attributed.attribution.patient,
-                        bed_id: attributed.attribution.bed,
-                        room_id: attributed.attribution.room,
-                        observation: attributed.observation,
+                    observations.extend(record.observations.into_iter().map(|attributed| {
+                        StoredObservation {
+                            log_offset: offset.0,
+                            patient_id: attributed.attribution.patient,
+                            bed_id: attributed.attribution.bed,
+                            room_id: attributed.attribution.room,
+                            observation: attributed.observation,
+                        }
                     }));
                 }
                 Ok(LogRecord::DeadLetter(dead)) => dead_letters.push(DeadLetterRecord {
@@ -51,21 +53,34 @@ pub fn catch_up(log: &Log, store: &Mutex<Store>, metrics: &Metrics) -> anyhow::R
                 }),
                 // A record this build cannot read stays in the log for a build that can; the
                 // store moves past it rather than stalling every query behind it.
-                Err(error) => tracing::error!(offset = offset.0, %error, "skipping unreadable log record"),
+                Err(error) => {
+                    tracing::error!(offset = offset.0, %error, "skipping unreadable log record")
+                }
             }
         }
         if records == 0 {
             return Ok(applied);
         }
-        store.lock().expect("store lock").insert_batch(&observations, &dead_letters, next)?;
-        metrics.store_observations_written.inc_by(observations.len() as u64);
+        store
+            .lock()
+            .expect("store lock")
+            .insert_batch(&observations, &dead_letters, next)?;
+        metrics
+            .store_observations_written
+            .inc_by(observations.len() as u64);
         metrics.store_checkpoint.set(next as i64);
         applied += records;
     }
 }
 
 /// Runs [`catch_up`] whenever something new is durable, until `shutdown`.
-pub async fn run(log: Log, store: Arc<Mutex<Store>>, metrics: Arc<Metrics>, appended: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    log: Log,
+    store: Arc<Mutex<Store>>,
+    metrics: Arc<Metrics>,
+    appended: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     loop {
         let (log2, store2, metrics2) = (log.clone(), store.clone(), metrics.clone());
         match tokio::task::spawn_blocking(move || catch_up(&log2, &store2, &metrics2)).await {

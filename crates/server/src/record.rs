@@ -3,7 +3,10 @@
 //! input (a dead letter, kept because it was acknowledged). Encoded with postcard; the first
 //! byte of every record is the format version.
 
-use model::{BedId, DeviceId, Observation, ObservedValue, PatientId, Quality, RoomId, Timestamp, WaveformChunk};
+use model::{
+    BedId, DeviceId, Observation, ObservedValue, PatientId, Quality, RoomId, Timestamp,
+    WaveformChunk,
+};
 use serde::{Deserialize, Serialize};
 use twin::{Attributed, Attribution};
 
@@ -141,13 +144,25 @@ fn to_wire(attributed: &Attributed) -> WireObservation {
         region: attributed.region.map(|region| region.to_string()),
         implausible: observation.quality.implausible,
         device_flagged: observation.quality.device_flagged,
-        patient: attributed.attribution.patient.as_ref().map(ToString::to_string),
+        patient: attributed
+            .attribution
+            .patient
+            .as_ref()
+            .map(ToString::to_string),
         bed: attributed.attribution.bed.as_ref().map(ToString::to_string),
-        room: attributed.attribution.room.as_ref().map(ToString::to_string),
+        room: attributed
+            .attribution
+            .room
+            .as_ref()
+            .map(ToString::to_string),
     }
 }
 
-fn from_wire(wire: WireObservation, device_id: &DeviceId, received: Timestamp) -> Result<Attributed, RecordError> {
+fn from_wire(
+    wire: WireObservation,
+    device_id: &DeviceId,
+    received: Timestamp,
+) -> Result<Attributed, RecordError> {
     let region = |key: Option<String>| {
         key.map(|key| key.parse().map_err(|_| RecordError::Region(key)))
             .transpose()
@@ -158,10 +173,12 @@ fn from_wire(wire: WireObservation, device_id: &DeviceId, received: Timestamp) -
             metric: wire.metric,
             value: match wire.value {
                 WireValue::Numeric(value) => ObservedValue::Numeric(value),
-                WireValue::Waveform { rate_hz, samples } => ObservedValue::Waveform(WaveformChunk {
-                    sample_rate_hz: rate_hz,
-                    samples,
-                }),
+                WireValue::Waveform { rate_hz, samples } => {
+                    ObservedValue::Waveform(WaveformChunk {
+                        sample_rate_hz: rate_hz,
+                        samples,
+                    })
+                }
             },
             device_time: Timestamp(wire.device_time_ms),
             received_time: received,
@@ -201,7 +218,10 @@ mod tests {
                         device_time: Timestamp(9),
                         received_time: Timestamp(10),
                         body_site: Some(finger),
-                        quality: Quality { implausible: false, device_flagged: true },
+                        quality: Quality {
+                            implausible: false,
+                            device_flagged: true,
+                        },
                     },
                     attribution: Attribution {
                         patient: Some("p".into()),
@@ -214,7 +234,10 @@ mod tests {
                     observation: Observation {
                         device_id: "dev".into(),
                         metric: "ecg_ii".into(),
-                        value: ObservedValue::Waveform(WaveformChunk { sample_rate_hz: 250.0, samples: vec![0.5, -0.25] }),
+                        value: ObservedValue::Waveform(WaveformChunk {
+                            sample_rate_hz: 250.0,
+                            samples: vec![0.5, -0.25],
+                        }),
                         device_time: Timestamp(8),
                         received_time: Timestamp(10),
                         body_site: None,
@@ -239,7 +262,10 @@ mod tests {
 
     #[test]
     fn foreign_versions_are_refused() {
-        assert!(matches!(LogRecord::decode(&[9, 0]), Err(RecordError::Version(9))));
+        assert!(matches!(
+            LogRecord::decode(&[9, 0]),
+            Err(RecordError::Version(9))
+        ));
         assert!(matches!(LogRecord::decode(&[]), Err(RecordError::Empty)));
     }
 }

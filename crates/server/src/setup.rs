@@ -3,11 +3,15 @@
 //! or a hospital's configuration. The store is written first; the in-memory views are then
 //! reloaded from it, so they can never disagree with what survives a restart.
 
-use model::{AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp};
+use model::{
+    AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp,
+};
 use store::{DeviceRecord, PatientRecord, Store, StoreError, Subject, WardLayout};
 use twin::{Attribution, DeviceInfo, Registry};
 
-use crate::directory::{BedView, ConditionView, Directory, PatientView, RoomView, WardView, age_on, civil_date};
+use crate::directory::{
+    BedView, ConditionView, Directory, PatientView, RoomView, WardView, age_on, civil_date,
+};
 use crate::pipeline::now;
 use crate::ward::Ward;
 
@@ -40,7 +44,8 @@ pub fn apply(store: &mut Store, setup: &WardSetup, at: Timestamp) -> Result<(), 
         let already = occupancy.iter().any(|(b, p, _)| b == bed && p == patient);
         if !already {
             // A bed held by someone else is freed first: the setup describes who lies where now.
-            if let Some((_, other, _)) = occupancy.iter().find(|(b, p, _)| b == bed && p != patient) {
+            if let Some((_, other, _)) = occupancy.iter().find(|(b, p, _)| b == bed && p != patient)
+            {
                 store.discharge(other, at)?;
             }
             store.admit(patient, bed, at)?;
@@ -51,7 +56,9 @@ pub fn apply(store: &mut Store, setup: &WardSetup, at: Timestamp) -> Result<(), 
     }
     let open = store.open_associations()?;
     for (device, target) in &setup.associations {
-        let already = open.iter().any(|a| &a.device_id == device && &a.target == target);
+        let already = open
+            .iter()
+            .any(|a| &a.device_id == device && &a.target == target);
         if !already {
             store.associate(device, target, at)?;
         }
@@ -70,12 +77,21 @@ pub fn load_registry(store: &Store) -> Result<Registry, StoreError> {
     }
     for device in store.devices()? {
         for association in store.associations_of(&device.id)? {
-            registry.associate(device.id.clone(), association.target.clone(), association.from);
+            registry.associate(
+                device.id.clone(),
+                association.target.clone(),
+                association.from,
+            );
             if let Some(to) = association.to {
                 registry.end_association(&device.id, to);
             }
         }
-        registry.upsert_device(DeviceInfo { id: device.id, kind: device.kind, model: device.model, placement: device.placement });
+        registry.upsert_device(DeviceInfo {
+            id: device.id,
+            kind: device.kind,
+            model: device.model,
+            placement: device.placement,
+        });
     }
     let mut stays: Vec<_> = Vec::new();
     for patient in store.patients()? {
@@ -113,7 +129,13 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
                     beds: room
                         .beds
                         .into_iter()
-                        .map(|bed| BedView { id: bed.id.to_string(), label: bed.label, x: bed.x, z: bed.z, rotation: bed.rotation })
+                        .map(|bed| BedView {
+                            id: bed.id.to_string(),
+                            label: bed.label,
+                            x: bed.x,
+                            z: bed.z,
+                            rotation: bed.rotation,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -123,8 +145,14 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
         .patients()?
         .into_iter()
         .map(|patient| PatientView {
-            bed_id: occupancy.iter().find(|(_, p, _)| p == &patient.id).map(|(bed, _, _)| bed.to_string()),
-            age: patient.birth_date.as_deref().and_then(|date| age_on(date, today)),
+            bed_id: occupancy
+                .iter()
+                .find(|(_, p, _)| p == &patient.id)
+                .map(|(bed, _, _)| bed.to_string()),
+            age: patient
+                .birth_date
+                .as_deref()
+                .and_then(|date| age_on(date, today)),
             id: patient.id.to_string(),
             name: patient.name,
             birth_date: patient.birth_date,
@@ -133,12 +161,19 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
                 .conditions
                 .into_iter()
                 .map(|condition| {
-                    let site = condition.body_site.as_deref().and_then(|key| key.parse().ok());
+                    let site = condition
+                        .body_site
+                        .as_deref()
+                        .and_then(|key| key.parse().ok());
                     ConditionView {
-                        regions: twin::conditions::regions_for(&condition.system, &condition.code, site)
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect(),
+                        regions: twin::conditions::regions_for(
+                            &condition.system,
+                            &condition.code,
+                            site,
+                        )
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                         system: condition.system,
                         code: condition.code,
                         display: condition.display,
@@ -158,13 +193,25 @@ pub fn load_ward(catalog: &'static Catalog, store: &Store) -> Result<Ward, Store
     for patient in &directory.patients {
         let id = PatientId::new(&patient.id);
         for value in store.latest_values(&Subject::Patient(id.clone()))? {
-            latest.push((Attribution { patient: Some(id.clone()), ..Attribution::default() }, value));
+            latest.push((
+                Attribution {
+                    patient: Some(id.clone()),
+                    ..Attribution::default()
+                },
+                value,
+            ));
         }
     }
     for room in directory.wards.iter().flat_map(|ward| &ward.rooms) {
         let id = model::RoomId::new(&room.id);
         for value in store.latest_values(&Subject::Room(id.clone()))? {
-            latest.push((Attribution { room: Some(id.clone()), ..Attribution::default() }, value));
+            latest.push((
+                Attribution {
+                    room: Some(id.clone()),
+                    ..Attribution::default()
+                },
+                value,
+            ));
         }
     }
     let attributed: Vec<_> = latest

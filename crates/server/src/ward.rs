@@ -87,7 +87,9 @@ impl Ward {
         for attributed in observations {
             events.extend(twin.apply(self.catalog, attributed));
         }
-        hub.publish(&events, |attribution| ward_of(ward_of_room, ward_of_patient, attribution));
+        hub.publish(&events, |attribution| {
+            ward_of(ward_of_room, ward_of_patient, attribution)
+        });
     }
 
     pub fn subscribe(&self, filter: Filter) -> (Snapshot, Arc<Subscriber>) {
@@ -112,7 +114,12 @@ impl Ward {
             .twin
             .patients()
             .filter(|patient| wants_patient(patient))
-            .map(|patient| (patient.clone(), live.twin.patient_values(patient).cloned().collect()))
+            .map(|patient| {
+                (
+                    patient.clone(),
+                    live.twin.patient_values(patient).cloned().collect(),
+                )
+            })
             .collect();
         let statuses = live
             .twin
@@ -166,6 +173,11 @@ fn ward_of(
         .room
         .as_ref()
         .and_then(|room| ward_of_room.get(room))
-        .or_else(|| attribution.patient.as_ref().and_then(|p| ward_of_patient.get(p)))
+        .or_else(|| {
+            attribution
+                .patient
+                .as_ref()
+                .and_then(|p| ward_of_patient.get(p))
+        })
         .cloned()
 }

@@ -36,13 +36,25 @@ pub fn router(state: AppState) -> Router {
         .route("/patients/{patient_id}", get(rest::patient))
         .route("/patients/{patient_id}/twin", get(rest::patient_twin))
         .route("/patients/{patient_id}/history", get(rest::patient_history))
-        .route("/patients/{patient_id}/waveform", get(rest::patient_waveform))
+        .route(
+            "/patients/{patient_id}/waveform",
+            get(rest::patient_waveform),
+        )
         .route("/devices", get(rest::devices).post(rest::register_device))
         .route("/devices/unassociated", get(rest::unassociated_devices))
         .route("/devices/{device_id}", get(rest::device))
-        .route("/devices/{device_id}/associations", get(rest::device_associations))
-        .route("/devices/{device_id}/associations/end", post(rest::end_association))
-        .route("/associations", get(rest::open_associations).post(rest::associate))
+        .route(
+            "/devices/{device_id}/associations",
+            get(rest::device_associations),
+        )
+        .route(
+            "/devices/{device_id}/associations/end",
+            post(rest::end_association),
+        )
+        .route(
+            "/associations",
+            get(rest::open_associations).post(rest::associate),
+        )
         .route("/dead-letters", get(rest::dead_letters))
         .route("/catalog", get(rest::catalog))
         .route("/stream", get(stream::stream))

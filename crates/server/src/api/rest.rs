@@ -19,14 +19,19 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.log.stats();
-    Json(json!({ "status": "ok", "log_next_offset": state.log.next_offset().0, "log_records": stats.records }))
+    Json(
+        json!({ "status": "ok", "log_next_offset": state.log.next_offset().0, "log_records": stats.records }),
+    )
 }
 
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.log.stats();
     state.metrics.log_records.set(stats.records as i64);
     state.metrics.log_syncs.set(stats.fsyncs as i64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 pub async fn catalog(State(state): State<AppState>) -> ApiResult {
@@ -55,14 +60,18 @@ pub async fn rooms(State(state): State<AppState>) -> ApiResult {
 
 pub async fn beds(State(state): State<AppState>) -> ApiResult {
     let directory = state.ward.directory();
-    let occupant = |bed: &str| directory.patients.iter().find(|p| p.bed_id.as_deref() == Some(bed)).map(|p| p.id.clone());
+    let occupant = |bed: &str| {
+        directory
+            .patients
+            .iter()
+            .find(|p| p.bed_id.as_deref() == Some(bed))
+            .map(|p| p.id.clone())
+    };
     let beds: Vec<Value> = directory
         .wards
         .iter()
         .flat_map(|ward| ward.rooms.iter().map(move |room| (ward, room)))
-        .flat_map(|(ward, room)| {
-            room.beds.iter().map(move |bed| (ward, room, bed))
-        })
+        .flat_map(|(ward, room)| room.beds.iter().map(move |bed| (ward, room, bed)))
         .map(|(ward, room, bed)| {
             json!({ "id": bed.id, "label": bed.label, "room_id": room.id, "ward_id": ward.id,
                     "patient_id": occupant(&bed.id) })
@@ -77,15 +86,26 @@ pub async fn patients(State(state): State<AppState>) -> ApiResult {
 
 pub async fn patient(State(state): State<AppState>, Path(patient_id): Path<String>) -> ApiResult {
     let directory = state.ward.directory();
-    let patient = directory.patients.iter().find(|p| p.id == patient_id).ok_or_else(|| ApiError::not_found("patient"))?;
+    let patient = directory
+        .patients
+        .iter()
+        .find(|p| p.id == patient_id)
+        .ok_or_else(|| ApiError::not_found("patient"))?;
     Ok(Json(json!(patient)))
 }
 
 /// The live twin of one patient: where they lie, their conditions, every latest value and
 /// how far from normal they are.
-pub async fn patient_twin(State(state): State<AppState>, Path(patient_id): Path<String>) -> ApiResult {
+pub async fn patient_twin(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+) -> ApiResult {
     let directory = state.ward.directory();
-    let patient = directory.patients.iter().find(|p| p.id == patient_id).ok_or_else(|| ApiError::not_found("patient"))?;
+    let patient = directory
+        .patients
+        .iter()
+        .find(|p| p.id == patient_id)
+        .ok_or_else(|| ApiError::not_found("patient"))?;
     let id = PatientId::new(&patient_id);
     let (values, status) = state.ward.patient_values(&id);
     let attribution = Attribution {
@@ -114,14 +134,22 @@ const MAX_HISTORY_POINTS: usize = 100_000;
 impl HistoryQuery {
     /// `[from, to)` in epoch milliseconds; by default the last hour.
     fn range(&self) -> Result<(Timestamp, Timestamp, usize), ApiError> {
-        let to = self.to.map(Timestamp).unwrap_or_else(|| now().plus_millis(1));
-        let from = self.from.map(Timestamp).unwrap_or(to.plus_millis(-3_600_000));
+        let to = self
+            .to
+            .map(Timestamp)
+            .unwrap_or_else(|| now().plus_millis(1));
+        let from = self
+            .from
+            .map(Timestamp)
+            .unwrap_or(to.plus_millis(-3_600_000));
         if from >= to {
             return Err(ApiError::bad_request("`from` must be before `to`"));
         }
         let limit = self.limit.unwrap_or(10_000);
         if limit == 0 || limit > MAX_HISTORY_POINTS {
-            return Err(ApiError::bad_request(format!("`limit` must be 1 to {MAX_HISTORY_POINTS}")));
+            return Err(ApiError::bad_request(format!(
+                "`limit` must be 1 to {MAX_HISTORY_POINTS}"
+            )));
         }
         Ok((from, to, limit))
     }
@@ -129,7 +157,10 @@ impl HistoryQuery {
 
 async fn history(state: AppState, subject: Subject, query: HistoryQuery) -> ApiResult {
     let Some(metric) = state.ward.catalog.by_key(&query.metric) else {
-        return Err(ApiError::bad_request(format!("unknown metric `{}`", query.metric)));
+        return Err(ApiError::bad_request(format!(
+            "unknown metric `{}`",
+            query.metric
+        )));
     };
     let (from, to, limit) = query.range()?;
     let metric_key = metric.key.clone();
@@ -144,33 +175,57 @@ async fn history(state: AppState, subject: Subject, query: HistoryQuery) -> ApiR
                     "artefact": p.quality.is_artefact() })
         })
         .collect();
-    Ok(Json(json!({ "metric": metric.key, "unit": metric.ucum, "from": from.millis(), "to": to.millis(), "points": points })))
+    Ok(Json(
+        json!({ "metric": metric.key, "unit": metric.ucum, "from": from.millis(), "to": to.millis(), "points": points }),
+    ))
 }
 
-pub async fn patient_history(State(state): State<AppState>, Path(patient_id): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult {
+pub async fn patient_history(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
     history(state, Subject::Patient(PatientId::new(patient_id)), query).await
 }
 
-pub async fn room_history(State(state): State<AppState>, Path(room_id): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult {
+pub async fn room_history(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
     history(state, Subject::Room(RoomId::new(room_id)), query).await
 }
 
-pub async fn patient_waveform(State(state): State<AppState>, Path(patient_id): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult {
+pub async fn patient_waveform(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
     let Some(metric) = state.ward.catalog.by_key(&query.metric) else {
-        return Err(ApiError::bad_request(format!("unknown metric `{}`", query.metric)));
+        return Err(ApiError::bad_request(format!(
+            "unknown metric `{}`",
+            query.metric
+        )));
     };
     let (from, to, _) = query.range()?;
     if to.since(from) > 10 * 60 * 1000 {
-        return Err(ApiError::bad_request("a waveform query spans at most 10 minutes"));
+        return Err(ApiError::bad_request(
+            "a waveform query spans at most 10 minutes",
+        ));
     }
     let metric_key = metric.key.clone();
     let patient = PatientId::new(patient_id);
-    let chunks = state.stores.read(move |store| store.waveform(&patient, &metric_key, from, to)).await??;
+    let chunks = state
+        .stores
+        .read(move |store| store.waveform(&patient, &metric_key, from, to))
+        .await??;
     let chunks: Vec<Value> = chunks
         .iter()
         .map(|c| json!({ "start": c.start.millis(), "rate_hz": c.chunk.sample_rate_hz, "samples": c.chunk.samples, "device_id": c.device_id.to_string() }))
         .collect();
-    Ok(Json(json!({ "metric": metric.key, "unit": metric.ucum, "chunks": chunks })))
+    Ok(Json(
+        json!({ "metric": metric.key, "unit": metric.ucum, "chunks": chunks }),
+    ))
 }
 
 fn device_json(device: &DeviceRecord) -> Value {
@@ -186,12 +241,18 @@ fn device_json(device: &DeviceRecord) -> Value {
 
 pub async fn devices(State(state): State<AppState>) -> ApiResult {
     let devices = state.stores.read(|store| store.devices()).await??;
-    Ok(Json(json!(devices.iter().map(device_json).collect::<Vec<_>>())))
+    Ok(Json(json!(
+        devices.iter().map(device_json).collect::<Vec<_>>()
+    )))
 }
 
 pub async fn device(State(state): State<AppState>, Path(device_id): Path<String>) -> ApiResult {
     let id = DeviceId::new(device_id);
-    let device = state.stores.read(move |store| store.device(&id)).await??.ok_or_else(|| ApiError::not_found("device"))?;
+    let device = state
+        .stores
+        .read(move |store| store.device(&id))
+        .await??
+        .ok_or_else(|| ApiError::not_found("device"))?;
     Ok(Json(device_json(&device)))
 }
 
@@ -204,16 +265,30 @@ pub struct RegisterDevice {
     placement: Option<String>,
 }
 
-pub async fn register_device(State(state): State<AppState>, Json(body): Json<RegisterDevice>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn register_device(
+    State(state): State<AppState>,
+    Json(body): Json<RegisterDevice>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let kind = DeviceKind::from_key(&body.kind)
         .ok_or_else(|| ApiError::bad_request(format!("unknown device kind `{}`; one of bedside_monitor, wearable, environmental_sensor, gateway", body.kind)))?;
     let placement = body
         .placement
         .as_deref()
-        .map(|key| key.parse().map_err(|_| ApiError::bad_request(format!("unknown body region `{key}`"))))
+        .map(|key| {
+            key.parse()
+                .map_err(|_| ApiError::bad_request(format!("unknown body region `{key}`")))
+        })
         .transpose()?;
-    if crate::sources::mqtt::device_of_topic(&format!("{}{}/obs", crate::sources::mqtt::DEVICE_TOPIC_PREFIX, body.id)).is_none() {
-        return Err(ApiError::bad_request("device id must be 1 to 128 of letters, digits, - _ . :"));
+    if crate::sources::mqtt::device_of_topic(&format!(
+        "{}{}/obs",
+        crate::sources::mqtt::DEVICE_TOPIC_PREFIX,
+        body.id
+    ))
+    .is_none()
+    {
+        return Err(ApiError::bad_request(
+            "device id must be 1 to 128 of letters, digits, - _ . :",
+        ));
     }
     let record = DeviceRecord {
         id: DeviceId::new(&body.id),
@@ -224,9 +299,17 @@ pub async fn register_device(State(state): State<AppState>, Json(body): Json<Reg
         last_seen: None,
     };
     let stored = record.clone();
-    state.stores.write(move |store| store.upsert_device(&stored)).await??;
+    state
+        .stores
+        .write(move |store| store.upsert_device(&stored))
+        .await??;
     state.ward.update_registry(|registry| {
-        registry.upsert_device(DeviceInfo { id: record.id.clone(), kind, model: record.model.clone(), placement })
+        registry.upsert_device(DeviceInfo {
+            id: record.id.clone(),
+            kind,
+            model: record.model.clone(),
+            placement,
+        })
     });
     Ok((StatusCode::CREATED, Json(device_json(&record))))
 }
@@ -256,14 +339,33 @@ fn association_json(association: &store::AssociationRecord) -> Value {
 }
 
 pub async fn open_associations(State(state): State<AppState>) -> ApiResult {
-    let associations = state.stores.read(|store| store.open_associations()).await??;
-    Ok(Json(json!(associations.iter().map(association_json).collect::<Vec<_>>())))
+    let associations = state
+        .stores
+        .read(|store| store.open_associations())
+        .await??;
+    Ok(Json(json!(
+        associations
+            .iter()
+            .map(association_json)
+            .collect::<Vec<_>>()
+    )))
 }
 
-pub async fn device_associations(State(state): State<AppState>, Path(device_id): Path<String>) -> ApiResult {
+pub async fn device_associations(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+) -> ApiResult {
     let id = DeviceId::new(device_id);
-    let associations = state.stores.read(move |store| store.associations_of(&id)).await??;
-    Ok(Json(json!(associations.iter().map(association_json).collect::<Vec<_>>())))
+    let associations = state
+        .stores
+        .read(move |store| store.associations_of(&id))
+        .await??;
+    Ok(Json(json!(
+        associations
+            .iter()
+            .map(association_json)
+            .collect::<Vec<_>>()
+    )))
 }
 
 #[derive(Deserialize)]
@@ -276,10 +378,17 @@ pub struct Associate {
     from: Option<i64>,
 }
 
-pub async fn associate(State(state): State<AppState>, Json(body): Json<Associate>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let target = AssociationTarget::from_parts(&body.target_kind, &body.target_id).ok_or_else(|| {
-        ApiError::bad_request(format!("unknown target kind `{}`; one of bed, patient, room", body.target_kind))
-    })?;
+pub async fn associate(
+    State(state): State<AppState>,
+    Json(body): Json<Associate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let target =
+        AssociationTarget::from_parts(&body.target_kind, &body.target_id).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown target kind `{}`; one of bed, patient, room",
+                body.target_kind
+            ))
+        })?;
     let from = body.from.map(Timestamp).unwrap_or_else(now);
     let device = DeviceId::new(&body.device_id);
     let (stored_device, stored_target) = (device.clone(), target.clone());
@@ -288,13 +397,19 @@ pub async fn associate(State(state): State<AppState>, Json(body): Json<Associate
         .write(move |store| store.associate(&stored_device, &stored_target, from))
         .await?
         .map_err(|error| match error {
-            store::StoreError::NotFound { .. } => ApiError::bad_request("unknown device; register it first"),
+            store::StoreError::NotFound { .. } => {
+                ApiError::bad_request("unknown device; register it first")
+            }
             other => ApiError::internal(other),
         })?;
-    state.ward.update_registry(|registry| registry.associate(device, target.clone(), from));
+    state
+        .ward
+        .update_registry(|registry| registry.associate(device, target.clone(), from));
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "device_id": body.device_id, "target_kind": target.kind(), "target_id": body.target_id, "from": from.millis(), "to": null })),
+        Json(
+            json!({ "id": id, "device_id": body.device_id, "target_kind": target.kind(), "target_id": body.target_id, "from": from.millis(), "to": null }),
+        ),
     ))
 }
 
@@ -304,16 +419,30 @@ pub struct EndAssociation {
     at: Option<i64>,
 }
 
-pub async fn end_association(State(state): State<AppState>, Path(device_id): Path<String>, body: Option<Json<EndAssociation>>) -> ApiResult {
-    let at = body.and_then(|Json(b)| b.at).map(Timestamp).unwrap_or_else(now);
+pub async fn end_association(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    body: Option<Json<EndAssociation>>,
+) -> ApiResult {
+    let at = body
+        .and_then(|Json(b)| b.at)
+        .map(Timestamp)
+        .unwrap_or_else(now);
     let device = DeviceId::new(device_id);
     let stored = device.clone();
-    let ended = state.stores.write(move |store| store.end_association(&stored, at)).await??;
+    let ended = state
+        .stores
+        .write(move |store| store.end_association(&stored, at))
+        .await??;
     if !ended {
         return Err(ApiError::not_found("open association of this device"));
     }
-    state.ward.update_registry(|registry| registry.end_association(&device, at));
-    Ok(Json(json!({ "device_id": device.to_string(), "ended_at": at.millis() })))
+    state
+        .ward
+        .update_registry(|registry| registry.end_association(&device, at));
+    Ok(Json(
+        json!({ "device_id": device.to_string(), "ended_at": at.millis() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -321,9 +450,15 @@ pub struct DeadLetterQuery {
     limit: Option<usize>,
 }
 
-pub async fn dead_letters(State(state): State<AppState>, Query(query): Query<DeadLetterQuery>) -> ApiResult {
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Query(query): Query<DeadLetterQuery>,
+) -> ApiResult {
     let limit = query.limit.unwrap_or(100).min(1000);
-    let letters = state.stores.read(move |store| store.dead_letters(limit)).await??;
+    let letters = state
+        .stores
+        .read(move |store| store.dead_letters(limit))
+        .await??;
     let letters: Vec<Value> = letters
         .iter()
         .map(|d| {

@@ -21,7 +21,11 @@ pub struct StreamQuery {
     patient: Option<String>,
 }
 
-pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn stream(
+    State(state): State<AppState>,
+    Query(query): Query<StreamQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let filter = Filter {
         ward: query.ward.map(model::WardId::new),
         patient: query.patient.map(model::PatientId::new),
@@ -33,7 +37,11 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
     let (snapshot, subscriber) = state.ward.subscribe(filter);
     state.metrics.stream_clients.inc();
     let first = snapshot_message(state.ward.catalog, &snapshot);
-    if socket.send(Message::Text(first.to_string().into())).await.is_ok() {
+    if socket
+        .send(Message::Text(first.to_string().into()))
+        .await
+        .is_ok()
+    {
         loop {
             tokio::select! {
                 pending = subscriber.next() => {
@@ -56,7 +64,11 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
 
 async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), axum::Error> {
     if !pending.values.is_empty() {
-        let items: Vec<Value> = pending.values.iter().map(|(a, v)| value_json(a, v)).collect();
+        let items: Vec<Value> = pending
+            .values
+            .iter()
+            .map(|(a, v)| value_json(a, v))
+            .collect();
         send(socket, json!({ "type": "values", "items": items })).await?;
     }
     if !pending.statuses.is_empty() {
@@ -64,7 +76,15 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
         send(socket, json!({ "type": "status", "items": items })).await?;
     }
     for event in &pending.waveforms {
-        if let TwinEvent::Waveform { attribution, metric, start, sample_rate_hz, samples, region } = event {
+        if let TwinEvent::Waveform {
+            attribution,
+            metric,
+            start,
+            sample_rate_hz,
+            samples,
+            region,
+        } = event
+        {
             let message = json!({
                 "type": "waveform",
                 "patient_id": attribution.patient.as_ref().map(ToString::to_string),
@@ -79,7 +99,11 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
         }
     }
     if pending.skipped_waveforms > 0 {
-        send(socket, json!({ "type": "lagged", "skipped_waveform_chunks": pending.skipped_waveforms })).await?;
+        send(
+            socket,
+            json!({ "type": "lagged", "skipped_waveform_chunks": pending.skipped_waveforms }),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -89,7 +113,9 @@ async fn send(socket: &mut WebSocket, message: Value) -> Result<(), axum::Error>
 }
 
 pub fn value_json(attribution: &Attribution, value: &ValueState) -> Value {
-    let unit = Catalog::embedded().by_key(&value.metric).map(|m| m.ucum.as_str());
+    let unit = Catalog::embedded()
+        .by_key(&value.metric)
+        .map(|m| m.ucum.as_str());
     json!({
         "patient_id": attribution.patient.as_ref().map(ToString::to_string),
         "room_id": attribution.room.as_ref().map(ToString::to_string),
@@ -145,11 +171,18 @@ fn snapshot_message(catalog: &Catalog, snapshot: &Snapshot) -> Value {
     };
     let mut values = Vec::new();
     for (patient, states) in &snapshot.patient_values {
-        let attribution = Attribution { patient: Some(patient.clone()), bed: bed_of(patient), room: None };
+        let attribution = Attribution {
+            patient: Some(patient.clone()),
+            bed: bed_of(patient),
+            room: None,
+        };
         values.extend(states.iter().map(|v| value_json(&attribution, v)));
     }
     for (room, states) in &snapshot.room_values {
-        let attribution = Attribution { room: Some(room.clone()), ..Attribution::default() };
+        let attribution = Attribution {
+            room: Some(room.clone()),
+            ..Attribution::default()
+        };
         values.extend(states.iter().map(|v| value_json(&attribution, v)));
     }
     json!({

@@ -14,7 +14,12 @@ struct Assets;
 pub async fn asset(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.starts_with("api/") {
-        return ApiError { status: StatusCode::NOT_FOUND, code: "no_route", message: format!("no route {}", uri.path()) }.into_response();
+        return ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "no_route",
+            message: format!("no route {}", uri.path()),
+        }
+        .into_response();
     }
     let path = if path.is_empty() { "index.html" } else { path };
     match Assets::get(path) {

@@ -130,12 +130,13 @@ pub fn parse(
             unit: None,
             body_site: None,
         };
-        let observation = normalize_numeric(catalog, device_id, raw, received).map_err(|error| {
-            PayloadError::Normalize {
-                at: "battery".into(),
-                error,
-            }
-        })?;
+        let observation =
+            normalize_numeric(catalog, device_id, raw, received).map_err(|error| {
+                PayloadError::Normalize {
+                    at: "battery".into(),
+                    error,
+                }
+            })?;
         observations.push(observation);
     }
     Ok(observations)
@@ -164,17 +165,28 @@ fn parse_time(time: &Time, at: &str) -> Result<Timestamp, PayloadError> {
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` to epoch milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') {
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+    {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = text.get(range)?;
-        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if bytes[13] != b':' || bytes[16] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day)
-        || hour > 23 || minute > 59 || second > 60
+    if bytes[13] != b':'
+        || bytes[16] != b':'
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return None;
     }
@@ -225,7 +237,12 @@ mod tests {
     use model::ObservedValue;
 
     fn run(json: &str) -> Result<Vec<Observation>, PayloadError> {
-        parse(Catalog::embedded(), &"dev".into(), json.as_bytes(), Timestamp(5))
+        parse(
+            Catalog::embedded(),
+            &"dev".into(),
+            json.as_bytes(),
+            Timestamp(5),
+        )
     }
 
     #[test]
@@ -247,7 +264,9 @@ mod tests {
         assert_eq!(observations[0].device_time, Timestamp(1_764_045_600_123));
         assert_eq!(observations[2].device_time, Timestamp(1_764_045_598_000));
         assert!(observations[2].quality.device_flagged);
-        assert!(matches!(&observations[3].value, ObservedValue::Waveform(w) if w.samples.len() == 2));
+        assert!(
+            matches!(&observations[3].value, ObservedValue::Waveform(w) if w.samples.len() == 2)
+        );
         assert_eq!(observations[4].metric, "battery");
     }
 
@@ -257,17 +276,29 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.to_string(), "numerics[1]: unknown metric `nope`");
         let error = run(r#"{"numerics": [{"metric": "heart_rate", "value": 1}]}"#).unwrap_err();
-        assert_eq!(error.to_string(), "numerics[0]: no time given and the message has no `time`");
+        assert_eq!(
+            error.to_string(),
+            "numerics[0]: no time given and the message has no `time`"
+        );
         assert_eq!(run("{}").unwrap_err(), PayloadError::Empty);
         assert!(matches!(run("not json"), Err(PayloadError::Json(_))));
-        assert!(matches!(run(r#"{"time": 1, "extra": 2}"#), Err(PayloadError::Json(_))));
+        assert!(matches!(
+            run(r#"{"time": 1, "extra": 2}"#),
+            Err(PayloadError::Json(_))
+        ));
     }
 
     #[test]
     fn rfc3339_times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(Timestamp(0)));
-        assert_eq!(parse_rfc3339("2025-11-25T04:40:00.5Z"), Some(Timestamp(1_764_045_600_500)));
-        assert_eq!(parse_rfc3339("2025-11-25T05:40:00+01:00"), Some(Timestamp(1_764_045_600_000)));
+        assert_eq!(
+            parse_rfc3339("2025-11-25T04:40:00.5Z"),
+            Some(Timestamp(1_764_045_600_500))
+        );
+        assert_eq!(
+            parse_rfc3339("2025-11-25T05:40:00+01:00"),
+            Some(Timestamp(1_764_045_600_000))
+        );
         assert_eq!(parse_rfc3339("2025-13-25T05:40:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

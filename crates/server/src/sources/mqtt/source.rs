@@ -3,7 +3,9 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use model::DeviceId;
-use mqtt_broker::{ClientInfo, ConnectRefusal, Handler, IncomingPublish, PublishOutcome, PublishReason};
+use mqtt_broker::{
+    ClientInfo, ConnectRefusal, Handler, IncomingPublish, PublishOutcome, PublishReason,
+};
 
 use super::payload;
 use crate::pipeline::{Ingest, now};
@@ -24,7 +26,9 @@ impl MqttSource {
 
 /// `metaward/v1/devices/{device_id}/obs` → the device id, if the topic is a device topic.
 pub fn device_of_topic(topic: &str) -> Option<&str> {
-    let id = topic.strip_prefix(DEVICE_TOPIC_PREFIX)?.strip_suffix("/obs")?;
+    let id = topic
+        .strip_prefix(DEVICE_TOPIC_PREFIX)?
+        .strip_suffix("/obs")?;
     let valid = !id.is_empty()
         && id.len() <= 128
         && id
@@ -40,12 +44,20 @@ impl Handler for MqttSource {
         Ok(())
     }
 
-    fn on_publish(&self, _client: &ClientInfo, publish: IncomingPublish) -> BoxFuture<'static, PublishOutcome> {
+    fn on_publish(
+        &self,
+        _client: &ClientInfo,
+        publish: IncomingPublish,
+    ) -> BoxFuture<'static, PublishOutcome> {
         let ingest = self.ingest.clone();
         // Run to completion even if the client disconnects meanwhile: once a message is on its
         // way into the log, the twin must see it too.
         let work = tokio::spawn(async move { handle(ingest, publish).await });
-        async move { work.await.unwrap_or(PublishOutcome::rejected(PublishReason::UnspecifiedError)) }.boxed()
+        async move {
+            work.await
+                .unwrap_or(PublishOutcome::rejected(PublishReason::UnspecifiedError))
+        }
+        .boxed()
     }
 }
 
@@ -66,12 +78,26 @@ async fn handle(ingest: Ingest, publish: IncomingPublish) -> PublishOutcome {
         raw: publish.payload.to_vec(),
     };
     let Some(device_id) = device_of_topic(&publish.topic) else {
-        let dead = dead_letter("topic", format!("topic `{}` is not metaward/v1/devices/{{device_id}}/obs", publish.topic));
+        let dead = dead_letter(
+            "topic",
+            format!(
+                "topic `{}` is not metaward/v1/devices/{{device_id}}/obs",
+                publish.topic
+            ),
+        );
         return keep(&ingest, dead, PublishReason::TopicNameInvalid).await;
     };
     let device_id = DeviceId::new(device_id);
-    match payload::parse(ingest.ward().catalog, &device_id, &publish.payload, received) {
-        Ok(observations) => match ingest.accept(SOURCE, device_id, observations, received).await {
+    match payload::parse(
+        ingest.ward().catalog,
+        &device_id,
+        &publish.payload,
+        received,
+    ) {
+        Ok(observations) => match ingest
+            .accept(SOURCE, device_id, observations, received)
+            .await
+        {
             Ok(_) => PublishOutcome::accepted(),
             Err(error) => {
                 tracing::error!(%error, "could not make a device message durable");
@@ -80,7 +106,12 @@ async fn handle(ingest: Ingest, publish: IncomingPublish) -> PublishOutcome {
         },
         Err(error) => {
             tracing::warn!(device = %device_id, %error, "rejected device payload");
-            keep(&ingest, dead_letter("payload", error.to_string()), PublishReason::PayloadFormatInvalid).await
+            keep(
+                &ingest,
+                dead_letter("payload", error.to_string()),
+                PublishReason::PayloadFormatInvalid,
+            )
+            .await
         }
     }
 }
@@ -101,7 +132,10 @@ mod tests {
 
     #[test]
     fn device_topics() {
-        assert_eq!(device_of_topic("metaward/v1/devices/0012ab:cd/obs"), Some("0012ab:cd"));
+        assert_eq!(
+            device_of_topic("metaward/v1/devices/0012ab:cd/obs"),
+            Some("0012ab:cd")
+        );
         assert_eq!(device_of_topic("metaward/v1/devices//obs"), None);
         assert_eq!(device_of_topic("metaward/v1/devices/a/b/obs"), None);
         assert_eq!(device_of_topic("metaward/v1/devices/a/state"), None);
