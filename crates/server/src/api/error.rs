@@ -52,3 +52,10 @@ impl From<store::StoreError> for ApiError {
         ApiError::internal(error)
     }
 }
+
+/// A body that is not the JSON the route takes is the caller's error: 400 with what was wrong.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}

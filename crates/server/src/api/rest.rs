@@ -2,6 +2,7 @@
 //! (history); changes to devices and associations go to the store first, then the registry.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -130,10 +131,14 @@ pub struct HistoryQuery {
 }
 
 const MAX_HISTORY_POINTS: usize = 100_000;
+const HISTORY_DEFAULT_SPAN_MS: i64 = 60 * 60 * 1000;
+/// A day of ECG is millions of samples; one request takes at most this much.
+const WAVEFORM_MAX_SPAN_MS: i64 = 10 * 60 * 1000;
 
 impl HistoryQuery {
     /// `[from, to)` in epoch milliseconds; by default the last hour.
-    fn range(&self) -> Result<(Timestamp, Timestamp, usize), ApiError> {
+    /// `[from, to)`; `from` defaults to `default_span_ms` before `to`.
+    fn range(&self, default_span_ms: i64) -> Result<(Timestamp, Timestamp, usize), ApiError> {
         let to = self
             .to
             .map(Timestamp)
@@ -141,7 +146,7 @@ impl HistoryQuery {
         let from = self
             .from
             .map(Timestamp)
-            .unwrap_or(to.plus_millis(-3_600_000));
+            .unwrap_or(to.plus_millis(-default_span_ms));
         if from >= to {
             return Err(ApiError::bad_request("`from` must be before `to`"));
         }
@@ -162,7 +167,7 @@ async fn history(state: AppState, subject: Subject, query: HistoryQuery) -> ApiR
             query.metric
         )));
     };
-    let (from, to, limit) = query.range()?;
+    let (from, to, limit) = query.range(HISTORY_DEFAULT_SPAN_MS)?;
     let metric_key = metric.key.clone();
     let points = state
         .stores
@@ -207,8 +212,8 @@ pub async fn patient_waveform(
             query.metric
         )));
     };
-    let (from, to, _) = query.range()?;
-    if to.since(from) > 10 * 60 * 1000 {
+    let (from, to, _) = query.range(WAVEFORM_MAX_SPAN_MS)?;
+    if to.since(from) > WAVEFORM_MAX_SPAN_MS {
         return Err(ApiError::bad_request(
             "a waveform query spans at most 10 minutes",
         ));
@@ -267,8 +272,9 @@ pub struct RegisterDevice {
 
 pub async fn register_device(
     State(state): State<AppState>,
-    Json(body): Json<RegisterDevice>,
+    body: Result<Json<RegisterDevice>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
     let kind = DeviceKind::from_key(&body.kind)
         .ok_or_else(|| ApiError::bad_request(format!("unknown device kind `{}`; one of bedside_monitor, wearable, environmental_sensor, gateway", body.kind)))?;
     let placement = body
@@ -380,8 +386,9 @@ pub struct Associate {
 
 pub async fn associate(
     State(state): State<AppState>,
-    Json(body): Json<Associate>,
+    body: Result<Json<Associate>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
     let target =
         AssociationTarget::from_parts(&body.target_kind, &body.target_id).ok_or_else(|| {
             ApiError::bad_request(format!(

@@ -1,0 +1,206 @@
+//! Crash safety of the real binary: every QoS 1 message acknowledged before a SIGKILL is in the
+//! history after a restart on the same data directory.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::*;
+
+struct Running {
+    child: Child,
+    http: SocketAddr,
+    mqtt: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and waits for its `metaward listening http=.. mqtt=..` line.
+fn spawn(args: &[&str], data: &Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metaward"))
+        .args(args)
+        .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("METAWARD_LOG", "warn")
+        .env_remove("METAWARD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn metaward");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("metaward listening ") {
+                let mut http = None;
+                let mut mqtt = None;
+                for part in rest.split_whitespace() {
+                    if let Some(a) = part.strip_prefix("http=") {
+                        http = a.parse::<SocketAddr>().ok();
+                    }
+                    if let Some(a) = part.strip_prefix("mqtt=") {
+                        mqtt = a.parse::<SocketAddr>().ok();
+                    }
+                }
+                let _ = tx.send((http.expect("http addr"), mqtt.expect("mqtt addr")));
+            }
+        }
+    });
+    let (http, mqtt) = match rx.recv_timeout(DEADLINE) {
+        Ok(addrs) => addrs,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("metaward did not print its listening line");
+        }
+    };
+    Running { child, http, mqtt }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_survive_sigkill() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut demo = spawn(&["demo", "--beds", "2", "--seed", "7"], &data);
+
+    // A device of the simulated ward on a bed, and the patient in that bed.
+    let associations = get_json(demo.http, "/api/v1/associations").await;
+    let beds = get_json(demo.http, "/api/v1/beds").await;
+    let (device, patient) = associations
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["target_kind"] == "bed")
+        .find_map(|a| {
+            let bed = beds
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"] == a["target_id"])?;
+            Some((
+                a["device_id"].as_str()?.to_owned(),
+                bed["patient_id"].as_str()?.to_owned(),
+            ))
+        })
+        .unwrap_or_else(|| panic!("no device on an occupied bed: {associations} {beds}"));
+
+    let mut options = MqttOptions::new("it-crash", demo.mqtt.ip().to_string(), demo.mqtt.port());
+    options.set_keep_alive(std::time::Duration::from_secs(30));
+    options.set_inflight(50);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    let base = now_ms();
+    let topic = format!("metaward/v1/devices/{device}/obs");
+    // Requested publishes in order; the event loop assigns packet ids in the same order.
+    let requested: Arc<Mutex<VecDeque<(i64, f64)>>> = Arc::default();
+    let producer = {
+        let requested = requested.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..100_000i64 {
+                let sample = (base + i, 20.0 + (i % 40) as f64);
+                requested.lock().unwrap().push_back(sample);
+                let payload = numeric(sample.0, "etco2", sample.1);
+                if client
+                    .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let mut in_flight: HashMap<u16, (i64, f64)> = HashMap::new();
+    let mut acked: Vec<(i64, f64)> = Vec::new();
+    let mut sent = 0usize;
+    let mut killed = false;
+    let kill_after = 300;
+    let loop_result = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    let sample = requested
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .expect("a requested publish");
+                    in_flight.insert(pkid, sample);
+                    sent += 1;
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(sample) = in_flight.remove(&ack.pkid) {
+                        acked.push(sample);
+                    }
+                    if acked.len() >= kill_after && !killed {
+                        demo.child.kill().expect("SIGKILL the server");
+                        killed = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) if killed => break,
+                Err(error) => panic!("mqtt error before the kill: {error}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        loop_result.is_ok(),
+        "publishing did not reach {kill_after} acks ({} acked)",
+        acked.len()
+    );
+    producer.abort();
+    let _ = demo.child.wait();
+    drop(demo);
+    let unacked = in_flight.len();
+
+    // Restart on the same data directory; the setup is in the store.
+    let served = spawn(&["serve"], &data);
+    let to = base + 10_000_000;
+    let path =
+        format!("/api/v1/patients/{patient}/history?metric=etco2&from={base}&to={to}&limit=100000");
+    let mut missing = Vec::new();
+    let stored = eventually("history readable after restart", || async {
+        let response = http(served.http, "GET", &path, None).await;
+        (response.status == 200).then(|| response.json())
+    })
+    .await;
+    let points: std::collections::HashSet<(i64, u64)> = stored["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["time"].as_i64().unwrap(),
+                p["value"].as_f64().unwrap().to_bits(),
+            )
+        })
+        .collect();
+    for (time, value) in &acked {
+        if !points.contains(&(*time, value.to_bits())) {
+            missing.push((*time, *value));
+        }
+    }
+    println!(
+        "crash test: sent {sent}, acked {}, unacknowledged at kill {unacked}, stored after restart {}, acked but missing {}",
+        acked.len(),
+        points.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(points.len() >= acked.len());
+}
