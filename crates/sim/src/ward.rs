@@ -852,7 +852,8 @@ impl BedSim {
         // The 1 Hz numerics go in the window holding a whole second since the start.
         let second = (window_start + 999).div_euclid(1000) * 1000;
         if second < window_end {
-            let time = (second != window_start).then_some(start_ms + second);
+            // A monitor reports a numeric once it has computed it over the window: at its end.
+            let time = Some(start_ms + window_end);
             let mut heart_rate = if leads_off {
                 numeric("heart_rate", 0.0).flagged("leads_off")
             } else {
