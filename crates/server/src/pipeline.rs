@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use durable_log::{Log, LogError, Offset};
-use model::{DeviceId, Observation, ObservedValue, Timestamp};
+use model::{AssociationTarget, DeviceId, Observation, ObservedValue, Timestamp};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -46,13 +46,15 @@ impl Ingest {
     }
 
     /// Accepts one device message's observations. Returns once they are durable; only then
-    /// may the source acknowledge.
+    /// may the source acknowledge. `subject` is the patient or bed the message names (HL7 PID
+    /// or PV1-3, FHIR `subject`); without one, the device's association decides.
     pub async fn accept(
         &self,
         source: &str,
         device_id: DeviceId,
         observations: Vec<Observation>,
         received: Timestamp,
+        subject: Option<AssociationTarget>,
     ) -> Result<Offset, IngestError> {
         let count = observations.len();
         let samples = observations
@@ -62,7 +64,7 @@ impl Ingest {
                 ObservedValue::Waveform(chunk) => chunk.samples.len(),
             })
             .sum();
-        let attributed = self.ward.attribute(observations);
+        let attributed = self.ward.attribute(observations, subject.as_ref());
         let record = LogRecord::Observations(ObservationsRecord {
             source: source.to_owned(),
             device_id,

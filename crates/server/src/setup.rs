@@ -226,7 +226,8 @@ pub fn load_ward(catalog: &'static Catalog, store: &Store) -> Result<Ward, Store
                 body_site: value.body_site,
                 quality: value.quality,
             };
-            let mut attributed = twin::attribution::attribute(&registry, catalog, observation);
+            let mut attributed =
+                twin::attribution::attribute(&registry, catalog, observation, None);
             attributed.attribution = attribution;
             attributed
         })

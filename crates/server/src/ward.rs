@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use model::{Catalog, Observation, PatientId, RoomId, WardId};
+use model::{AssociationTarget, Catalog, Observation, PatientId, RoomId, WardId};
 use twin::{Attributed, Attribution, LiveTwin, PatientStatus, Registry, ValueState};
 
 use crate::directory::Directory;
@@ -66,11 +66,18 @@ impl Ward {
         read(&self.registry.read().expect("registry lock"))
     }
 
-    pub fn attribute(&self, observations: Vec<Observation>) -> Vec<Attributed> {
+    /// `subject` is the patient or bed the message itself names, if it names one.
+    pub fn attribute(
+        &self,
+        observations: Vec<Observation>,
+        subject: Option<&AssociationTarget>,
+    ) -> Vec<Attributed> {
         let registry = self.registry.read().expect("registry lock");
         observations
             .into_iter()
-            .map(|observation| twin::attribution::attribute(&registry, self.catalog, observation))
+            .map(|observation| {
+                twin::attribution::attribute(&registry, self.catalog, observation, subject)
+            })
             .collect()
     }
 

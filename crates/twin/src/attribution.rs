@@ -1,4 +1,5 @@
-//! To whom an observation belongs, decided at the time of its sample: the device's association
+//! To whom an observation belongs, decided at the time of its sample: the subject the message
+//! itself names (an HL7 PID or PV1-3, a FHIR `subject`), else the device's association
 //! (bed → the bed's occupant then, patient → the patient's bed then, room), and where on the
 //! body it sits: the observation's own body site, else the device's placement, else the
 //! catalog's default region. An observation from an unassociated device stays unassociated.
@@ -29,10 +30,18 @@ pub struct Attributed {
     pub region: Option<BodyRegion>,
 }
 
-pub fn attribute(registry: &Registry, catalog: &Catalog, observation: Observation) -> Attributed {
+/// `subject` is what the message says it is about; it wins over the device's association,
+/// because the sender knew, while an association is only what the ward last recorded.
+pub fn attribute(
+    registry: &Registry,
+    catalog: &Catalog,
+    observation: Observation,
+    subject: Option<&AssociationTarget>,
+) -> Attributed {
     let t = observation.device_time;
     let mut attribution = Attribution::default();
-    match registry.association_at(&observation.device_id, t) {
+    let target = subject.or_else(|| registry.association_at(&observation.device_id, t));
+    match target {
         Some(AssociationTarget::Bed(bed)) => {
             attribution.patient = registry.occupant_at(bed, t).cloned();
             attribution.room = registry.room_of_bed(bed).cloned();
@@ -108,8 +117,8 @@ mod tests {
             Timestamp(0),
         );
         let catalog = Catalog::embedded();
-        let before = attribute(&registry, catalog, spo2("ox", 999, None));
-        let after = attribute(&registry, catalog, spo2("ox", 1000, None));
+        let before = attribute(&registry, catalog, spo2("ox", 999, None), None);
+        let after = attribute(&registry, catalog, spo2("ox", 1000, None), None);
         assert_eq!(before.attribution.patient, Some("p1".into()));
         assert_eq!(after.attribution.patient, Some("p2".into()));
         assert_eq!(after.attribution.room, Some("r1".into()));
@@ -124,18 +133,42 @@ mod tests {
             Timestamp(0),
         );
         let catalog = Catalog::embedded();
-        let in_bed = attribute(&registry, catalog, spo2("patch", 500, None));
+        let in_bed = attribute(&registry, catalog, spo2("patch", 500, None), None);
         assert_eq!(in_bed.attribution.bed, Some("b1".into()));
         // p1 left b1 when p2 was admitted into it and has no bed now, but the data is still theirs.
-        let no_bed = attribute(&registry, catalog, spo2("patch", 1500, None));
+        let no_bed = attribute(&registry, catalog, spo2("patch", 1500, None), None);
         assert_eq!(no_bed.attribution.patient, Some("p1".into()));
         assert_eq!(no_bed.attribution.bed, None);
     }
 
     #[test]
+    fn the_subject_a_message_names_wins_over_the_device_association() {
+        let mut registry = ward();
+        registry.associate(
+            "ox".into(),
+            AssociationTarget::Bed("b1".into()),
+            Timestamp(0),
+        );
+        let catalog = Catalog::embedded();
+        let named = AssociationTarget::Patient("p9".into());
+        let attributed = attribute(&registry, catalog, spo2("ox", 500, None), Some(&named));
+        assert_eq!(attributed.attribution.patient, Some("p9".into()));
+        assert_eq!(attributed.attribution.bed, None);
+        // A named bed resolves to whoever lies in it at the time of the sample.
+        let bed = AssociationTarget::Bed("b1".into());
+        let by_bed = attribute(&registry, catalog, spo2("stranger", 1500, None), Some(&bed));
+        assert_eq!(by_bed.attribution.patient, Some("p2".into()));
+    }
+
+    #[test]
     fn unknown_devices_are_never_attributed() {
         let registry = ward();
-        let attributed = attribute(&registry, Catalog::embedded(), spo2("stranger", 500, None));
+        let attributed = attribute(
+            &registry,
+            Catalog::embedded(),
+            spo2("stranger", 500, None),
+            None,
+        );
         assert!(attributed.attribution.is_unassociated());
     }
 
@@ -147,7 +180,7 @@ mod tests {
         let left_finger = BodyRegion::new(BodyPart::Finger, Some(Side::Left));
         let ear = BodyRegion::new(BodyPart::Head, None);
         assert_eq!(
-            attribute(&registry, catalog, spo2("ox", 0, None)).region,
+            attribute(&registry, catalog, spo2("ox", 0, None), None).region,
             Some(left_finger)
         );
         registry.upsert_device(DeviceInfo {
@@ -157,11 +190,11 @@ mod tests {
             placement: Some(right_finger),
         });
         assert_eq!(
-            attribute(&registry, catalog, spo2("ox", 0, None)).region,
+            attribute(&registry, catalog, spo2("ox", 0, None), None).region,
             Some(right_finger)
         );
         assert_eq!(
-            attribute(&registry, catalog, spo2("ox", 0, Some(ear))).region,
+            attribute(&registry, catalog, spo2("ox", 0, Some(ear)), None).region,
             Some(ear)
         );
     }

@@ -95,7 +95,7 @@ async fn handle(ingest: Ingest, publish: IncomingPublish) -> PublishOutcome {
         received,
     ) {
         Ok(observations) => match ingest
-            .accept(SOURCE, device_id, observations, received)
+            .accept(SOURCE, device_id, observations, received, None)
             .await
         {
             Ok(_) => PublishOutcome::accepted(),
