@@ -33,11 +33,7 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("metaward-bench-{}", std::process::id()));
-    let config = server::ServerConfig {
-        http: "127.0.0.1:0".parse()?,
-        mqtt: "127.0.0.1:0".parse()?,
-        data_dir: data.clone(),
-    };
+    let config = server::ServerConfig::ephemeral(data.clone());
     let server = server::Server::start(config).await?;
     let ward = crate::demo::sim_ward(args.seed, args.beds, server::pipeline::now());
     server

@@ -25,6 +25,9 @@ pub struct ListenArgs {
     /// Data directory: the durable log and the SQL store [default: ./metaward-data]
     #[arg(long, env = "METAWARD_DATA")]
     pub data: Option<PathBuf>,
+    /// Seconds of silence after which a device is marked offline [default: 30]
+    #[arg(long, env = "METAWARD_DEVICE_OFFLINE_AFTER")]
+    pub device_offline_after: Option<u32>,
     /// TOML configuration file
     #[arg(long, env = "METAWARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -36,6 +39,7 @@ struct FileConfig {
     http: Option<SocketAddr>,
     mqtt: Option<SocketAddr>,
     data: Option<PathBuf>,
+    device_offline_after: Option<u32>,
 }
 
 impl ListenArgs {
@@ -58,6 +62,16 @@ impl ListenArgs {
                 .clone()
                 .or(file.data)
                 .unwrap_or_else(|| DEFAULT_DATA.into()),
+            devices: server::DeviceHealthConfig {
+                offline_after_ms: self
+                    .device_offline_after
+                    .or(file.device_offline_after)
+                    .map_or(
+                        server::DeviceHealthConfig::default().offline_after_ms,
+                        |secs| i64::from(secs) * 1000,
+                    ),
+                ..server::DeviceHealthConfig::default()
+            },
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
         for (name, addr) in [("http", config.http), ("mqtt", config.mqtt)] {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use model::{PatientId, WardId};
 use tokio::sync::Notify;
 use twin::Attribution;
-use twin::{PatientStatus, TwinEvent, ValueState};
+use twin::{DeviceHealth, PatientStatus, TwinEvent, ValueState};
 
 /// Waveform chunks a subscriber may have waiting; at one chunk per second per signal this is a
 /// few seconds of a whole ward, enough to ride out a hiccup, small enough to stay live.
@@ -27,6 +27,8 @@ pub struct Pending {
     pub values: Vec<(Attribution, ValueState)>,
     value_index: HashMap<(Attribution, String), usize>,
     pub statuses: Vec<PatientStatus>,
+    /// Devices that came online or went offline, the latest change per device.
+    pub devices: Vec<DeviceHealth>,
     pub waveforms: VecDeque<TwinEvent>,
     pub skipped_waveforms: u64,
     pub coalesced_values: u64,
@@ -36,6 +38,7 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
             && self.statuses.is_empty()
+            && self.devices.is_empty()
             && self.waveforms.is_empty()
             && self.skipped_waveforms == 0
     }
@@ -63,6 +66,16 @@ impl Pending {
                 {
                     Some(held) => *held = status.clone(),
                     None => self.statuses.push(status.clone()),
+                }
+            }
+            TwinEvent::Device { health, .. } => {
+                match self
+                    .devices
+                    .iter_mut()
+                    .find(|held| held.device_id == health.device_id)
+                {
+                    Some(held) => *held = health.clone(),
+                    None => self.devices.push(health.clone()),
                 }
             }
             TwinEvent::Waveform { .. } => {
@@ -127,9 +140,9 @@ impl Hub {
         self.subscribers.retain(|(_, weak)| weak.strong_count() > 0);
         for event in events {
             let attribution = match event {
-                TwinEvent::Value { attribution, .. } | TwinEvent::Waveform { attribution, .. } => {
-                    attribution.clone()
-                }
+                TwinEvent::Value { attribution, .. }
+                | TwinEvent::Waveform { attribution, .. }
+                | TwinEvent::Device { attribution, .. } => attribution.clone(),
                 TwinEvent::Status(status) => Attribution {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()

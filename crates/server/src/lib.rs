@@ -26,6 +26,7 @@ use model::Catalog;
 use store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+pub use twin::DeviceHealthConfig;
 
 use crate::api::{ApiError, AppState};
 use crate::metrics::Metrics;
@@ -37,6 +38,22 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     pub data_dir: PathBuf,
+    /// When a silent device counts as offline, and the window its message rate is taken over.
+    pub devices: DeviceHealthConfig,
+}
+
+impl ServerConfig {
+    /// Every listener on an ephemeral loopback port and default settings: for tests and
+    /// benchmarks, so that two instances never collide.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        ServerConfig {
+            http: any_port,
+            mqtt: any_port,
+            data_dir: data_dir.into(),
+            devices: DeviceHealthConfig::default(),
+        }
+    }
 }
 
 /// Two connections to the SQL store: one that writes (the projector, registry changes) and one
@@ -114,6 +131,7 @@ impl Server {
         let ward = Arc::new(setup::load_ward(
             Catalog::embedded(),
             &stores.writer.lock().expect("store lock"),
+            config.devices.clone(),
         )?);
         tracing::info!(
             records = recovery.records_recovered,
@@ -130,6 +148,11 @@ impl Server {
             stores.writer.clone(),
             metrics.clone(),
             appended,
+            shutdown.clone(),
+        )));
+
+        tasks.push(tokio::spawn(watch_device_silence(
+            ward.clone(),
             shutdown.clone(),
         )));
 
@@ -205,6 +228,19 @@ impl Server {
         }
         let log = self.log;
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+}
+
+/// Lets the devices' technical state see time pass, so a device that stops sending is marked
+/// offline within a second of its silence limit.
+async fn watch_device_silence(ward: Arc<Ward>, shutdown: CancellationToken) {
+    let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every_second.tick() => ward.tick(pipeline::now()),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -75,7 +75,12 @@ impl Ingest {
         self.appended.notify_one();
         self.metrics.accepted(source, count, samples);
         if let LogRecord::Observations(record) = record {
-            self.ward.apply(&record.observations);
+            self.ward.apply_message(
+                &record.device_id,
+                &record.source,
+                record.received,
+                &record.observations,
+            );
         }
         Ok(offset)
     }

@@ -7,7 +7,7 @@ use model::{
     AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp,
 };
 use store::{DeviceRecord, PatientRecord, Store, StoreError, Subject, WardLayout};
-use twin::{Attribution, DeviceInfo, Registry};
+use twin::{Attribution, DeviceHealthConfig, DeviceInfo, Registry};
 
 use crate::directory::{
     BedView, ConditionView, Directory, PatientView, RoomView, WardView, age_on, civil_date,
@@ -185,8 +185,13 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
     Ok(Directory { wards, patients })
 }
 
-/// The ward as the store knows it, with the live twin rebuilt from the latest stored values.
-pub fn load_ward(catalog: &'static Catalog, store: &Store) -> Result<Ward, StoreError> {
+/// The ward as the store knows it, with the live twin rebuilt from the latest stored values
+/// and the devices' technical state from when each was last heard from.
+pub fn load_ward(
+    catalog: &'static Catalog,
+    store: &Store,
+    device_health: DeviceHealthConfig,
+) -> Result<Ward, StoreError> {
     let registry = load_registry(store)?;
     let directory = load_directory(store, now().millis())?;
     let mut latest = Vec::new();
@@ -232,8 +237,18 @@ pub fn load_ward(catalog: &'static Catalog, store: &Store) -> Result<Ward, Store
             attributed
         })
         .collect();
-    let ward = Ward::new(catalog, registry, directory);
+    let mut last_seen: Vec<(DeviceId, Timestamp)> = store
+        .devices()?
+        .into_iter()
+        .filter_map(|device| Some((device.id, device.last_seen?)))
+        .collect();
+    last_seen.extend(attributed.iter().map(|a| {
+        let observation = &a.observation;
+        (observation.device_id.clone(), observation.received_time)
+    }));
+    let ward = Ward::new(catalog, registry, directory, device_health);
     ward.apply(&attributed);
+    ward.seed_device_health(last_seen);
     Ok(ward)
 }
 

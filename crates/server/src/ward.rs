@@ -5,8 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use model::{AssociationTarget, Catalog, Observation, PatientId, RoomId, WardId};
-use twin::{Attributed, Attribution, LiveTwin, PatientStatus, Registry, ValueState};
+use model::{
+    AssociationTarget, Catalog, DeviceId, Observation, PatientId, RoomId, Timestamp, WardId,
+};
+use twin::{
+    Attributed, Attribution, DeviceHealth, DeviceHealthBook, DeviceHealthConfig, HealthChange,
+    LiveTwin, PatientStatus, Registry, TwinEvent, ValueState,
+};
 
 use crate::directory::Directory;
 use crate::hub::{Filter, Hub, Subscriber};
@@ -24,6 +29,37 @@ struct Live {
     hub: Hub,
     ward_of_room: HashMap<RoomId, WardId>,
     ward_of_patient: HashMap<PatientId, WardId>,
+    devices: DeviceHealthBook,
+    /// Each device's latest attribution, to route its online/offline changes.
+    device_attribution: HashMap<DeviceId, Attribution>,
+}
+
+impl Live {
+    fn publish(&mut self, events: &[TwinEvent]) {
+        let Live {
+            hub,
+            ward_of_room,
+            ward_of_patient,
+            ..
+        } = self;
+        hub.publish(events, |attribution| {
+            ward_of(ward_of_room, ward_of_patient, attribution)
+        });
+    }
+
+    fn device_event(&self, change: HealthChange) -> TwinEvent {
+        let health = match change {
+            HealthChange::CameOnline(health) | HealthChange::WentOffline(health) => health,
+        };
+        TwinEvent::Device {
+            attribution: self
+                .device_attribution
+                .get(&health.device_id)
+                .cloned()
+                .unwrap_or_default(),
+            health,
+        }
+    }
 }
 
 /// What a new subscriber sees first; taken under the same lock that routes events, so the
@@ -36,11 +72,19 @@ pub struct Snapshot {
 }
 
 impl Ward {
-    pub fn new(catalog: &'static Catalog, registry: Registry, directory: Directory) -> Ward {
+    pub fn new(
+        catalog: &'static Catalog,
+        registry: Registry,
+        directory: Directory,
+        device_health: DeviceHealthConfig,
+    ) -> Ward {
         let ward = Ward {
             catalog,
             registry: RwLock::new(registry),
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(Live {
+                devices: DeviceHealthBook::new(device_health),
+                ..Live::default()
+            }),
             directory: RwLock::new(Arc::new(Directory::default())),
         };
         ward.set_directory(directory);
@@ -81,22 +125,75 @@ impl Ward {
             .collect()
     }
 
-    /// Applies durable observations to the live twin and routes the resulting events.
+    /// Applies durable observations to the live twin and routes the resulting events. For
+    /// values restored from the store; live messages go through [`Ward::apply_message`].
     pub fn apply(&self, observations: &[Attributed]) {
         let mut live = self.live.lock().expect("live lock");
-        let Live {
-            twin,
-            hub,
-            ward_of_room,
-            ward_of_patient,
-        } = &mut *live;
         let mut events = Vec::new();
         for attributed in observations {
-            events.extend(twin.apply(self.catalog, attributed));
+            events.extend(live.twin.apply(self.catalog, attributed));
         }
-        hub.publish(&events, |attribution| {
-            ward_of(ward_of_room, ward_of_patient, attribution)
-        });
+        live.publish(&events);
+    }
+
+    /// Applies one accepted device message: its observations to the twin, and the fact that
+    /// the device was heard from to its technical state.
+    pub fn apply_message(
+        &self,
+        device_id: &DeviceId,
+        source: &str,
+        received: Timestamp,
+        observations: &[Attributed],
+    ) {
+        let mut live = self.live.lock().expect("live lock");
+        let mut events = Vec::new();
+        for attributed in observations {
+            events.extend(live.twin.apply(self.catalog, attributed));
+        }
+        if let Some(latest) = observations.last() {
+            live.device_attribution
+                .insert(device_id.clone(), latest.attribution.clone());
+        }
+        let heard: Vec<&Observation> = observations.iter().map(|a| &a.observation).collect();
+        if let Some(change) = live.devices.heard(device_id, source, received, &heard) {
+            events.push(live.device_event(change));
+        }
+        live.publish(&events);
+    }
+
+    /// Lets time pass for the devices' technical state: the silent ones go offline.
+    pub fn tick(&self, now: Timestamp) {
+        let mut live = self.live.lock().expect("live lock");
+        let changes = live.devices.tick(now);
+        if changes.is_empty() {
+            return;
+        }
+        let events: Vec<TwinEvent> = changes
+            .into_iter()
+            .map(|change| live.device_event(change))
+            .collect();
+        live.publish(&events);
+    }
+
+    /// Remembers devices heard from before a restart (see [`DeviceHealthBook::seed`]).
+    pub fn seed_device_health(&self, seen: impl IntoIterator<Item = (DeviceId, Timestamp)>) {
+        let mut live = self.live.lock().expect("live lock");
+        for (device_id, last_seen) in seen {
+            live.devices.seed(&device_id, last_seen);
+        }
+    }
+
+    pub fn device_health(&self, device_id: &DeviceId) -> Option<DeviceHealth> {
+        let live = self.live.lock().expect("live lock");
+        live.devices.get(device_id).cloned()
+    }
+
+    /// Every device heard from, by id.
+    pub fn devices_health(&self) -> Vec<DeviceHealth> {
+        let live = self.live.lock().expect("live lock");
+        let mut all: Vec<DeviceHealth> = live.devices.all().cloned().collect();
+        all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        all
     }
 
     pub fn subscribe(&self, filter: Filter) -> (Snapshot, Arc<Subscriber>) {

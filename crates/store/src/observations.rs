@@ -118,6 +118,29 @@ impl Store {
                     }
                 }
             }
+            // When each registered device was first and last heard from, for the registry and
+            // for its technical state after a restart. Unregistered devices change nothing.
+            let mut heard: std::collections::HashMap<&str, (i64, i64)> = Default::default();
+            for stored in batch {
+                let observation = &stored.observation;
+                let received = observation.received_time.millis();
+                heard
+                    .entry(observation.device_id.as_str())
+                    .and_modify(|(first, last)| {
+                        *first = (*first).min(received);
+                        *last = (*last).max(received);
+                    })
+                    .or_insert((received, received));
+            }
+            let mut touch_device = tx.prepare_cached(
+                "UPDATE devices SET
+                     first_seen_ms = min(coalesce(first_seen_ms, ?2), ?2),
+                     last_seen_ms = max(coalesce(last_seen_ms, ?3), ?3)
+                 WHERE id = ?1",
+            )?;
+            for (device_id, (first, last)) in heard {
+                touch_device.execute(params![device_id, first, last])?;
+            }
             let mut insert_dead_letter = tx.prepare_cached(
                 "INSERT OR IGNORE INTO dead_letters (log_offset, source, origin, received_ms,
                      reason, detail, raw)

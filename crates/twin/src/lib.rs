@@ -8,11 +8,13 @@
 
 pub mod attribution;
 pub mod conditions;
+pub mod device_health;
 pub mod live;
 pub mod normalize;
 pub mod registry;
 
 pub use attribution::{Attributed, Attribution};
+pub use device_health::{DeviceHealth, DeviceHealthBook, DeviceHealthConfig, HealthChange};
 pub use live::{LiveTwin, PatientStatus, TwinEvent, ValueState};
 pub use normalize::{
     MetricRef, NormalizeError, RawNumeric, RawWaveform, normalize_numeric, normalize_waveform,

@@ -9,6 +9,7 @@ use model::{
 };
 
 use crate::attribution::{Attributed, Attribution};
+use crate::device_health::DeviceHealth;
 
 /// A value older than this no longer counts toward a patient's status.
 pub const STATUS_FRESHNESS_MILLIS: i64 = 10 * 60 * 1000;
@@ -49,6 +50,12 @@ pub enum TwinEvent {
         region: Option<BodyRegion>,
     },
     Status(PatientStatus),
+    /// A device came online or went offline; `attribution` is that of its latest data, so the
+    /// change reaches whoever watches where the device is.
+    Device {
+        attribution: Attribution,
+        health: DeviceHealth,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -3,29 +3,11 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use futures::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::*;
-
-async fn next_json<S>(ws: &mut S) -> Value
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let message = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("a stream message in time")
-            .expect("stream open")
-            .expect("ws ok");
-        match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON frame"),
-            Message::Close(frame) => panic!("stream closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_data_reaches_twin_history_and_stream() {

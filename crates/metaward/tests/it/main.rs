@@ -2,6 +2,7 @@
 //! binary, real MQTT clients (rumqttc, mosquitto_pub) and a real WebSocket client.
 
 mod crash;
+mod devices;
 mod ingest;
 mod mosquitto;
 mod openapi;
@@ -30,15 +31,44 @@ pub fn now_ms() -> i64 {
 
 /// A server on ephemeral ports with a fresh data directory (kept alive by the returned guard).
 pub async fn start_server() -> (Server, tempfile::TempDir) {
+    start_server_with(|_| {}).await
+}
+
+/// [`start_server`] with settings changed by `configure`.
+pub async fn start_server_with(
+    configure: impl FnOnce(&mut ServerConfig),
+) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerConfig {
-        http: "127.0.0.1:0".parse().unwrap(),
-        mqtt: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-    })
-    .await
-    .expect("server starts");
+    let mut config = ServerConfig::ephemeral(dir.path().join("data"));
+    configure(&mut config);
+    let server = Server::start(config).await.expect("server starts");
     (server, dir)
+}
+
+/// The next JSON text frame of a WebSocket stream, within the deadline.
+pub async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a stream message in time")
+            .expect("stream open")
+            .expect("ws ok");
+        match message {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON frame"),
+            Message::Close(frame) => panic!("stream closed: {frame:?}"),
+            _ => {}
+        }
+    }
 }
 
 /// One ward `w1`, one room `r1`, one bed `b1`, patient `p1` in it, device `dev-1` on the bed.

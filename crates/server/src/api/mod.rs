@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/devices", get(rest::devices).post(rest::register_device))
         .route("/devices/unassociated", get(rest::unassociated_devices))
+        .route("/devices/technical", get(rest::devices_technical))
         .route("/devices/{device_id}", get(rest::device))
         .route(
             "/devices/{device_id}/associations",

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use store::{DeviceRecord, Subject};
 use twin::{Attribution, DeviceInfo};
 
-use super::stream::{metrics_json, status_json, value_json};
+use super::stream::{device_health_json, metrics_json, status_json, value_json};
 use super::{ApiError, AppState};
 use crate::pipeline::now;
+use crate::ward::Ward;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -233,7 +234,8 @@ pub async fn patient_waveform(
     ))
 }
 
-fn device_json(device: &DeviceRecord) -> Value {
+/// A registered device with its live technical state (`null` until it is heard from).
+fn device_json(device: &DeviceRecord, ward: &Ward) -> Value {
     json!({
         "id": device.id.to_string(),
         "kind": device.kind.key(),
@@ -241,14 +243,41 @@ fn device_json(device: &DeviceRecord) -> Value {
         "placement": device.placement.map(|r| r.to_string()),
         "first_seen": device.first_seen.map(Timestamp::millis),
         "last_seen": device.last_seen.map(Timestamp::millis),
+        "technical": ward.device_health(&device.id).as_ref().map(device_health_json),
     })
 }
 
 pub async fn devices(State(state): State<AppState>) -> ApiResult {
     let devices = state.stores.read(|store| store.devices()).await??;
     Ok(Json(json!(
-        devices.iter().map(device_json).collect::<Vec<_>>()
+        devices
+            .iter()
+            .map(|device| device_json(device, &state.ward))
+            .collect::<Vec<_>>()
     )))
+}
+
+/// The technical state of every device heard from since start (or known to the store from
+/// before), registered or not: for clinical engineers watching connectivity.
+pub async fn devices_technical(State(state): State<AppState>) -> ApiResult {
+    let registered: std::collections::HashSet<DeviceId> = state
+        .stores
+        .read(|store| store.devices())
+        .await??
+        .into_iter()
+        .map(|device| device.id)
+        .collect();
+    let devices: Vec<Value> = state
+        .ward
+        .devices_health()
+        .iter()
+        .map(|health| {
+            let mut json = device_health_json(health);
+            json["registered"] = json!(registered.contains(&health.device_id));
+            json
+        })
+        .collect();
+    Ok(Json(json!(devices)))
 }
 
 pub async fn device(State(state): State<AppState>, Path(device_id): Path<String>) -> ApiResult {
@@ -258,7 +287,7 @@ pub async fn device(State(state): State<AppState>, Path(device_id): Path<String>
         .read(move |store| store.device(&id))
         .await??
         .ok_or_else(|| ApiError::not_found("device"))?;
-    Ok(Json(device_json(&device)))
+    Ok(Json(device_json(&device, &state.ward)))
 }
 
 #[derive(Deserialize)]
@@ -317,7 +346,7 @@ pub async fn register_device(
             placement,
         })
     });
-    Ok((StatusCode::CREATED, Json(device_json(&record))))
+    Ok((StatusCode::CREATED, Json(device_json(&record, &state.ward))))
 }
 
 pub async fn unassociated_devices(State(state): State<AppState>) -> ApiResult {
@@ -327,7 +356,11 @@ pub async fn unassociated_devices(State(state): State<AppState>) -> ApiResult {
         .iter()
         .map(|(device, values)| {
             let attribution = Attribution::default();
-            json!({ "device_id": device.to_string(), "values": values.iter().map(|v| value_json(&attribution, v)).collect::<Vec<_>>() })
+            json!({
+                "device_id": device.to_string(),
+                "values": values.iter().map(|v| value_json(&attribution, v)).collect::<Vec<_>>(),
+                "technical": state.ward.device_health(device).as_ref().map(device_health_json),
+            })
         })
         .collect();
     Ok(Json(json!(devices)))

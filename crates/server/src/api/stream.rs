@@ -8,7 +8,7 @@ use axum::response::Response;
 use model::{Catalog, MetricKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use twin::{Attribution, PatientStatus, TwinEvent, ValueState};
+use twin::{Attribution, DeviceHealth, PatientStatus, TwinEvent, ValueState};
 
 use super::AppState;
 use crate::hub::{Filter, Pending};
@@ -71,6 +71,10 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
             .collect();
         send(socket, json!({ "type": "values", "items": items })).await?;
     }
+    if !pending.devices.is_empty() {
+        let items: Vec<Value> = pending.devices.iter().map(device_health_json).collect();
+        send(socket, json!({ "type": "devices", "items": items })).await?;
+    }
     if !pending.statuses.is_empty() {
         let items: Vec<Value> = pending.statuses.iter().map(status_json).collect();
         send(socket, json!({ "type": "status", "items": items })).await?;
@@ -110,6 +114,26 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
 
 async fn send(socket: &mut WebSocket, message: Value) -> Result<(), axum::Error> {
     socket.send(Message::Text(message.to_string().into())).await
+}
+
+/// A device's technical state, as the stream and REST serve it (docs/stream.md).
+pub fn device_health_json(health: &DeviceHealth) -> Value {
+    json!({
+        "device_id": health.device_id.to_string(),
+        "source": health.source,
+        "online": health.online,
+        "first_seen": health.first_seen.millis(),
+        "last_seen": health.last_seen.millis(),
+        "messages_total": health.messages_total,
+        "messages_per_minute": (health.messages_per_minute * 10.0).round() / 10.0,
+        "battery": health.battery.map(|(level, _)| level),
+        "battery_time": health.battery.map(|(_, at)| at.millis()),
+        "signal": {
+            "values_last_minute": health.values_recent,
+            "device_flagged_last_minute": health.device_flagged_recent,
+            "implausible_last_minute": health.implausible_recent,
+        },
+    })
 }
 
 pub fn value_json(attribution: &Attribution, value: &ValueState) -> Value {

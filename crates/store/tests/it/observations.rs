@@ -349,3 +349,29 @@ fn the_time_series_queries_use_their_indexes() {
     );
     assert!(chunks.contains("waveform_chunks_by_patient"), "{chunks}");
 }
+
+#[test]
+fn a_batch_records_when_its_registered_devices_were_heard_from() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .upsert_device(&store::DeviceRecord {
+            id: "mon-1".into(),
+            kind: model::DeviceKind::BedsideMonitor,
+            model: "monitor".into(),
+            placement: None,
+            first_seen: None,
+            last_seen: None,
+        })
+        .unwrap();
+    let batch = [
+        numeric(0, "heart_rate", 70.0, 5_000, "p1"),
+        numeric(1, "heart_rate", 71.0, 1_000, "p1"),
+        // env-1 is not registered: its data is stored, and no device row appears for it.
+        room_value(2, "room_temperature", 21.0, 9_000),
+    ];
+    store.insert_observations(&batch, 3).unwrap();
+    let device = store.device(&"mon-1".into()).unwrap().unwrap();
+    assert_eq!(device.first_seen, Some(t(1_007)));
+    assert_eq!(device.last_seen, Some(t(5_007)));
+    assert!(store.device(&"env-1".into()).unwrap().is_none());
+}
