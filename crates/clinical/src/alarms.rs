@@ -27,12 +27,18 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::Low, Priority::Medium, Priority::High];
+
     pub fn key(self) -> &'static str {
         match self {
             Priority::Low => "low",
             Priority::Medium => "medium",
             Priority::High => "high",
         }
+    }
+
+    pub fn from_key(key: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.key() == key)
     }
 }
 
@@ -61,6 +67,17 @@ pub enum TechnicalCondition {
 }
 
 impl TechnicalCondition {
+    pub const ALL: [TechnicalCondition; 4] = [
+        TechnicalCondition::DeviceOffline,
+        TechnicalCondition::Artefact,
+        TechnicalCondition::LowBattery,
+        TechnicalCondition::UnassociatedDevice,
+    ];
+
+    pub fn from_key(key: &str) -> Option<TechnicalCondition> {
+        TechnicalCondition::ALL.into_iter().find(|c| c.key() == key)
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             TechnicalCondition::DeviceOffline => "device_offline",
@@ -80,7 +97,78 @@ pub enum AlarmCondition {
     Technical(TechnicalCondition),
 }
 
+impl LimitSide {
+    pub fn key(self) -> &'static str {
+        match self {
+            LimitSide::Low => "low",
+            LimitSide::High => "high",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<LimitSide> {
+        match key {
+            "low" => Some(LimitSide::Low),
+            "high" => Some(LimitSide::High),
+            _ => None,
+        }
+    }
+}
+
+impl AlarmSubject {
+    /// `patient`, `room` or `device`, with the id: as stored and served.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            AlarmSubject::Patient(id) => ("patient", id.as_str()),
+            AlarmSubject::Room(id) => ("room", id.as_str()),
+            AlarmSubject::Device(id) => ("device", id.as_str()),
+        }
+    }
+
+    pub fn from_parts(kind: &str, id: &str) -> Option<AlarmSubject> {
+        match kind {
+            "patient" => Some(AlarmSubject::Patient(id.into())),
+            "room" => Some(AlarmSubject::Room(id.into())),
+            "device" => Some(AlarmSubject::Device(id.into())),
+            _ => None,
+        }
+    }
+}
+
 impl AlarmCondition {
+    /// (kind, the metric, score or technical condition, the side of a limit): as stored and served.
+    pub fn parts(&self) -> (&'static str, &str, Option<LimitSide>) {
+        match self {
+            AlarmCondition::Physiological { metric, side } => {
+                ("physiological", metric.as_str(), Some(*side))
+            }
+            AlarmCondition::Environmental { metric, side } => {
+                ("environmental", metric.as_str(), Some(*side))
+            }
+            AlarmCondition::Score { score } => ("score", score.as_str(), None),
+            AlarmCondition::Technical(condition) => ("technical", condition.key(), None),
+        }
+    }
+
+    pub fn from_parts(kind: &str, what: &str, side: Option<LimitSide>) -> Option<AlarmCondition> {
+        match (kind, side) {
+            ("physiological", Some(side)) => Some(AlarmCondition::Physiological {
+                metric: what.to_owned(),
+                side,
+            }),
+            ("environmental", Some(side)) => Some(AlarmCondition::Environmental {
+                metric: what.to_owned(),
+                side,
+            }),
+            ("score", None) => Some(AlarmCondition::Score {
+                score: what.to_owned(),
+            }),
+            ("technical", None) => {
+                TechnicalCondition::from_key(what).map(AlarmCondition::Technical)
+            }
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             AlarmCondition::Physiological { .. } => "physiological",
@@ -331,6 +419,12 @@ pub struct AlarmEngine {
     next_id: u64,
 }
 
+impl Default for AlarmEngine {
+    fn default() -> Self {
+        AlarmEngine::new(AlarmConfig::default())
+    }
+}
+
 impl AlarmEngine {
     pub fn new(config: AlarmConfig) -> AlarmEngine {
         AlarmEngine {
@@ -345,6 +439,18 @@ impl AlarmEngine {
 
     pub fn config(&self) -> &AlarmConfig {
         &self.config
+    }
+
+    /// Takes back the alarms that were active before a restart, and goes on numbering after
+    /// `max_id`. Values waiting out an alarm-condition delay start waiting again.
+    pub fn restore(&mut self, active: impl IntoIterator<Item = Alarm>, max_id: u64) {
+        for alarm in active.into_iter().filter(Alarm::is_active) {
+            let key = (alarm.subject.clone(), alarm.condition.clone());
+            self.active.insert(key, alarm.id);
+            self.next_id = self.next_id.max(alarm.id + 1);
+            self.alarms.insert(alarm.id, alarm);
+        }
+        self.next_id = self.next_id.max(max_id + 1);
     }
 
     /// Sets (or with `None` removes) a patient's own limits for one metric.
@@ -960,6 +1066,26 @@ mod tests {
         assert_eq!(
             transitions(&engine.score(&"p1".into(), "news2", None, "", t(500))),
             ["condition_cleared", "resolved"]
+        );
+    }
+
+    #[test]
+    fn restored_alarms_continue_where_they_were() {
+        let mut engine = AlarmEngine::new(AlarmConfig::default());
+        let raised = engine.device_online(&"mon-1".into(), false, t(0));
+        let mut restarted = AlarmEngine::new(AlarmConfig::default());
+        restarted.restore([raised[0].alarm.clone()], 41);
+        // The same condition is the same alarm; a new one gets an id after the highest.
+        assert!(
+            restarted
+                .device_online(&"mon-1".into(), false, t(5))
+                .is_empty()
+        );
+        let cleared = restarted.device_online(&"mon-1".into(), true, t(6));
+        assert_eq!(transitions(&cleared), ["condition_cleared", "resolved"]);
+        assert_eq!(
+            restarted.battery(&"mon-1".into(), 5.0, t(7))[0].alarm.id,
+            42
         );
     }
 

@@ -28,6 +28,10 @@ pub struct ListenArgs {
     /// Seconds of silence after which a device is marked offline [default: 30]
     #[arg(long, env = "METAWARD_DEVICE_OFFLINE_AFTER")]
     pub device_offline_after: Option<u32>,
+    /// Alarm limits, delays and lifecycle timings (TOML, the shape of the shipped defaults in
+    /// crates/clinical/data/alarm_limits.toml) [default: the shipped defaults]
+    #[arg(long, env = "METAWARD_ALARM_LIMITS")]
+    pub alarm_limits: Option<PathBuf>,
     /// TOML configuration file
     #[arg(long, env = "METAWARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -40,6 +44,7 @@ struct FileConfig {
     mqtt: Option<SocketAddr>,
     data: Option<PathBuf>,
     device_offline_after: Option<u32>,
+    alarm_limits: Option<PathBuf>,
 }
 
 impl ListenArgs {
@@ -71,6 +76,15 @@ impl ListenArgs {
                         |secs| i64::from(secs) * 1000,
                     ),
                 ..server::DeviceHealthConfig::default()
+            },
+            alarms: match self.alarm_limits.clone().or(file.alarm_limits) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading alarm limits {}", path.display()))?;
+                    server::AlarmConfig::from_toml(&text)
+                        .with_context(|| format!("alarm limits {}", path.display()))?
+                }
+                None => server::AlarmConfig::default(),
             },
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.

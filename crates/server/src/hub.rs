@@ -1,15 +1,29 @@
 //! Fan-out of twin events to live subscribers (WebSocket clients). Each subscriber has its own
 //! small queue that never grows without bound: numeric values and statuses are coalesced to
 //! the latest per subject and metric, and waveform chunks beyond a few seconds are skipped and
-//! counted so the client can show a gap. Publishing never waits for a slow subscriber.
+//! counted so the client can show a gap. Alarm events are the exception: each one is kept
+//! for the subscriber, never coalesced or skipped (they are few, and none may be lost).
+//! Publishing never waits for a slow subscriber.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use clinical::alarms::AlarmEvent;
 use model::{PatientId, WardId};
 use tokio::sync::Notify;
 use twin::Attribution;
 use twin::{DeviceHealth, PatientStatus, TwinEvent, ValueState};
+
+/// What the hub routes: the twin's events and the alarms' events, each with the attribution
+/// that decides who sees it.
+#[derive(Clone, Debug)]
+pub enum WardEvent {
+    Twin(TwinEvent),
+    Alarm {
+        attribution: Attribution,
+        event: Box<AlarmEvent>,
+    },
+}
 
 /// Waveform chunks a subscriber may have waiting; at one chunk per second per signal this is a
 /// few seconds of a whole ward, enough to ride out a hiccup, small enough to stay live.
@@ -30,6 +44,8 @@ pub struct Pending {
     /// Devices that came online or went offline, the latest change per device.
     pub devices: Vec<DeviceHealth>,
     pub waveforms: VecDeque<TwinEvent>,
+    /// Every alarm event, in order.
+    pub alarms: Vec<AlarmEvent>,
     pub skipped_waveforms: u64,
     pub coalesced_values: u64,
 }
@@ -40,10 +56,18 @@ impl Pending {
             && self.statuses.is_empty()
             && self.devices.is_empty()
             && self.waveforms.is_empty()
+            && self.alarms.is_empty()
             && self.skipped_waveforms == 0
     }
 
-    fn push(&mut self, event: &TwinEvent) {
+    fn push(&mut self, event: &WardEvent) {
+        let event = match event {
+            WardEvent::Alarm { event, .. } => {
+                self.alarms.push((**event).clone());
+                return;
+            }
+            WardEvent::Twin(event) => event,
+        };
         match event {
             TwinEvent::Value { attribution, value } => {
                 let key = (attribution.clone(), value.metric.clone());
@@ -111,7 +135,7 @@ impl Subscriber {
         }
     }
 
-    fn push(&self, event: &TwinEvent) {
+    fn push(&self, event: &WardEvent) {
         self.pending.lock().expect("subscriber lock").push(event);
         self.notify.notify_one();
     }
@@ -134,16 +158,19 @@ impl Hub {
     /// Routes events; `ward_of` says which ward an attribution belongs to.
     pub fn publish(
         &mut self,
-        events: &[TwinEvent],
+        events: &[WardEvent],
         ward_of: impl Fn(&Attribution) -> Option<WardId>,
     ) {
         self.subscribers.retain(|(_, weak)| weak.strong_count() > 0);
         for event in events {
             let attribution = match event {
-                TwinEvent::Value { attribution, .. }
-                | TwinEvent::Waveform { attribution, .. }
-                | TwinEvent::Device { attribution, .. } => attribution.clone(),
-                TwinEvent::Status(status) => Attribution {
+                WardEvent::Twin(
+                    TwinEvent::Value { attribution, .. }
+                    | TwinEvent::Waveform { attribution, .. }
+                    | TwinEvent::Device { attribution, .. },
+                )
+                | WardEvent::Alarm { attribution, .. } => attribution.clone(),
+                WardEvent::Twin(TwinEvent::Status(status)) => Attribution {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()
                 },
@@ -178,8 +205,8 @@ mod tests {
     use super::*;
     use model::Timestamp;
 
-    fn value(patient: &str, metric: &str, v: f64) -> TwinEvent {
-        TwinEvent::Value {
+    fn value(patient: &str, metric: &str, v: f64) -> WardEvent {
+        WardEvent::Twin(TwinEvent::Value {
             attribution: Attribution {
                 patient: Some(patient.into()),
                 ..Attribution::default()
@@ -193,11 +220,11 @@ mod tests {
                 region: None,
                 artefact: false,
             },
-        }
+        })
     }
 
-    fn waveform(patient: &str) -> TwinEvent {
-        TwinEvent::Waveform {
+    fn waveform(patient: &str) -> WardEvent {
+        WardEvent::Twin(TwinEvent::Waveform {
             attribution: Attribution {
                 patient: Some(patient.into()),
                 ..Attribution::default()
@@ -207,7 +234,7 @@ mod tests {
             sample_rate_hz: 250.0,
             samples: vec![0.0; 250],
             region: None,
-        }
+        })
     }
 
     #[tokio::test]

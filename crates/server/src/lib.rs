@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+pub use clinical::alarms::AlarmConfig;
 use durable_log::{Log, LogConfig};
 use model::Catalog;
 use store::Store;
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// When a silent device counts as offline, and the window its message rate is taken over.
     pub devices: DeviceHealthConfig,
+    /// Alarm limits, delays and the lifecycle's timings (defaults: the clinical crate's
+    /// `data/alarm_limits.toml`).
+    pub alarms: AlarmConfig,
 }
 
 impl ServerConfig {
@@ -52,6 +56,7 @@ impl ServerConfig {
             mqtt: any_port,
             data_dir: data_dir.into(),
             devices: DeviceHealthConfig::default(),
+            alarms: AlarmConfig::default(),
         }
     }
 }
@@ -132,6 +137,7 @@ impl Server {
             Catalog::embedded(),
             &stores.writer.lock().expect("store lock"),
             config.devices.clone(),
+            config.alarms.clone(),
         )?);
         tracing::info!(
             records = recovery.records_recovered,
@@ -151,6 +157,13 @@ impl Server {
             shutdown.clone(),
         )));
 
+        let (recorder, writes) = tokio::sync::mpsc::unbounded_channel();
+        ward.connect_alarm_recorder(recorder);
+        tasks.push(tokio::spawn(record_alarms(
+            writes,
+            stores.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(watch_device_silence(
             ward.clone(),
             shutdown.clone(),
@@ -240,6 +253,47 @@ async fn watch_device_silence(ward: Arc<Ward>, shutdown: CancellationToken) {
         tokio::select! {
             _ = every_second.tick() => ward.tick(pipeline::now()),
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Stores alarm events in the order they happened, a batch per wake-up, and tells whoever
+/// waits (an acknowledgment over REST) that they are on disk. Drains what is queued at shutdown.
+async fn record_alarms(
+    mut writes: tokio::sync::mpsc::UnboundedReceiver<ward::AlarmWrite>,
+    stores: Stores,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            write = writes.recv() => match write {
+                Some(write) => write,
+                None => return,
+            },
+            _ = shutdown.cancelled() => match writes.try_recv() {
+                Ok(write) => write,
+                Err(_) => return,
+            },
+        };
+        let mut batch = vec![first];
+        while let Ok(write) = writes.try_recv() {
+            batch.push(write);
+        }
+        let events: Vec<_> = batch
+            .iter()
+            .flat_map(|write| write.events.iter().cloned())
+            .collect();
+        let stored = stores
+            .write(move |store| store.record_alarm_events(&events))
+            .await;
+        let ok = matches!(stored, Ok(Ok(())));
+        if !ok {
+            tracing::error!("storing alarm events failed; they remain live but are not kept");
+        }
+        for write in batch {
+            if let Some(durable) = write.durable {
+                let _ = durable.send(ok);
+            }
         }
     }
 }

@@ -3,10 +3,11 @@
 //! or a hospital's configuration. The store is written first; the in-memory views are then
 //! reloaded from it, so they can never disagree with what survives a restart.
 
+use clinical::alarms::{AlarmConfig, AlarmEngine};
 use model::{
     AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp,
 };
-use store::{DeviceRecord, PatientRecord, Store, StoreError, Subject, WardLayout};
+use store::{AlarmQuery, DeviceRecord, PatientRecord, Store, StoreError, Subject, WardLayout};
 use twin::{Attribution, DeviceHealthConfig, DeviceInfo, Registry};
 
 use crate::directory::{
@@ -191,6 +192,7 @@ pub fn load_ward(
     catalog: &'static Catalog,
     store: &Store,
     device_health: DeviceHealthConfig,
+    alarm_config: AlarmConfig,
 ) -> Result<Ward, StoreError> {
     let registry = load_registry(store)?;
     let directory = load_directory(store, now().millis())?;
@@ -246,7 +248,18 @@ pub fn load_ward(
         let observation = &a.observation;
         (observation.device_id.clone(), observation.received_time)
     }));
-    let ward = Ward::new(catalog, registry, directory, device_health);
+    let mut alarms = AlarmEngine::new(alarm_config);
+    let active = store.alarms(&AlarmQuery {
+        active_only: true,
+        subject: None,
+        limit: usize::MAX >> 1,
+    })?;
+    alarms.restore(active, store.max_alarm_id()?);
+    for (patient, limits) in store.alarm_limit_overrides()? {
+        let metric = limits.metric.clone();
+        alarms.set_patient_limits(&patient, &metric, Some(limits));
+    }
+    let ward = Ward::new(catalog, registry, directory, device_health, alarms);
     ward.apply(&attributed);
     ward.seed_device_health(last_seen);
     Ok(ward)

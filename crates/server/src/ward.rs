@@ -1,6 +1,9 @@
 //! The server's shared view of the ward: who is associated with what (the registry, read on
 //! every ingest), the live twin and its subscribers (changed on every accepted message), and
-//! the directory of places and people. Locks are held for microseconds, never across I/O.
+//! the directory of places and people, and the alarms judged from what arrives (`alarms`).
+//! Locks are held for microseconds, never across I/O.
+
+mod alarms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,8 +16,12 @@ use twin::{
     LiveTwin, PatientStatus, Registry, TwinEvent, ValueState,
 };
 
+use clinical::alarms::{Alarm, AlarmEngine};
+
 use crate::directory::Directory;
-use crate::hub::{Filter, Hub, Subscriber};
+use crate::hub::{Filter, Hub, Subscriber, WardEvent};
+
+pub use alarms::{AlarmChange, AlarmRecorder, AlarmWrite};
 
 pub struct Ward {
     pub catalog: &'static Catalog,
@@ -30,12 +37,15 @@ struct Live {
     ward_of_room: HashMap<RoomId, WardId>,
     ward_of_patient: HashMap<PatientId, WardId>,
     devices: DeviceHealthBook,
-    /// Each device's latest attribution, to route its online/offline changes.
+    /// Each device's latest attribution, to route its online/offline changes and alarms.
     device_attribution: HashMap<DeviceId, Attribution>,
+    alarms: AlarmEngine,
+    /// Where alarm events go to be stored; `None` only for a ward without a store (tests).
+    alarm_recorder: Option<AlarmRecorder>,
 }
 
 impl Live {
-    fn publish(&mut self, events: &[TwinEvent]) {
+    fn publish(&mut self, events: &[WardEvent]) {
         let Live {
             hub,
             ward_of_room,
@@ -45,6 +55,11 @@ impl Live {
         hub.publish(events, |attribution| {
             ward_of(ward_of_room, ward_of_patient, attribution)
         });
+    }
+
+    fn publish_twin(&mut self, events: Vec<TwinEvent>) {
+        let events: Vec<WardEvent> = events.into_iter().map(WardEvent::Twin).collect();
+        self.publish(&events);
     }
 
     fn device_event(&self, change: HealthChange) -> TwinEvent {
@@ -69,6 +84,8 @@ pub struct Snapshot {
     pub patient_values: Vec<(PatientId, Vec<ValueState>)>,
     pub room_values: Vec<(RoomId, Vec<ValueState>)>,
     pub statuses: Vec<PatientStatus>,
+    /// Active alarms, highest priority first.
+    pub alarms: Vec<Alarm>,
 }
 
 impl Ward {
@@ -77,12 +94,14 @@ impl Ward {
         registry: Registry,
         directory: Directory,
         device_health: DeviceHealthConfig,
+        alarms: AlarmEngine,
     ) -> Ward {
         let ward = Ward {
             catalog,
             registry: RwLock::new(registry),
             live: Mutex::new(Live {
                 devices: DeviceHealthBook::new(device_health),
+                alarms,
                 ..Live::default()
             }),
             directory: RwLock::new(Arc::new(Directory::default())),
@@ -133,7 +152,7 @@ impl Ward {
         for attributed in observations {
             events.extend(live.twin.apply(self.catalog, attributed));
         }
-        live.publish(&events);
+        live.publish_twin(events);
     }
 
     /// Applies one accepted device message: its observations to the twin, and the fact that
@@ -155,24 +174,29 @@ impl Ward {
                 .insert(device_id.clone(), latest.attribution.clone());
         }
         let heard: Vec<&Observation> = observations.iter().map(|a| &a.observation).collect();
+        let mut alarm_events = live.judge_message(device_id, received, observations);
         if let Some(change) = live.devices.heard(device_id, source, received, &heard) {
+            alarm_events.extend(live.alarms.device_online(device_id, true, received));
             events.push(live.device_event(change));
         }
-        live.publish(&events);
+        live.publish_twin(events);
+        live.record_and_publish(alarm_events, None);
     }
 
     /// Lets time pass for the devices' technical state: the silent ones go offline.
     pub fn tick(&self, now: Timestamp) {
         let mut live = self.live.lock().expect("live lock");
         let changes = live.devices.tick(now);
-        if changes.is_empty() {
-            return;
+        let mut alarm_events = Vec::new();
+        let mut events = Vec::new();
+        for change in changes {
+            let device = change.health().device_id.clone();
+            alarm_events.extend(live.alarms.device_online(&device, false, now));
+            events.push(live.device_event(change));
         }
-        let events: Vec<TwinEvent> = changes
-            .into_iter()
-            .map(|change| live.device_event(change))
-            .collect();
-        live.publish(&events);
+        alarm_events.extend(live.alarms.tick(now));
+        live.publish_twin(events);
+        live.record_and_publish(alarm_events, None);
     }
 
     /// Remembers devices heard from before a restart (see [`DeviceHealthBook::seed`]).
@@ -237,11 +261,29 @@ impl Ward {
             .filter(|room| wants_room(room))
             .map(|room| (room.clone(), live.twin.room_values(room).cloned().collect()))
             .collect();
+        let alarms = live
+            .alarms
+            .active()
+            .into_iter()
+            .filter(|alarm| {
+                let attribution = live.alarm_attribution(&alarm.subject);
+                filter
+                    .patient
+                    .as_ref()
+                    .is_none_or(|p| attribution.patient.as_ref() == Some(p))
+                    && filter.ward.as_ref().is_none_or(|w| {
+                        ward_of(&live.ward_of_room, &live.ward_of_patient, &attribution).as_ref()
+                            == Some(w)
+                    })
+            })
+            .cloned()
+            .collect();
         let snapshot = Snapshot {
             directory,
             patient_values,
             room_values,
             statuses,
+            alarms,
         };
         (snapshot, subscriber)
     }

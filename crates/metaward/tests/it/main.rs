@@ -1,6 +1,7 @@
 //! End-to-end tests over real sockets: the in-process server (`server::Server`), the real
 //! binary, real MQTT clients (rumqttc, mosquitto_pub) and a real WebSocket client.
 
+mod alarms;
 mod crash;
 mod devices;
 mod ingest;

@@ -53,6 +53,28 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
+/// The alarm engine's refusals in HTTP terms: an unknown alarm is 404, a change the alarm's
+/// state does not allow is 409, a silence outside the rules is 400.
+impl From<clinical::alarms::AlarmError> for ApiError {
+    fn from(error: clinical::alarms::AlarmError) -> Self {
+        use clinical::alarms::AlarmError;
+        let (status, code) = match &error {
+            AlarmError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AlarmError::Resolved(_) | AlarmError::AlreadyAcknowledged(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            AlarmError::SilenceTooLong { .. }
+            | AlarmError::SilenceWithoutReason
+            | AlarmError::Config(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        ApiError {
+            status,
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
 /// A body that is not the JSON the route takes is the caller's error: 400 with what was wrong.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {

@@ -1,6 +1,7 @@
 //! The HTTP edge: REST under `/api/v1`, the live stream, the OpenAPI document, health,
 //! Prometheus metrics and the embedded web page. Only this module knows the JSON shapes.
 
+mod alarms;
 mod error;
 mod openapi;
 mod rest;
@@ -10,7 +11,7 @@ mod web;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::Stores;
 use crate::metrics::Metrics;
@@ -57,6 +58,16 @@ pub fn router(state: AppState) -> Router {
             get(rest::open_associations).post(rest::associate),
         )
         .route("/dead-letters", get(rest::dead_letters))
+        .route("/alarms", get(alarms::list))
+        .route("/alarms/{alarm_id}", get(alarms::get))
+        .route("/alarms/{alarm_id}/acknowledge", post(alarms::acknowledge))
+        .route("/alarms/{alarm_id}/silence", post(alarms::silence))
+        .route(
+            "/patients/{patient_id}/alarm-limits/{metric}",
+            put(alarms::put_limits)
+                .get(alarms::get_limits)
+                .delete(alarms::delete_limits),
+        )
         .route("/catalog", get(rest::catalog))
         .route("/stream", get(stream::stream))
         .route("/openapi.json", get(openapi::document));

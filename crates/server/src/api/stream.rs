@@ -5,6 +5,7 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use clinical::alarms::{Alarm, AlarmEvent, Presence};
 use model::{Catalog, MetricKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,14 +43,19 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
         .await
         .is_ok()
     {
+        state
+            .ward
+            .alarms_delivered(&undelivered_alarms(snapshot.alarms.iter()), now());
         loop {
             tokio::select! {
                 pending = subscriber.next() => {
                     state.metrics.stream_values_coalesced.inc_by(pending.coalesced_values);
                     state.metrics.stream_waveforms_dropped.inc_by(pending.skipped_waveforms);
+                    let undelivered = undelivered_alarms(pending.alarms.iter().map(|e| &e.alarm));
                     if send_pending(&mut socket, pending).await.is_err() {
                         break;
                     }
+                    state.ward.alarms_delivered(&undelivered, now());
                 }
                 incoming = socket.recv() => match incoming {
                     // The stream is one-way; pings are answered by axum, anything else is ignored.
@@ -60,6 +66,14 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
         }
     }
     state.metrics.stream_clients.dec();
+}
+
+/// Active alarms no client has been sent yet: sending them to this one delivers them (ACM).
+fn undelivered_alarms<'a>(alarms: impl Iterator<Item = &'a Alarm>) -> Vec<u64> {
+    alarms
+        .filter(|alarm| alarm.is_active() && alarm.delivered_at.is_none())
+        .map(|alarm| alarm.id)
+        .collect()
 }
 
 async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), axum::Error> {
@@ -101,6 +115,10 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
             });
             send(socket, message).await?;
         }
+    }
+    if !pending.alarms.is_empty() {
+        let items: Vec<Value> = pending.alarms.iter().map(alarm_event_json).collect();
+        send(socket, json!({ "type": "alarms", "items": items })).await?;
     }
     if pending.skipped_waveforms > 0 {
         send(
@@ -217,5 +235,43 @@ fn snapshot_message(catalog: &Catalog, snapshot: &Snapshot) -> Value {
         "metrics": metrics_json(catalog),
         "values": values,
         "status": snapshot.statuses.iter().map(status_json).collect::<Vec<_>>(),
+        "alarms": snapshot.alarms.iter().map(alarm_json).collect::<Vec<_>>(),
+    })
+}
+
+/// An alarm as the stream and REST serve it (docs/stream.md).
+pub fn alarm_json(alarm: &Alarm) -> Value {
+    let (subject_kind, subject_id) = alarm.subject.parts();
+    let (kind, condition, side) = alarm.condition.parts();
+    json!({
+        "id": alarm.id,
+        "subject": { "kind": subject_kind, "id": subject_id },
+        "kind": kind,
+        "condition": condition,
+        "side": side.map(|s| s.key()),
+        "priority": alarm.priority.key(),
+        "state": alarm.state(),
+        "latched": alarm.latched,
+        "message": alarm.message,
+        "value": alarm.value,
+        "limit": alarm.limit,
+        "raised_at": alarm.raised_at.millis(),
+        "condition_present": matches!(alarm.presence, Presence::Present),
+        "cleared_at": match alarm.presence { Presence::Cleared(at) => Some(at.millis()), Presence::Present => None },
+        "delivered_at": alarm.delivered_at.map(|t| t.millis()),
+        "acknowledged_by": alarm.acknowledged.as_ref().map(|(by, _)| by),
+        "acknowledged_at": alarm.acknowledged.as_ref().map(|(_, at)| at.millis()),
+        "escalations": alarm.escalations,
+        "silenced": alarm.silenced.as_ref().map(|s| json!({ "by": s.by, "reason": s.reason, "until": s.until.millis() })),
+        "resolved_at": alarm.resolved_at.map(|t| t.millis()),
+    })
+}
+
+pub fn alarm_event_json(event: &AlarmEvent) -> Value {
+    json!({
+        "at": event.at.millis(),
+        "transition": event.transition.key(),
+        "by": event.by,
+        "alarm": alarm_json(&event.alarm),
     })
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the store through its public API, on a fresh in-memory database each.
 //! (One binary with modules: see STYLE.md.)
 
+mod alarms;
 mod devices;
 mod layout;
 mod observations;

@@ -1,0 +1,197 @@
+//! The clinical stage of the live ward for alarms: what each accepted message means to the
+//! alarm engine (limits, battery, artefacts, unassociated senders), and where alarm events go:
+//! to the store (through the [`AlarmRecorder`], in order) and to subscribers.
+//!
+//! Alarm events are few and none may be lost, so the recorder's channel is unbounded on
+//! purpose: bounding it would mean either blocking the ingest path under the ward lock or
+//! dropping alarms.
+
+use clinical::alarms::{Alarm, AlarmEngine, AlarmError, AlarmEvent, AlarmSubject, MetricLimits};
+use model::{DeviceId, ObservedValue, PatientId, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+use twin::device_health::BATTERY_METRIC;
+use twin::{Attributed, Attribution};
+
+use super::{Live, Ward};
+use crate::hub::WardEvent;
+
+/// Alarm events on their way to the store; `durable` is told once they are written (or not).
+pub struct AlarmWrite {
+    pub events: Vec<AlarmEvent>,
+    pub durable: Option<oneshot::Sender<bool>>,
+}
+
+pub type AlarmRecorder = mpsc::UnboundedSender<AlarmWrite>;
+
+/// What a change made through the API did: the alarm as it is now, and whether its events
+/// reached the store.
+pub struct AlarmChange {
+    pub alarm: Alarm,
+    pub durable: oneshot::Receiver<bool>,
+}
+
+impl Live {
+    /// Feeds one accepted message to the alarm engine. Artefacts never count as values; they
+    /// are a technical condition of the device.
+    pub(super) fn judge_message(
+        &mut self,
+        device_id: &DeviceId,
+        received: Timestamp,
+        observations: &[Attributed],
+    ) -> Vec<AlarmEvent> {
+        let mut events = Vec::new();
+        let mut artefact = false;
+        for attributed in observations {
+            let observation = &attributed.observation;
+            if observation.quality.is_artefact() {
+                artefact = true;
+                continue;
+            }
+            let ObservedValue::Numeric(value) = observation.value else {
+                continue;
+            };
+            let time = observation.device_time;
+            let attribution = &attributed.attribution;
+            if observation.metric == BATTERY_METRIC {
+                events.extend(self.alarms.battery(device_id, value, time));
+            } else if let Some(patient) = &attribution.patient {
+                let subject = AlarmSubject::Patient(patient.clone());
+                events.extend(
+                    self.alarms
+                        .observe(&subject, &observation.metric, value, time),
+                );
+            } else if let Some(room) = &attribution.room {
+                let subject = AlarmSubject::Room(room.clone());
+                events.extend(
+                    self.alarms
+                        .observe(&subject, &observation.metric, value, time),
+                );
+            }
+        }
+        if !observations.is_empty() {
+            events.extend(self.alarms.artefact(device_id, artefact, received));
+            let unassociated = observations
+                .iter()
+                .all(|attributed| attributed.attribution.is_unassociated());
+            events.extend(self.alarms.unassociated(device_id, unassociated, received));
+        }
+        events
+    }
+
+    /// Where an alarm's events go: its patient or room, or for a device the place its latest
+    /// data went.
+    pub(super) fn alarm_attribution(&self, subject: &AlarmSubject) -> Attribution {
+        match subject {
+            AlarmSubject::Patient(patient) => Attribution {
+                patient: Some(patient.clone()),
+                ..Attribution::default()
+            },
+            AlarmSubject::Room(room) => Attribution {
+                room: Some(room.clone()),
+                ..Attribution::default()
+            },
+            AlarmSubject::Device(device) => self
+                .device_attribution
+                .get(device)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Sends alarm events to the store first, then to subscribers, in the order they happened.
+    pub(super) fn record_and_publish(
+        &mut self,
+        events: Vec<AlarmEvent>,
+        durable: Option<oneshot::Sender<bool>>,
+    ) {
+        if events.is_empty() {
+            if let Some(durable) = durable {
+                let _ = durable.send(true);
+            }
+            return;
+        }
+        let routed: Vec<WardEvent> = events
+            .iter()
+            .map(|event| WardEvent::Alarm {
+                attribution: self.alarm_attribution(&event.alarm.subject),
+                event: Box::new(event.clone()),
+            })
+            .collect();
+        match &self.alarm_recorder {
+            Some(recorder) => {
+                if recorder.send(AlarmWrite { events, durable }).is_err() {
+                    tracing::error!("the alarm recorder has stopped; alarm events are not stored");
+                }
+            }
+            None => {
+                if let Some(durable) = durable {
+                    let _ = durable.send(false);
+                }
+            }
+        }
+        self.publish(&routed);
+    }
+}
+
+impl Ward {
+    /// Connects the task that stores alarm events. Until then (and in tests without a store)
+    /// alarms are judged and streamed but not kept.
+    pub fn connect_alarm_recorder(&self, recorder: AlarmRecorder) {
+        self.live.lock().expect("live lock").alarm_recorder = Some(recorder);
+    }
+
+    /// Changes an alarm through the engine (acknowledge, silence, mark delivered). The change
+    /// is streamed at once; `durable` says when it is stored.
+    pub fn change_alarm(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut AlarmEngine) -> Result<Vec<AlarmEvent>, AlarmError>,
+    ) -> Result<AlarmChange, AlarmError> {
+        let mut live = self.live.lock().expect("live lock");
+        let events = change(&mut live.alarms)?;
+        let alarm = live
+            .alarms
+            .get(id)
+            .cloned()
+            .ok_or(AlarmError::NotFound(id))?;
+        let (sender, durable) = oneshot::channel();
+        live.record_and_publish(events, Some(sender));
+        Ok(AlarmChange { alarm, durable })
+    }
+
+    /// Marks alarms as delivered: a live client has been sent them.
+    pub fn alarms_delivered(&self, ids: &[u64], now: Timestamp) {
+        let mut live = self.live.lock().expect("live lock");
+        let mut events = Vec::new();
+        for &id in ids {
+            if let Ok(delivered) = live.alarms.delivered(id, now) {
+                events.extend(delivered);
+            }
+        }
+        live.record_and_publish(events, None);
+    }
+
+    /// Active alarms as the engine holds them, highest priority first.
+    pub fn active_alarms(&self) -> Vec<Alarm> {
+        let live = self.live.lock().expect("live lock");
+        live.alarms.active().into_iter().cloned().collect()
+    }
+
+    /// Sets (or with `None` removes) a patient's own limits for a metric in the engine. The
+    /// caller stores them.
+    pub fn set_patient_alarm_limits(
+        &self,
+        patient: &PatientId,
+        metric: &str,
+        limits: Option<MetricLimits>,
+    ) {
+        let mut live = self.live.lock().expect("live lock");
+        live.alarms.set_patient_limits(patient, metric, limits);
+    }
+
+    /// The limits in force for a patient's metric.
+    pub fn patient_alarm_limits(&self, patient: &PatientId, metric: &str) -> Option<MetricLimits> {
+        let live = self.live.lock().expect("live lock");
+        live.alarms.limits_for(patient, metric).cloned()
+    }
+}
