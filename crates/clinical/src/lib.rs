@@ -1,0 +1,14 @@
+//! Clinical scores computed from the twin's inputs and the patient's record: today NEWS2
+//! (Royal College of Physicians, National Early Warning Score 2, 2017).
+//!
+//! This crate is part of the core: it does no I/O, never reads a clock (time is passed in as
+//! [`model::Timestamp`]) and knows no wire format. The published tables live here as data and
+//! are tested row by row; the edges (server, the `metaward score` and `test-rules` commands)
+//! convert their own types into these.
+
+pub mod news2;
+
+pub use news2::{
+    Band, CodedCondition, News2Calculator, News2Config, News2Input, News2Result, OxygenTarget,
+    Parameter, ParameterOutcome, ParameterResult, RecordContext, ScaleReason, Spo2Scale,
+};
