@@ -5,6 +5,7 @@ mod crash;
 mod ingest;
 mod mosquitto;
 mod openapi;
+mod rules;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
