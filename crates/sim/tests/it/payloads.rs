@@ -133,7 +133,12 @@ fn stable_patients_stay_near_normal() {
             // Charted assessments (the oxygen flow) have no normal range: air and oxygen are
             // both normal for the right patient.
             let Some(normal) = metric.normal else {
-                assert_eq!(metric.category, MetricCategory::Assessment, "{}", metric.key);
+                assert_eq!(
+                    metric.category,
+                    MetricCategory::Assessment,
+                    "{}",
+                    metric.key
+                );
                 continue;
             };
             // Within the normal range give or take a margin for noise and circadian drift.
