@@ -357,7 +357,12 @@ impl News2Config {
         self.freshness_millis[parameter.index()]
     }
 
-    /// Sets how old an input of `parameter` may be; a window must be positive.
+    /// Sets how old an input of `parameter` may be.
+    ///
+    /// # Panics
+    ///
+    /// If `millis` is not positive: a zero window would make every input stale. Edges that read
+    /// windows from configuration check them first (see `metaward score`'s `config_with`).
     pub fn set_freshness_millis(&mut self, parameter: Parameter, millis: i64) -> &mut Self {
         assert!(millis > 0, "a freshness window must be positive");
         self.freshness_millis[parameter.index()] = millis;
