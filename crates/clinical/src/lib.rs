@@ -1,7 +1,15 @@
-//! Clinical logic over the twin's inputs and the patient's record: alarms with their
-//! lifecycle.
+//! Clinical logic over the twin's inputs and the patient's record: NEWS2 (Royal College of
+//! Physicians, National Early Warning Score 2, 2017) and alarms with their lifecycle.
 //!
 //! This crate is part of the core: it does no I/O, never reads a clock (time is passed in as
-//! [`model::Timestamp`]) and knows no wire format.
+//! [`model::Timestamp`]) and knows no wire format. The published tables live here as data and
+//! are tested row by row; the edges (server, the `metaward score` and `test-rules` commands)
+//! convert their own types into these.
 
 pub mod alarms;
+pub mod news2;
+
+pub use news2::{
+    Band, CodedCondition, News2Calculator, News2Config, News2Input, News2Result, OxygenTarget,
+    Parameter, ParameterOutcome, ParameterResult, RecordContext, ScaleReason, Spo2Scale,
+};

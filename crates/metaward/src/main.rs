@@ -4,10 +4,14 @@
 //! - `demo`: the server plus a simulated ward publishing over the real MQTT socket.
 //! - `bench`: drives simulated beds through the real sockets and prints throughput, latency
 //!   and memory.
+//! - `score`: NEWS2 for vitals and record context given as JSON, for checking by hand.
+//! - `test-rules`: replays rules files (timelines with expected scores) and reports differences.
 
 mod bench;
 mod config;
 mod demo;
+mod rules;
+mod score;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +49,10 @@ enum Command {
     },
     /// Measure ingest throughput, end-to-end latency and memory
     Bench(bench::BenchArgs),
+    /// Compute NEWS2 for vitals and record context given as JSON
+    Score(score::ScoreArgs),
+    /// Check rules files (timelines of vitals with expected scores)
+    TestRules(rules::TestRulesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,14 +64,21 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The clinical commands are plain computations: no runtime, no server.
+    let command = match cli.command {
+        Command::Score(args) => return score::run(args),
+        Command::TestRules(args) => return rules::run(args),
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve { listen } => serve(listen).await,
             Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Score(_) | Command::TestRules(_) => unreachable!("handled above"),
         }
     })
 }

@@ -37,6 +37,9 @@ pub enum MetricCategory {
     Environment,
     /// The device's own state: battery, signal, posture, steps, falls.
     Device,
+    /// Charted at the bedside by a clinician or read off a flowmeter (level of consciousness,
+    /// supplemental oxygen): LOINC-coded, with no IEEE 11073 term required.
+    Assessment,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
@@ -207,6 +210,14 @@ fn validate(metric: &Metric) -> Result<(), String> {
     if metric.category == MetricCategory::VitalSigns && metric.loinc.is_none() {
         return Err("a vital sign needs its LOINC code".into());
     }
+    if metric.category == MetricCategory::Assessment {
+        if metric.loinc.is_none() {
+            return Err("an assessment needs its LOINC code".into());
+        }
+        if metric.default_region().is_none() {
+            return Err("an assessment needs a valid body region".into());
+        }
+    }
     if matches!(
         metric.category,
         MetricCategory::VitalSigns | MetricCategory::Patient
@@ -218,7 +229,7 @@ fn validate(metric: &Metric) -> Result<(), String> {
             Some(_) => {}
             None => return Err("a patient measurement needs a valid body region".into()),
         }
-    } else if metric.region.is_some() {
+    } else if metric.region.is_some() && metric.category != MetricCategory::Assessment {
         return Err("room and device metrics have no body region".into());
     }
     if metric.ucum.trim().is_empty() {
@@ -240,11 +251,14 @@ fn validate(metric: &Metric) -> Result<(), String> {
         (MetricKind::Numeric, None) => {}
         (MetricKind::Numeric, Some(_)) => return Err("a numeric has no sample rate".into()),
     }
-    const NEWS2_PARAMETERS: [&str; 5] = [
+    // The seven parameters of NEWS2 Chart 1 (crates/clinical names them the same way).
+    const NEWS2_PARAMETERS: [&str; 7] = [
         "respiration_rate",
         "spo2",
+        "air_or_oxygen",
         "systolic_bp",
         "pulse",
+        "consciousness",
         "temperature",
     ];
     if let Some(news2) = &metric.news2
@@ -291,7 +305,8 @@ mod tests {
     #[test]
     fn loinc_check_digits() {
         for good in [
-            "8867-4", "59408-5", "2708-6", "9279-1", "8310-5", "8480-6", "8462-4",
+            "8867-4", "59408-5", "2708-6", "9279-1", "8310-5", "8480-6", "8462-4", "3151-8",
+            "80288-4",
         ] {
             assert!(is_loinc_code(good), "{good}");
         }
@@ -326,6 +341,8 @@ mod embedded_catalog_tests {
             "room_co2",
             "room_noise",
             "room_illuminance",
+            "inhaled_oxygen_flow",
+            "consciousness_acvpu",
         ] {
             assert!(catalog.by_key(key).is_some(), "catalog lacks {key}");
         }

@@ -64,7 +64,7 @@ impl Scenario {
     }
 
     /// Whether the patient receives supplemental oxygen (NEWS2 scores air or oxygen). The
-    /// catalog has no metric for it yet, so it is exposed on the patient, not sent by a device.
+    /// bedside monitor reports the flow once a minute (`inhaled_oxygen_flow`, 0 on air).
     pub fn on_oxygen(self) -> bool {
         matches!(self, Scenario::CopdExacerbation)
     }
@@ -117,6 +117,12 @@ pub(crate) const COPD: Condition = condition(
 pub(crate) const COPD_EXACERBATION: Condition = condition(
     "195951007",
     "Acute exacerbation of chronic obstructive airways disease",
+    region(BodyPart::Lung, None),
+);
+/// The record's reason for NEWS2 SpO2 Scale 2 (see crates/clinical/data, the same code).
+pub(crate) const CHRONIC_HYPERCAPNIC_RESPIRATORY_FAILURE: Condition = condition(
+    "426896000",
+    "Chronic hypercapnic respiratory failure",
     region(BodyPart::Lung, None),
 );
 pub(crate) const ATRIAL_FIBRILLATION: Condition = condition(

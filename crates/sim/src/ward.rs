@@ -132,7 +132,8 @@ pub struct SimPatient {
     pub scenario: Scenario,
     /// Coded with SNOMED CT (system `http://snomed.info/sct`).
     pub conditions: Vec<Condition>,
-    /// Receiving supplemental oxygen (NEWS2 "air or oxygen"); no device reports it yet.
+    /// Receiving supplemental oxygen (NEWS2 "air or oxygen"); the bedside monitor reports the
+    /// flow (`inhaled_oxygen_flow`).
     pub on_oxygen: bool,
 }
 
@@ -256,6 +257,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The flow a COPD patient on titrated nasal-cannula oxygen gets.
+const OXYGEN_FLOW_L_MIN: f64 = 2.0;
+
 fn catalog_decimals(metric: &str) -> u8 {
     Catalog::embedded()
         .by_key(metric)
@@ -326,6 +330,8 @@ struct PatchSim {
 }
 
 struct BedSim {
+    /// Supplemental oxygen flow in L/min, 0 on room air.
+    oxygen_flow_l_min: f64,
     physiology: Physiology,
     rhythm: HeartRhythm,
     pulse_deficit: f64,
@@ -491,7 +497,11 @@ fn generate_patient(
             };
             vec![scenario::SEPSIS, source]
         }
-        Scenario::CopdExacerbation => vec![scenario::COPD, scenario::COPD_EXACERBATION],
+        Scenario::CopdExacerbation => vec![
+            scenario::COPD,
+            scenario::COPD_EXACERBATION,
+            scenario::CHRONIC_HYPERCAPNIC_RESPIRATORY_FAILURE,
+        ],
         Scenario::AtrialFibrillation => vec![scenario::ATRIAL_FIBRILLATION],
         Scenario::Hypotension => vec![scenario::HYPOTENSION],
         Scenario::Fever => vec![scenario::FEVER],
@@ -636,6 +646,11 @@ impl SimWard {
             let oximeter_battery = oximeter_rng.random_range(55.0..100.0);
             let patch_battery = patch_rng.random_range(55.0..100.0);
             beds.push(BedSim {
+                oxygen_flow_l_min: if scenario.on_oxygen() {
+                    OXYGEN_FLOW_L_MIN
+                } else {
+                    0.0
+                },
                 physiology: Physiology::new(
                     scenario,
                     generated.params,
@@ -866,6 +881,19 @@ impl BedSim {
             }
             numerics.push(heart_rate);
             numerics.push(respiration);
+        }
+        // The oxygen flow (as charted from the flowmeter) once a minute, at the whole minute, so
+        // NEWS2 always has a fresh "air or oxygen". It draws nothing from the RNG, so the rest
+        // of the simulation is unchanged by it.
+        let minute = window_start.div_euclid(60_000) * 60_000;
+        let minute = if minute < window_start {
+            minute + 60_000
+        } else {
+            minute
+        };
+        if minute < window_end {
+            numerics
+                .push(numeric("inhaled_oxygen_flow", self.oxygen_flow_l_min).at(start_ms + minute));
         }
         while monitor.next_nibp_ms < window_end {
             let time = start_ms + monitor.next_nibp_ms;

@@ -7,6 +7,7 @@ mod devices;
 mod ingest;
 mod mosquitto;
 mod openapi;
+mod rules;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 
-use model::{BodyRegion, Catalog, MetricKind};
+use model::{BodyRegion, Catalog, MetricCategory, MetricKind};
 use sim::{DeviceKind, Scenario, SimWard};
 
 use crate::support::{config, parse, run};
@@ -62,6 +62,7 @@ fn every_payload_is_contract_json_with_catalog_metrics() {
         "room_noise",
         "room_illuminance",
         "room_pm25",
+        "inhaled_oxygen_flow",
     ] {
         assert!(metrics_seen.contains(key), "no {key} in ten minutes");
     }
@@ -129,7 +130,17 @@ fn stable_patients_stay_near_normal() {
         for numeric in parse(message).numerics {
             let value = numeric.value.as_f64().expect("number");
             let metric = catalog.by_key(&numeric.metric).expect("catalog metric");
-            let normal = metric.normal.expect("vital signs have a normal range");
+            // Charted assessments (the oxygen flow) have no normal range: air and oxygen are
+            // both normal for the right patient.
+            let Some(normal) = metric.normal else {
+                assert_eq!(
+                    metric.category,
+                    MetricCategory::Assessment,
+                    "{}",
+                    metric.key
+                );
+                continue;
+            };
             // Within the normal range give or take a margin for noise and circadian drift.
             let margin = (normal.high - normal.low) * 0.5;
             assert!(
@@ -199,6 +210,8 @@ fn layout_patients_and_devices_are_consistent() {
     );
     let copd = &ward.patients()[crate::support::bed_with(&ward, Scenario::CopdExacerbation)];
     assert!(copd.on_oxygen);
+    // The record gives NEWS2 its reason for SpO2 Scale 2.
+    assert!(copd.conditions.iter().any(|c| c.snomed_code == "426896000"));
     assert!(copd.conditions.iter().any(
         |c| c.snomed_code == "13645005" && c.body_site.is_some_and(|s| s.to_string() == "lung")
     ));
@@ -231,4 +244,35 @@ fn one_room_is_poorly_ventilated_and_goes_amber() {
         }
     }
     assert!(max_co2 > 1000.0, "max CO2 {max_co2}");
+}
+
+#[test]
+fn monitors_report_the_oxygen_flow_once_a_minute() {
+    let mut config = config(5, 12);
+    config.waveforms = false;
+    let mut ward = SimWard::new(config);
+    let messages = run(&mut ward, 180);
+    for (bed_index, patient) in ward.patients().iter().enumerate() {
+        let monitor = ward
+            .devices()
+            .iter()
+            .find(|d| {
+                d.kind == DeviceKind::BedsideMonitor
+                    && d.target == sim::AssociationTarget::Bed(patient.bed_id.clone())
+            })
+            .expect("a monitor per bed")
+            .device_id
+            .to_string();
+        let flows = crate::support::numerics(&messages, &monitor, "inhaled_oxygen_flow");
+        let times: Vec<i64> = flows
+            .iter()
+            .map(|(t, _)| t - crate::support::START_MS)
+            .collect();
+        assert_eq!(times, vec![0, 60_000, 120_000], "bed {bed_index}");
+        let expected = if patient.on_oxygen { 2.0 } else { 0.0 };
+        assert!(
+            flows.iter().all(|(_, flow)| *flow == expected),
+            "bed {bed_index}: {flows:?}"
+        );
+    }
 }
