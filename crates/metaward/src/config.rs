@@ -45,6 +45,9 @@ struct FileConfig {
     data: Option<PathBuf>,
     device_offline_after: Option<u32>,
     alarm_limits: Option<PathBuf>,
+    /// NEWS2 freshness windows in minutes, per parameter (`respiration_rate = 60`, ...).
+    #[serde(default)]
+    news2_freshness_minutes: std::collections::BTreeMap<String, f64>,
 }
 
 impl ListenArgs {
@@ -86,6 +89,7 @@ impl ListenArgs {
                 }
                 None => server::AlarmConfig::default(),
             },
+            news2: crate::score::config_with(&file.news2_freshness_minutes)?,
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
         for (name, addr) in [("http", config.http), ("mqtt", config.mqtt)] {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use clinical::News2Result;
 use clinical::alarms::AlarmEvent;
 use model::{PatientId, WardId};
 use tokio::sync::Notify;
@@ -22,6 +23,11 @@ pub enum WardEvent {
     Alarm {
         attribution: Attribution,
         event: Box<AlarmEvent>,
+    },
+    /// A patient's NEWS2 changed.
+    Score {
+        patient: PatientId,
+        result: Box<News2Result>,
     },
 }
 
@@ -46,6 +52,8 @@ pub struct Pending {
     pub waveforms: VecDeque<TwinEvent>,
     /// Every alarm event, in order.
     pub alarms: Vec<AlarmEvent>,
+    /// The latest NEWS2 per patient.
+    pub scores: Vec<(PatientId, News2Result)>,
     pub skipped_waveforms: u64,
     pub coalesced_values: u64,
 }
@@ -57,6 +65,7 @@ impl Pending {
             && self.devices.is_empty()
             && self.waveforms.is_empty()
             && self.alarms.is_empty()
+            && self.scores.is_empty()
             && self.skipped_waveforms == 0
     }
 
@@ -64,6 +73,13 @@ impl Pending {
         let event = match event {
             WardEvent::Alarm { event, .. } => {
                 self.alarms.push((**event).clone());
+                return;
+            }
+            WardEvent::Score { patient, result } => {
+                match self.scores.iter_mut().find(|(held, _)| held == patient) {
+                    Some(held) => held.1 = (**result).clone(),
+                    None => self.scores.push((patient.clone(), (**result).clone())),
+                }
                 return;
             }
             WardEvent::Twin(event) => event,
@@ -170,6 +186,10 @@ impl Hub {
                     | TwinEvent::Device { attribution, .. },
                 )
                 | WardEvent::Alarm { attribution, .. } => attribution.clone(),
+                WardEvent::Score { patient, .. } => Attribution {
+                    patient: Some(patient.clone()),
+                    ..Attribution::default()
+                },
                 WardEvent::Twin(TwinEvent::Status(status)) => Attribution {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+pub use clinical::News2Config;
 pub use clinical::alarms::AlarmConfig;
 use durable_log::{Log, LogConfig};
 use model::Catalog;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     /// Alarm limits, delays and the lifecycle's timings (defaults: the clinical crate's
     /// `data/alarm_limits.toml`).
     pub alarms: AlarmConfig,
+    /// NEWS2 freshness windows per parameter.
+    pub news2: News2Config,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             devices: DeviceHealthConfig::default(),
             alarms: AlarmConfig::default(),
+            news2: News2Config::default(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl Server {
             &stores.writer.lock().expect("store lock"),
             config.devices.clone(),
             config.alarms.clone(),
+            config.news2.clone(),
         )?);
         tracing::info!(
             records = recovery.records_recovered,
@@ -158,8 +163,8 @@ impl Server {
         )));
 
         let (recorder, writes) = tokio::sync::mpsc::unbounded_channel();
-        ward.connect_alarm_recorder(recorder);
-        tasks.push(tokio::spawn(record_alarms(
+        ward.connect_recorder(recorder);
+        tasks.push(tokio::spawn(record_clinical(
             writes,
             stores.clone(),
             shutdown.clone(),
@@ -257,10 +262,11 @@ async fn watch_device_silence(ward: Arc<Ward>, shutdown: CancellationToken) {
     }
 }
 
-/// Stores alarm events in the order they happened, a batch per wake-up, and tells whoever
-/// waits (an acknowledgment over REST) that they are on disk. Drains what is queued at shutdown.
-async fn record_alarms(
-    mut writes: tokio::sync::mpsc::UnboundedReceiver<ward::AlarmWrite>,
+/// Stores alarm events and changed scores in the order they happened, a batch per wake-up,
+/// and tells whoever waits (an acknowledgment over REST) that they are on disk. Drains what is
+/// queued at shutdown.
+async fn record_clinical(
+    mut writes: tokio::sync::mpsc::UnboundedReceiver<ward::ClinicalWrite>,
     stores: Stores,
     shutdown: CancellationToken,
 ) {
@@ -281,14 +287,21 @@ async fn record_alarms(
         }
         let events: Vec<_> = batch
             .iter()
-            .flat_map(|write| write.events.iter().cloned())
+            .flat_map(|write| write.alarm_events.iter().cloned())
+            .collect();
+        let scores: Vec<_> = batch
+            .iter()
+            .flat_map(|write| write.scores.iter().cloned())
             .collect();
         let stored = stores
-            .write(move |store| store.record_alarm_events(&events))
+            .write(move |store| {
+                store.record_alarm_events(&events)?;
+                store.record_news2(&scores)
+            })
             .await;
         let ok = matches!(stored, Ok(Ok(())));
         if !ok {
-            tracing::error!("storing alarm events failed; they remain live but are not kept");
+            tracing::error!("storing alarms or scores failed; they remain live but are not kept");
         }
         for write in batch {
             if let Some(durable) = write.durable {

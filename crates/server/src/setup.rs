@@ -3,6 +3,7 @@
 //! or a hospital's configuration. The store is written first; the in-memory views are then
 //! reloaded from it, so they can never disagree with what survives a restart.
 
+use clinical::News2Config;
 use clinical::alarms::{AlarmConfig, AlarmEngine};
 use model::{
     AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp,
@@ -193,6 +194,7 @@ pub fn load_ward(
     store: &Store,
     device_health: DeviceHealthConfig,
     alarm_config: AlarmConfig,
+    news2: News2Config,
 ) -> Result<Ward, StoreError> {
     let registry = load_registry(store)?;
     let directory = load_directory(store, now().millis())?;
@@ -260,6 +262,7 @@ pub fn load_ward(
         alarms.set_patient_limits(&patient, &metric, Some(limits));
     }
     let ward = Ward::new(catalog, registry, directory, device_health, alarms);
+    ward.set_news2_config(news2);
     ward.apply(&attributed);
     ward.seed_device_health(last_seen);
     Ok(ward)

@@ -4,6 +4,7 @@
 //! Locks are held for microseconds, never across I/O.
 
 mod alarms;
+mod scores;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,11 +18,13 @@ use twin::{
 };
 
 use clinical::alarms::{Alarm, AlarmEngine};
+use clinical::{News2Calculator, News2Input, News2Result, RecordContext};
 
 use crate::directory::Directory;
 use crate::hub::{Filter, Hub, Subscriber, WardEvent};
 
-pub use alarms::{AlarmChange, AlarmRecorder, AlarmWrite};
+pub use alarms::{AlarmChange, ClinicalRecorder, ClinicalWrite};
+pub use scores::band_alarm_priority;
 
 pub struct Ward {
     pub catalog: &'static Catalog,
@@ -40,8 +43,13 @@ struct Live {
     /// Each device's latest attribution, to route its online/offline changes and alarms.
     device_attribution: HashMap<DeviceId, Attribution>,
     alarms: AlarmEngine,
-    /// Where alarm events go to be stored; `None` only for a ward without a store (tests).
-    alarm_recorder: Option<AlarmRecorder>,
+    news2: News2Calculator,
+    /// Each admitted patient's recent NEWS2 inputs, record context and latest result.
+    news2_inputs: HashMap<PatientId, Vec<News2Input>>,
+    news2_contexts: HashMap<PatientId, RecordContext>,
+    news2_scores: HashMap<PatientId, News2Result>,
+    /// Where alarm events and scores go to be stored; `None` only without a store (tests).
+    recorder: Option<ClinicalRecorder>,
 }
 
 impl Live {
@@ -86,6 +94,8 @@ pub struct Snapshot {
     pub statuses: Vec<PatientStatus>,
     /// Active alarms, highest priority first.
     pub alarms: Vec<Alarm>,
+    /// The latest NEWS2 of each patient.
+    pub scores: Vec<(PatientId, News2Result)>,
 }
 
 impl Ward {
@@ -118,6 +128,7 @@ impl Ward {
         let mut live = self.live.lock().expect("live lock");
         live.ward_of_room = directory.ward_of_room();
         live.ward_of_patient = directory.ward_of_patient();
+        live.news2_contexts = scores::contexts_of(&directory);
         *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
@@ -181,6 +192,8 @@ impl Ward {
         }
         live.publish_twin(events);
         live.record_and_publish(alarm_events, None);
+        let patients = live.keep_news2_inputs(self.catalog, observations);
+        live.rescore(&patients, received);
     }
 
     /// Lets time pass for the devices' technical state: the silent ones go offline.
@@ -197,6 +210,9 @@ impl Ward {
         alarm_events.extend(live.alarms.tick(now));
         live.publish_twin(events);
         live.record_and_publish(alarm_events, None);
+        // Time passing can make an input stale: the score must say so.
+        let patients: Vec<PatientId> = live.news2_inputs.keys().cloned().collect();
+        live.rescore(&patients, now);
     }
 
     /// Remembers devices heard from before a restart (see [`DeviceHealthBook::seed`]).
@@ -278,14 +294,31 @@ impl Ward {
             })
             .cloned()
             .collect();
+        let scores = live
+            .news2_scores
+            .iter()
+            .filter(|(patient, _)| wants_patient(patient))
+            .map(|(patient, result)| (patient.clone(), result.clone()))
+            .collect();
         let snapshot = Snapshot {
             directory,
             patient_values,
             room_values,
             statuses,
             alarms,
+            scores,
         };
         (snapshot, subscriber)
+    }
+
+    pub fn set_news2_config(&self, config: clinical::News2Config) {
+        self.live.lock().expect("live lock").news2 = News2Calculator::new(config);
+    }
+
+    /// A patient's latest NEWS2, if any of its inputs has arrived.
+    pub fn news2(&self, patient: &PatientId) -> Option<News2Result> {
+        let live = self.live.lock().expect("live lock");
+        live.news2_scores.get(patient).cloned()
     }
 
     pub fn patient_values(&self, patient: &PatientId) -> (Vec<ValueState>, Option<PatientStatus>) {

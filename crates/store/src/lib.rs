@@ -15,6 +15,7 @@ mod alarms;
 mod devices;
 mod error;
 mod layout;
+mod news2;
 mod observations;
 mod patients;
 mod records;
@@ -26,6 +27,7 @@ use rusqlite::Connection;
 
 pub use alarms::{AlarmHistoryEntry, AlarmQuery};
 pub use error::StoreError;
+pub use news2::StoredNews2;
 pub use records::{
     AssociationRecord, BedRecord, ConditionRecord, DeadLetterRecord, DeviceRecord, HistoryPoint,
     LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation, StoredWaveform,
@@ -36,6 +38,7 @@ pub use records::{
 const MIGRATIONS: &[&str] = &[
     include_str!("schema/v1.sql"),
     include_str!("schema/v5_alarms.sql"),
+    include_str!("schema/v6_news2_scores.sql"),
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@ mod ingest;
 mod mosquitto;
 mod openapi;
 mod rules;
+mod scores;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -38,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/patients/{patient_id}/twin", get(rest::patient_twin))
         .route("/patients/{patient_id}/history", get(rest::patient_history))
         .route(
+            "/patients/{patient_id}/news2/history",
+            get(rest::patient_news2_history),
+        )
+        .route(
             "/patients/{patient_id}/waveform",
             get(rest::patient_waveform),
         )

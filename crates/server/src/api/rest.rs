@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use store::{DeviceRecord, Subject};
 use twin::{Attribution, DeviceInfo};
 
-use super::stream::{device_health_json, metrics_json, status_json, value_json};
+use super::stream::{device_health_json, metrics_json, news2_json, status_json, value_json};
 use super::{ApiError, AppState};
 use crate::pipeline::now;
 use crate::ward::Ward;
@@ -110,6 +110,7 @@ pub async fn patient_twin(
         .ok_or_else(|| ApiError::not_found("patient"))?;
     let id = PatientId::new(&patient_id);
     let (values, status) = state.ward.patient_values(&id);
+    let news2 = state.ward.news2(&id).map(|result| news2_json(&id, &result));
     let attribution = Attribution {
         patient: Some(id),
         bed: patient.bed_id.clone().map(BedId::new),
@@ -119,8 +120,54 @@ pub async fn patient_twin(
         "patient": patient,
         "values": values.iter().map(|v| value_json(&attribution, v)).collect::<Vec<_>>(),
         "status": status.as_ref().map(status_json),
+        "news2": news2,
         "server_time": now().millis(),
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreHistoryQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// A patient's NEWS2 over time: each change, with every parameter's sub-score (`null` where
+/// it could not be scored). By default the last 24 hours.
+pub async fn patient_news2_history(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Query(query): Query<ScoreHistoryQuery>,
+) -> ApiResult {
+    let (from, to, limit) = HistoryQuery {
+        metric: String::new(),
+        from: query.from,
+        to: query.to,
+        limit: query.limit,
+    }
+    .range(24 * HISTORY_DEFAULT_SPAN_MS)?;
+    let patient = PatientId::new(patient_id);
+    let history = state
+        .stores
+        .read(move |store| store.news2_history(&patient, from, to, limit))
+        .await??;
+    let points: Vec<Value> = history
+        .iter()
+        .map(|score| {
+            let sub_scores: serde_json::Map<String, Value> = clinical::Parameter::ALL
+                .iter()
+                .zip(score.sub_scores)
+                .map(|(parameter, sub)| (parameter.key().to_owned(), json!(sub)))
+                .collect();
+            json!({ "at": score.at.millis(), "total": score.total, "band": score.band.key(),
+                    "complete": score.complete, "scale": score.scale,
+                    "scale_reason": score.scale_reason, "sub_scores": sub_scores })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "score": "news2", "from": from.millis(), "to": to.millis(), "points": points }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use clinical::alarms::{Alarm, AlarmEvent, Presence};
+use clinical::{News2Result, ParameterOutcome};
 use model::{Catalog, MetricKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -115,6 +116,14 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
             });
             send(socket, message).await?;
         }
+    }
+    if !pending.scores.is_empty() {
+        let items: Vec<Value> = pending
+            .scores
+            .iter()
+            .map(|(p, r)| news2_json(p, r))
+            .collect();
+        send(socket, json!({ "type": "scores", "items": items })).await?;
     }
     if !pending.alarms.is_empty() {
         let items: Vec<Value> = pending.alarms.iter().map(alarm_event_json).collect();
@@ -236,6 +245,66 @@ fn snapshot_message(catalog: &Catalog, snapshot: &Snapshot) -> Value {
         "values": values,
         "status": snapshot.statuses.iter().map(status_json).collect::<Vec<_>>(),
         "alarms": snapshot.alarms.iter().map(alarm_json).collect::<Vec<_>>(),
+        "scores": snapshot.scores.iter().map(|(p, r)| news2_json(p, r)).collect::<Vec<_>>(),
+    })
+}
+
+/// A NEWS2 result with its breakdown, as the stream and REST serve it (docs/news2.md).
+pub fn news2_json(patient: &model::PatientId, result: &News2Result) -> Value {
+    let parameters: Vec<Value> = result
+        .parameters
+        .iter()
+        .map(|p| {
+            let mut json = json!({
+                "parameter": p.parameter.key(),
+                "sub_score": p.outcome.sub_score(),
+                "status": p.outcome.reason_key().unwrap_or("scored"),
+            });
+            match &p.outcome {
+                ParameterOutcome::Scored {
+                    value,
+                    charted,
+                    time,
+                    metric,
+                    ..
+                } => {
+                    json["value"] = json!(value);
+                    json["charted"] = json!(charted);
+                    json["metric"] = json!(metric);
+                    json["time"] = json!(time.millis());
+                }
+                ParameterOutcome::Stale {
+                    time,
+                    age_millis,
+                    window_millis,
+                } => {
+                    json["time"] = json!(time.millis());
+                    json["age_ms"] = json!(age_millis);
+                    json["window_ms"] = json!(window_millis);
+                }
+                ParameterOutcome::ArtefactOnly { time } => json["time"] = json!(time.millis()),
+                ParameterOutcome::Invalid { value, time }
+                | ParameterOutcome::NeedsAirOrOxygen { value, time } => {
+                    json["value"] = json!(value);
+                    json["time"] = json!(time.millis());
+                }
+                ParameterOutcome::Missing => {}
+            }
+            json
+        })
+        .collect();
+    json!({
+        "patient_id": patient.to_string(),
+        "score": "news2",
+        "at": result.at.millis(),
+        "total": result.total,
+        "complete": result.complete,
+        "band": result.band.key(),
+        "clinical_risk": result.band.clinical_risk(),
+        "response": result.band.response(),
+        "scale": result.scale.number(),
+        "scale_reason": result.scale_reason.describe(),
+        "parameters": parameters,
     })
 }
 

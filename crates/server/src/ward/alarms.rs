@@ -1,11 +1,13 @@
 //! The clinical stage of the live ward for alarms: what each accepted message means to the
 //! alarm engine (limits, battery, artefacts, unassociated senders), and where alarm events go:
-//! to the store (through the [`AlarmRecorder`], in order) and to subscribers.
+//! to the store (through the [`ClinicalRecorder`], in order, with changed scores) and to
+//! subscribers.
 //!
 //! Alarm events are few and none may be lost, so the recorder's channel is unbounded on
 //! purpose: bounding it would mean either blocking the ingest path under the ward lock or
 //! dropping alarms.
 
+use clinical::News2Result;
 use clinical::alarms::{Alarm, AlarmEngine, AlarmError, AlarmEvent, AlarmSubject, MetricLimits};
 use model::{DeviceId, ObservedValue, PatientId, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -15,13 +17,16 @@ use twin::{Attributed, Attribution};
 use super::{Live, Ward};
 use crate::hub::WardEvent;
 
-/// Alarm events on their way to the store; `durable` is told once they are written (or not).
-pub struct AlarmWrite {
-    pub events: Vec<AlarmEvent>,
+/// Alarm events and changed scores on their way to the store; `durable` is told once they are
+/// written (or not).
+#[derive(Default)]
+pub struct ClinicalWrite {
+    pub alarm_events: Vec<AlarmEvent>,
+    pub scores: Vec<(PatientId, News2Result)>,
     pub durable: Option<oneshot::Sender<bool>>,
 }
 
-pub type AlarmRecorder = mpsc::UnboundedSender<AlarmWrite>;
+pub type ClinicalRecorder = mpsc::UnboundedSender<ClinicalWrite>;
 
 /// What a change made through the API did: the alarm as it is now, and whether its events
 /// reached the store.
@@ -117,27 +122,48 @@ impl Live {
                 event: Box::new(event.clone()),
             })
             .collect();
-        match &self.alarm_recorder {
+        self.record(ClinicalWrite {
+            alarm_events: events,
+            durable,
+            ..ClinicalWrite::default()
+        });
+        self.publish(&routed);
+    }
+
+    /// Sends changed scores to be stored as history.
+    pub(super) fn record_scores(&mut self, scores: Vec<(PatientId, News2Result)>) {
+        self.record(ClinicalWrite {
+            scores,
+            ..ClinicalWrite::default()
+        });
+    }
+
+    fn record(&mut self, write: ClinicalWrite) {
+        match &self.recorder {
             Some(recorder) => {
-                if recorder.send(AlarmWrite { events, durable }).is_err() {
-                    tracing::error!("the alarm recorder has stopped; alarm events are not stored");
+                if let Err(unsent) = recorder.send(write) {
+                    tracing::error!(
+                        "the clinical recorder has stopped; alarms and scores are not stored"
+                    );
+                    if let Some(durable) = unsent.0.durable {
+                        let _ = durable.send(false);
+                    }
                 }
             }
             None => {
-                if let Some(durable) = durable {
+                if let Some(durable) = write.durable {
                     let _ = durable.send(false);
                 }
             }
         }
-        self.publish(&routed);
     }
 }
 
 impl Ward {
-    /// Connects the task that stores alarm events. Until then (and in tests without a store)
-    /// alarms are judged and streamed but not kept.
-    pub fn connect_alarm_recorder(&self, recorder: AlarmRecorder) {
-        self.live.lock().expect("live lock").alarm_recorder = Some(recorder);
+    /// Connects the task that stores alarm events and scores. Until then (and in tests
+    /// without a store) they are computed and streamed but not kept.
+    pub fn connect_recorder(&self, recorder: ClinicalRecorder) {
+        self.live.lock().expect("live lock").recorder = Some(recorder);
     }
 
     /// Changes an alarm through the engine (acknowledge, silence, mark delivered). The change
