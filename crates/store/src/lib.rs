@@ -11,6 +11,7 @@
 //! The API is synchronous; callers on an async runtime use a dedicated thread or
 //! `spawn_blocking`. The schema is `src/schema/v1.sql`, written to be read by analysts.
 
+mod credentials;
 mod devices;
 mod error;
 mod layout;
@@ -31,7 +32,10 @@ pub use records::{
 };
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/v1.sql"),
+    include_str!("schema/v3_device_credentials.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -35,6 +35,8 @@ pub async fn start_server() -> (Server, tempfile::TempDir) {
         http: "127.0.0.1:0".parse().unwrap(),
         mqtt: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
+        mqtt_device_auth: Default::default(),
+        mqtt_external: None,
     })
     .await
     .expect("server starts");

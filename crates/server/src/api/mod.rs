@@ -1,6 +1,7 @@
 //! The HTTP edge: REST under `/api/v1`, the live stream, the OpenAPI document, health,
 //! Prometheus metrics and the embedded web page. Only this module knows the JSON shapes.
 
+mod credential;
 mod error;
 mod openapi;
 mod rest;
@@ -10,7 +11,7 @@ mod web;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::Stores;
 use crate::metrics::Metrics;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
     pub log: durable_log::Log,
+    pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(rest::devices).post(rest::register_device))
         .route("/devices/unassociated", get(rest::unassociated_devices))
         .route("/devices/{device_id}", get(rest::device))
+        .route(
+            "/devices/{device_id}/credential",
+            put(credential::set_credential).delete(credential::revoke_credential),
+        )
         .route(
             "/devices/{device_id}/associations",
             get(rest::device_associations),
