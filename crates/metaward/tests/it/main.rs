@@ -5,6 +5,7 @@ mod crash;
 mod device_credentials;
 mod ingest;
 mod mosquitto;
+mod mqtt_external;
 mod openapi;
 
 use std::net::SocketAddr;
