@@ -6,8 +6,10 @@
 //! Parameters: the secrets are 256 random bits the server generates, not passwords a person
 //! chose, so a slow hash adds nothing against guessing them; it only protects the stored hash
 //! somewhat if the database leaks. Argon2id with 8 MiB and one pass (m=8192, t=1, p=1) keeps a
-//! CONNECT cheap (a few milliseconds, on the blocking pool) while still being a real salted
-//! Argon2id PHC string that stronger parameters can replace at the next rotation.
+//! CONNECT cheap (measured: about 14 ms per check in a release build, 95 ms in a debug build, on
+//! a shared 2-core machine; the RFC 9106 / OWASP password defaults cost several times that, at
+//! 19–64 MiB each) while still being a real salted Argon2id PHC string: verification reads the
+//! parameters from the stored string, so stronger ones can come with the next rotation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

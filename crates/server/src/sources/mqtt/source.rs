@@ -8,6 +8,7 @@ use model::DeviceId;
 use mqtt_broker::{
     ClientInfo, ConnectRefusal, Handler, IncomingPublish, PublishOutcome, PublishReason,
 };
+use tokio::sync::Semaphore;
 
 use super::credentials::{DeviceAuth, DeviceCredentials, verify_secret};
 use super::{payload, senml};
@@ -30,7 +31,12 @@ pub struct MqttSource {
     /// The credential hash each authenticated connection proved, so a rotation or revocation
     /// takes effect on the next PUBLISH of a connection already open.
     verified: Arc<Mutex<HashMap<ConnectionKey, Arc<str>>>>,
+    /// Hash checks at once: each takes 8 MiB and a few milliseconds, so a flood of CONNECTs
+    /// waits here instead of filling the blocking pool and memory.
+    verifications: Arc<Semaphore>,
 }
+
+const CONCURRENT_VERIFICATIONS: usize = 4;
 
 impl MqttSource {
     pub fn new(
@@ -43,6 +49,7 @@ impl MqttSource {
             credentials,
             policy,
             verified: Arc::default(),
+            verifications: Arc::new(Semaphore::new(CONCURRENT_VERIFICATIONS)),
         })
     }
 
@@ -88,7 +95,11 @@ impl Handler for MqttSource {
         };
         let key = Self::connection_key(client);
         let verified = self.verified.clone();
+        let verifications = self.verifications.clone();
         async move {
+            let Ok(_permit) = verifications.acquire_owned().await else {
+                return Err(ConnectRefusal::ServerUnavailable);
+            };
             let checked = hash.clone();
             let matches = tokio::task::spawn_blocking(move || verify_secret(&password, &checked))
                 .await
