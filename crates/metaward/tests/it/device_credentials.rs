@@ -271,6 +271,21 @@ async fn device_credentials_bind_a_device_to_its_own_topic() {
         .await,
         Answer::PubAck(PubAckReason::NotAuthorized)
     );
+    // MQTT 3.1.1 has no negative PUBACK, and QoS 0 no PUBACK at all: the publish is answered
+    // (kept as a dead letter) but not ingested, and counted.
+    for qos in ["1", "0"] {
+        let mut args = pub_args(
+            mqtt,
+            "mqttv311",
+            Some(("dev-1", &secret)),
+            "dev-2",
+            &numeric(now_ms(), "heart_rate", 131.0),
+        );
+        let at = args.iter().position(|a| a == "-q").unwrap();
+        args[at + 1] = qos.into();
+        let output = mosquitto_pub(args).await;
+        assert!(output.status.success(), "{}", text(&output));
+    }
     // Anonymous on a device that has a credential: 0x87. On one that has none (optional): fine.
     assert_eq!(
         publish_v5(
@@ -423,7 +438,7 @@ async fn device_credentials_bind_a_device_to_its_own_topic() {
             .filter(|d| d["reason"] == "not_authorized")
             .cloned()
             .collect();
-        (refused.len() == 4).then_some(refused)
+        (refused.len() == 6).then_some(refused)
     })
     .await;
     assert!(
@@ -441,14 +456,27 @@ async fn device_credentials_bind_a_device_to_its_own_topic() {
             "metaward_messages_rejected_total",
             &[mqtt_label, "reason=\"not_authorized\""]
         ),
-        4.0,
+        6.0,
         "{metrics}"
     );
     let received = sample(&metrics, "metaward_messages_received_total", &[mqtt_label]);
     let accepted = sample(&metrics, "metaward_messages_accepted_total", &[mqtt_label]);
     let rejected = sample(&metrics, "metaward_messages_rejected_total", &[mqtt_label]);
     assert_eq!(received, accepted + rejected, "{metrics}");
-    assert_eq!(received, 10.0, "{metrics}");
+    assert_eq!(received, 12.0, "{metrics}");
+    // Nothing from the refused publishes reached dev-2's data.
+    let devices = get_json(http_addr, "/api/v1/devices/unassociated").await;
+    let dev_2 = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == "dev-2")
+        .expect("dev-2 sent data anonymously");
+    assert!(has_value(&dev_2["values"], "heart_rate", 66.0), "{dev_2}");
+    assert!(
+        !has_value(&dev_2["values"], "heart_rate", 131.0),
+        "a refused value was ingested: {dev_2}"
+    );
     server.shutdown().await;
 }
 

@@ -5,7 +5,6 @@
 //! acknowledged again after a restart; the broker's ACL binds devices to their topics.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,6 +95,18 @@ impl Mosquitto {
         })
         .await;
     }
+}
+
+/// The lines of the code block in docs/mqtt.md that follow `first_line`, up to its fence, so the
+/// test runs what the documentation shows.
+fn documented_block(first_line: &str) -> String {
+    let docs = include_str!("../../../../docs/mqtt.md");
+    let start = docs.find(first_line).expect("the block in docs/mqtt.md") + first_line.len();
+    let end = start
+        + docs[start..]
+            .find("```")
+            .expect("the block's closing fence");
+    docs[start..end].to_owned()
 }
 
 fn free_port() -> u16 {
@@ -383,14 +394,9 @@ async fn the_brokers_acl_binds_devices_to_their_topics_with_the_documented_confi
                 .expect("mosquitto_passwd runs");
             assert!(status.success());
         }
-        // The ACL as docs/mqtt.md shows it.
+        // The ACL exactly as docs/mqtt.md shows it.
         let acl = dir.join("acl");
-        let mut file = std::fs::File::create(&acl).unwrap();
-        writeln!(
-            file,
-            "user metaward\ntopic read metaward/v1/devices/+/obs\n\npattern write metaward/v1/devices/%u/obs"
-        )
-        .unwrap();
+        std::fs::write(&acl, documented_block("# acl_file\n")).unwrap();
         format!(
             "allow_anonymous false\npassword_file {}\nacl_file {}",
             passwords.display(),
@@ -399,17 +405,28 @@ async fn the_brokers_acl_binds_devices_to_their_topics_with_the_documented_confi
     })
     .await;
 
-    // metaward's side, as the documented configuration file.
+    // metaward's side: the documented `[mqtt.external]` example, with this test's broker
+    // address and password.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("metaward.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt.external]\nbroker = \"{}\"\nclient_id = \"metaward-node-a\"\nshare_group = \"metaward\"\nusername = \"metaward\"\npassword = \"node-secret\"\n",
-            broker.address()
-        ),
-    )
-    .unwrap();
+    let documented = documented_block("[mqtt.external]\n");
+    assert!(
+        documented.contains("client_id = \"metaward-node-a\""),
+        "{documented}"
+    );
+    let toml: String = std::iter::once("[mqtt.external]".to_owned())
+        .chain(documented.lines().map(|line| {
+            if line.starts_with("broker = ") {
+                format!("broker = \"{}\"", broker.address())
+            } else if line.starts_with("password = ") {
+                "password = \"node-secret\"".to_owned()
+            } else {
+                line.to_owned()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config, toml).unwrap();
     let config = config.to_str().unwrap().to_owned();
     let node = spawn(&["serve", "--config", &config], &dir.path().join("data"));
     broker.wait_for_subscription("metaward-node-a").await;
