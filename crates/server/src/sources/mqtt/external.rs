@@ -33,8 +33,8 @@ const SOURCE: &str = "mqtt_external";
 /// broker as our receive maximum, so it never sends more).
 const MAX_INFLIGHT: u16 = 64;
 
-/// The `[mqtt.external]` section of the configuration.
-#[derive(Clone, Debug, PartialEq)]
+/// The `[mqtt.external]` section of the configuration. `Debug` leaves the password out.
+#[derive(Clone, PartialEq)]
 pub struct ExternalBrokerConfig {
     /// `host:port` of the broker.
     pub broker: String,
@@ -50,6 +50,20 @@ pub struct ExternalBrokerConfig {
     pub topic_filter: String,
     /// How long the broker keeps this node's session (and queues its messages) while it is away.
     pub session_expiry: Duration,
+}
+
+impl std::fmt::Debug for ExternalBrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalBrokerConfig")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("share_group", &self.share_group)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("topic_filter", &self.topic_filter)
+            .field("session_expiry", &self.session_expiry)
+            .finish()
+    }
 }
 
 impl ExternalBrokerConfig {
@@ -246,6 +260,8 @@ mod tests {
             "$share/metaward/metaward/v1/devices/+/obs"
         );
         assert_eq!(config.host_and_port().unwrap(), ("::1".into(), 1883));
+        config.password = Some("hunter2".into());
+        assert!(!format!("{config:?}").contains("hunter2"));
         config.share_group = None;
         assert_eq!(config.subscription(), "metaward/v1/devices/+/obs");
         config.broker = "nohost".into();
