@@ -35,13 +35,31 @@ pub struct ListenArgs {
     /// TOML configuration file
     #[arg(long, env = "METAWARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Device authentication on the embedded broker: optional or required [default: optional]
+    #[arg(long, env = "METAWARD_MQTT_DEVICE_AUTH")]
+    pub mqtt_device_auth: Option<String>,
+    /// Also take device data from an external MQTT broker at host:port
+    #[arg(long, env = "METAWARD_MQTT_EXTERNAL_BROKER")]
+    pub mqtt_external_broker: Option<String>,
+    /// This node's client id at the external broker (stable across restarts, unique per node)
+    #[arg(long, env = "METAWARD_MQTT_EXTERNAL_CLIENT_ID")]
+    pub mqtt_external_client_id: Option<String>,
+    /// Shared-subscription group at the external broker [default: metaward]
+    #[arg(long, env = "METAWARD_MQTT_EXTERNAL_SHARE_GROUP")]
+    pub mqtt_external_share_group: Option<String>,
+    /// Username at the external broker
+    #[arg(long, env = "METAWARD_MQTT_EXTERNAL_USERNAME")]
+    pub mqtt_external_username: Option<String>,
+    /// Password at the external broker (prefer the environment or the file to a flag)
+    #[arg(long, env = "METAWARD_MQTT_EXTERNAL_PASSWORD", hide_env_values = true)]
+    pub mqtt_external_password: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     http: Option<SocketAddr>,
-    mqtt: Option<SocketAddr>,
+    mqtt: Option<MqttFile>,
     data: Option<PathBuf>,
     device_offline_after: Option<u32>,
     alarm_limits: Option<PathBuf>,
@@ -50,12 +68,58 @@ struct FileConfig {
     news2_freshness_minutes: std::collections::BTreeMap<String, f64>,
 }
 
+/// `mqtt = "127.0.0.1:1883"`, or a `[mqtt]` table with the listener, the device policy and an
+/// `[mqtt.external]` broker.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum MqttFile {
+    Listen(SocketAddr),
+    Section(MqttSection),
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct MqttSection {
+    listen: Option<SocketAddr>,
+    device_auth: Option<String>,
+    external: Option<ExternalFile>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ExternalFile {
+    broker: Option<String>,
+    client_id: Option<String>,
+    share_group: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    topic_filter: Option<String>,
+    session_expiry_secs: Option<u64>,
+}
+
+pub const DEFAULT_SHARE_GROUP: &str = "metaward";
+
 impl ListenArgs {
     pub fn resolve(&self) -> anyhow::Result<server::ServerConfig> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let (file_mqtt, mqtt_section) = match file.mqtt {
+            Some(MqttFile::Listen(addr)) => (Some(addr), MqttSection::default()),
+            Some(MqttFile::Section(section)) => (section.listen, section),
+            None => (None, MqttSection::default()),
+        };
+        let device_auth = self
+            .mqtt_device_auth
+            .clone()
+            .or(mqtt_section.device_auth)
+            .unwrap_or_else(|| "optional".into());
+        let mqtt_device_auth = server::sources::mqtt::DeviceAuth::from_key(&device_auth)
+            .ok_or_else(|| {
+                anyhow::anyhow!("mqtt.device_auth is `{device_auth}`; one of optional, required")
+            })?;
+        let mqtt_external = self.external(mqtt_section.external.unwrap_or_default())?;
         let config = server::ServerConfig {
             http: self
                 .http
@@ -63,8 +127,10 @@ impl ListenArgs {
                 .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
             mqtt: self
                 .mqtt
-                .or(file.mqtt)
+                .or(file_mqtt)
                 .unwrap_or_else(|| DEFAULT_MQTT.parse().expect("valid default")),
+            mqtt_device_auth,
+            mqtt_external,
             data_dir: self
                 .data
                 .clone()
@@ -103,6 +169,47 @@ impl ListenArgs {
     }
 }
 
+impl ListenArgs {
+    /// The external broker, if one is named by a flag, the environment or the file.
+    fn external(
+        &self,
+        file: ExternalFile,
+    ) -> anyhow::Result<Option<server::sources::mqtt::ExternalBrokerConfig>> {
+        use server::sources::mqtt::ExternalBrokerConfig;
+        let Some(broker) = self.mqtt_external_broker.clone().or(file.broker) else {
+            return Ok(None);
+        };
+        let client_id = self
+            .mqtt_external_client_id
+            .clone()
+            .or(file.client_id)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "mqtt.external.client_id is required: a stable id per node, under which the broker keeps its session"
+                )
+            })?;
+        Ok(Some(ExternalBrokerConfig {
+            broker,
+            client_id,
+            share_group: self
+                .mqtt_external_share_group
+                .clone()
+                .or(file.share_group)
+                .or_else(|| Some(DEFAULT_SHARE_GROUP.into()))
+                .filter(|group| !group.is_empty()),
+            username: self.mqtt_external_username.clone().or(file.username),
+            password: self.mqtt_external_password.clone().or(file.password),
+            topic_filter: file
+                .topic_filter
+                .unwrap_or_else(|| ExternalBrokerConfig::DEFAULT_TOPIC_FILTER.into()),
+            session_expiry: file
+                .session_expiry_secs
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(ExternalBrokerConfig::DEFAULT_SESSION_EXPIRY),
+        }))
+    }
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -131,6 +238,61 @@ mod tests {
         assert_eq!(config.http.port(), 9100);
         assert_eq!(config.mqtt.port(), 9001);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA));
+    }
+
+    #[test]
+    fn mqtt_section_with_an_external_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaward.toml");
+        std::fs::write(
+            &path,
+            r#"
+[mqtt]
+listen = "127.0.0.1:9001"
+device_auth = "required"
+
+[mqtt.external]
+broker = "broker.ward.example:1883"
+client_id = "metaward-node-a"
+username = "metaward"
+password = "from-file"
+"#,
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            mqtt_external_password: Some("from-env".into()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.mqtt.port(), 9001);
+        assert_eq!(
+            config.mqtt_device_auth,
+            server::sources::mqtt::DeviceAuth::Required
+        );
+        let external = config.mqtt_external.unwrap();
+        assert_eq!(external.broker, "broker.ward.example:1883");
+        assert_eq!(
+            external.subscription(),
+            "$share/metaward/metaward/v1/devices/+/obs"
+        );
+        assert_eq!(external.password.as_deref(), Some("from-env"));
+        assert_eq!(external.username.as_deref(), Some("metaward"));
+
+        // Without a client id the broker could not keep the session: refused.
+        std::fs::write(&path, "[mqtt.external]\nbroker = \"h:1\"\n").unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        assert!(
+            args.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("client_id")
+        );
+        std::fs::write(&path, "[mqtt]\ndevice_auth = \"sometimes\"\n").unwrap();
+        assert!(args.resolve().is_err());
     }
 
     #[test]

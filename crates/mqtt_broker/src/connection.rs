@@ -275,6 +275,7 @@ impl Connection {
             refusal = shared
                 .handler
                 .on_connect(&client)
+                .await
                 .err()
                 .map(|refused| refused.reason_code());
         }

@@ -220,8 +220,9 @@ impl PublishOutcome {
 
 /// The application side of the broker.
 pub trait Handler: Send + Sync + 'static {
-    /// A client sent CONNECT. Return `Err` to refuse it with a CONNACK reason.
-    fn on_connect(&self, client: &ClientInfo) -> Result<(), ConnectRefusal>;
+    /// A client sent CONNECT. Resolve to `Err` to refuse it with a CONNACK reason. A future,
+    /// so that checking a password hash (deliberately slow) can run off the async threads.
+    fn on_connect(&self, client: &ClientInfo) -> BoxFuture<'static, Result<(), ConnectRefusal>>;
 
     /// Every PUBLISH from a client, in the order the client sent them. For QoS 1 the PUBACK
     /// (QoS 2: PUBREC) is written only after the returned future resolves. If the connection

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub alarms: AlarmConfig,
     /// NEWS2 freshness windows per parameter.
     pub news2: News2Config,
+    /// Who may connect to the embedded broker (`mqtt.device_auth`).
+    pub mqtt_device_auth: sources::mqtt::DeviceAuth,
+    /// Also take device data from an external broker (`[mqtt.external]`).
+    pub mqtt_external: Option<sources::mqtt::ExternalBrokerConfig>,
 }
 
 impl ServerConfig {
@@ -61,6 +65,8 @@ impl ServerConfig {
             devices: DeviceHealthConfig::default(),
             alarms: AlarmConfig::default(),
             news2: News2Config::default(),
+            mqtt_device_auth: Default::default(),
+            mqtt_external: None,
         }
     }
 }
@@ -174,10 +180,25 @@ impl Server {
             shutdown.clone(),
         )));
 
+        let credentials = Arc::new(sources::mqtt::DeviceCredentials::new(
+            stores
+                .reader
+                .lock()
+                .expect("store lock")
+                .device_credentials()
+                .context("loading device credentials")?,
+        ));
+        if let Some(external) = config.mqtt_external.clone() {
+            tasks.push(sources::mqtt::external::spawn(
+                external,
+                ingest.clone(),
+                shutdown.clone(),
+            )?);
+        }
         let broker = mqtt_broker::Broker::bind(
             config.mqtt,
             mqtt_broker::BrokerConfig::default(),
-            sources::mqtt::MqttSource::new(ingest),
+            sources::mqtt::MqttSource::new(ingest, credentials.clone(), config.mqtt_device_auth),
         )
         .await
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
@@ -192,6 +213,7 @@ impl Server {
             stores: stores.clone(),
             metrics: metrics.clone(),
             log: log.clone(),
+            credentials,
         });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {

@@ -12,6 +12,7 @@
 //! `spawn_blocking`. The schema is `src/schema/v1.sql`, written to be read by analysts.
 
 mod alarms;
+mod credentials;
 mod devices;
 mod error;
 mod layout;
@@ -37,6 +38,7 @@ pub use records::{
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("schema/v1.sql"),
+    include_str!("schema/v3_device_credentials.sql"),
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),
 ];

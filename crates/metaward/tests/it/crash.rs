@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::*;
 
-struct Running {
-    child: Child,
-    http: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) http: SocketAddr,
     mqtt: SocketAddr,
 }
 
@@ -24,7 +24,7 @@ impl Drop for Running {
 }
 
 /// Starts the binary and waits for its `metaward listening http=.. mqtt=..` line.
-fn spawn(args: &[&str], data: &Path) -> Running {
+pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metaward"))
         .args(args)
         .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data"])

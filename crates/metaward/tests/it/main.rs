@@ -3,9 +3,11 @@
 
 mod alarms;
 mod crash;
+mod device_credentials;
 mod devices;
 mod ingest;
 mod mosquitto;
+mod mqtt_external;
 mod openapi;
 mod rules;
 mod scores;

@@ -63,11 +63,14 @@ impl RecordingHandler {
 }
 
 impl Handler for RecordingHandler {
-    fn on_connect(&self, client: &ClientInfo) -> Result<(), ConnectRefusal> {
-        if self.refuse_user.is_some() && client.username.as_deref() == self.refuse_user {
-            return Err(ConnectRefusal::NotAuthorized);
-        }
-        Ok(())
+    fn on_connect(&self, client: &ClientInfo) -> BoxFuture<'static, Result<(), ConnectRefusal>> {
+        let refused = self.refuse_user.is_some() && client.username.as_deref() == self.refuse_user;
+        Box::pin(async move {
+            if refused {
+                return Err(ConnectRefusal::NotAuthorized);
+            }
+            Ok(())
+        })
     }
 
     fn on_publish(

@@ -2,6 +2,7 @@
 //! Prometheus metrics and the embedded web page. Only this module knows the JSON shapes.
 
 mod alarms;
+mod credential;
 mod error;
 mod openapi;
 mod rest;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
     pub log: durable_log::Log,
+    pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/unassociated", get(rest::unassociated_devices))
         .route("/devices/technical", get(rest::devices_technical))
         .route("/devices/{device_id}", get(rest::device))
+        .route(
+            "/devices/{device_id}/credential",
+            put(credential::set_credential).delete(credential::revoke_credential),
+        )
         .route(
             "/devices/{device_id}/associations",
             get(rest::device_associations),

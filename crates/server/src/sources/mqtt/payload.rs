@@ -203,7 +203,9 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     }
     let offset_minutes = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[3..4], ":") => {
+        // ASCII first: the byte slicing below must not split a character (found by the
+        // property test in `fuzz.rs`: a UTF-8 offset such as "+0Ѩ0" used to panic).
+        _ if rest.len() == 6 && rest.is_ascii() && matches!(&rest[3..4], ":") => {
             let sign = match &rest[0..1] {
                 "+" => 1,
                 "-" => -1,
@@ -301,5 +303,7 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2025-13-25T05:40:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2025-11-25T05:40:000ѨѨ<"), None);
+        assert_eq!(parse_rfc3339("2025-11-25T05:40:00+0Ѩ:0"), None);
     }
 }
