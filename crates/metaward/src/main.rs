@@ -6,12 +6,14 @@
 //!   and memory.
 //! - `score`: NEWS2 for vitals and record context given as JSON, for checking by hand.
 //! - `test-rules`: replays rules files (timelines with expected scores) and reports differences.
+//! - `sql`: analysts' read-only SQL over a data directory's store.
 
 mod bench;
 mod config;
 mod demo;
 mod rules;
 mod score;
+mod sql;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +55,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Check rules files (timelines of vitals with expected scores)
     TestRules(rules::TestRulesArgs),
+    /// Run one read-only SQL query over the store (docs/sql.md)
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Score(args) => return score::run(args),
         Command::TestRules(args) => return rules::run(args),
+        Command::Sql(args) => return sql::run(args),
         command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,7 +83,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { listen } => serve(listen).await,
             Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Score(_) | Command::TestRules(_) => unreachable!("handled above"),
+            Command::Score(_) | Command::TestRules(_) | Command::Sql(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -77,9 +77,23 @@ impl ServerConfig {
 pub struct Stores {
     reader: Arc<Mutex<Store>>,
     writer: Arc<Mutex<Store>>,
+    /// The database file, for analysts' read-only SQL on connections of their own.
+    path: PathBuf,
 }
 
 impl Stores {
+    /// Analysts' SQL: one read-only statement on a connection of its own, on the blocking pool.
+    pub async fn query_read_only(
+        &self,
+        sql: String,
+        limits: store::analytics::SqlLimits,
+    ) -> Result<Result<store::analytics::SqlResult, store::analytics::SqlError>, ApiError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || store::analytics::query_read_only(&path, &sql, limits))
+            .await
+            .map_err(ApiError::internal)
+    }
+
     pub async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Store) -> T + Send + 'static,
@@ -135,7 +149,11 @@ impl Server {
         let reader = Arc::new(Mutex::new(
             Store::open(&store_path).context("opening the SQL store")?,
         ));
-        let stores = Stores { reader, writer };
+        let stores = Stores {
+            reader,
+            writer,
+            path: store_path,
+        };
 
         // Catch the store up with the log, then rebuild the twin from it.
         let replayed = {

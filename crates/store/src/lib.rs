@@ -12,6 +12,7 @@
 //! `spawn_blocking`. The schema is `src/schema/v1.sql`, written to be read by analysts.
 
 mod alarms;
+pub mod analytics;
 mod credentials;
 mod devices;
 mod error;

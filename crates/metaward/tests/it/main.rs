@@ -11,6 +11,7 @@ mod mqtt_external;
 mod openapi;
 mod rules;
 mod scores;
+mod sql;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

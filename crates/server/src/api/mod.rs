@@ -6,6 +6,7 @@ mod credential;
 mod error;
 mod openapi;
 mod rest;
+mod sql;
 mod stream;
 mod web;
 
@@ -19,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::ward::Ward;
 
 pub use error::ApiError;
+pub use sql::cell_json as sql_cell_json;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             get(rest::open_associations).post(rest::associate),
         )
         .route("/dead-letters", get(rest::dead_letters))
+        .route("/sql", post(sql::run))
         .route("/alarms", get(alarms::list))
         .route("/alarms/{alarm_id}", get(alarms::get))
         .route("/alarms/{alarm_id}/acknowledge", post(alarms::acknowledge))

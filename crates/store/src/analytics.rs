@@ -1,0 +1,247 @@
+//! Read-only SQL for analysts, over the same SQLite database the server writes (WAL lets it
+//! read while the projection writes). Each query gets a connection of its own, opened read-only,
+//! with an authorizer that allows reading and nothing else (no ATTACH of other files, no PRAGMA
+//! beyond the schema's description), a time limit enforced by SQLite's progress handler and a
+//! row limit. The schema analysts query is documented in docs/sql.md.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+/// How much one query may take.
+#[derive(Clone, Copy, Debug)]
+pub struct SqlLimits {
+    pub max_rows: usize,
+    pub timeout: Duration,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A cell: SQLite's own types.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    /// Blobs are returned as their length: raw bytes are not for a table on screen.
+    Blob(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqlResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+    /// More rows existed than `max_rows`.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("only one read-only SELECT statement is allowed: {0}")]
+    NotAllowed(String),
+    #[error("the query ran longer than {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Sql(String),
+}
+
+/// Runs one read-only query against the database at `path`.
+pub fn query_read_only(path: &Path, sql: &str, limits: SqlLimits) -> Result<SqlResult, SqlError> {
+    let started = Instant::now();
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
+    conn.busy_timeout(limits.timeout).map_err(sql_error)?;
+    conn.authorizer(Some(only_reading)).map_err(sql_error)?;
+    let deadline = started + limits.timeout;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))
+        .map_err(sql_error)?;
+    let timed_out = |error: rusqlite::Error| {
+        if Instant::now() > deadline {
+            SqlError::Timeout(limits.timeout)
+        } else {
+            sql_error(error)
+        }
+    };
+
+    let mut statement = conn.prepare(sql).map_err(|error| match error {
+        rusqlite::Error::SqliteFailure(failure, ref message)
+            if failure.code == rusqlite::ErrorCode::AuthorizationForStatementDenied =>
+        {
+            SqlError::NotAllowed(message.clone().unwrap_or_else(|| "not authorized".into()))
+        }
+        rusqlite::Error::MultipleStatement => {
+            SqlError::NotAllowed("more than one statement".into())
+        }
+        other => sql_error(other),
+    })?;
+    if !statement.readonly() {
+        return Err(SqlError::NotAllowed("the statement would write".into()));
+    }
+    let columns: Vec<String> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    let mut cursor = statement.query([]).map_err(timed_out)?;
+    while let Some(row) = cursor.next().map_err(timed_out)? {
+        if rows.len() == limits.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut cells = Vec::with_capacity(width);
+        for i in 0..width {
+            cells.push(match row.get_ref(i).map_err(sql_error)? {
+                ValueRef::Null => SqlValue::Null,
+                ValueRef::Integer(v) => SqlValue::Integer(v),
+                ValueRef::Real(v) => SqlValue::Real(v),
+                ValueRef::Text(text) => SqlValue::Text(String::from_utf8_lossy(text).into_owned()),
+                ValueRef::Blob(blob) => SqlValue::Blob(blob.len()),
+            });
+        }
+        rows.push(cells);
+    }
+    Ok(SqlResult {
+        columns,
+        rows,
+        truncated,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Tables no analyst reads: secrets.
+const NOT_FOR_ANALYSTS: &[&str] = &["device_credentials"];
+
+/// Reading tables (but not secrets), calling functions, recursive CTEs, and the pragmas that
+/// describe the schema.
+fn only_reading(context: AuthContext<'_>) -> Authorization {
+    match context.action {
+        AuthAction::Read { table_name, .. } if NOT_FOR_ANALYSTS.contains(&table_name) => {
+            Authorization::Deny
+        }
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } => {
+            Authorization::Allow
+        }
+        AuthAction::Recursive => Authorization::Allow,
+        AuthAction::Pragma { pragma_name, .. }
+            if matches!(pragma_name, "table_info" | "table_list" | "index_list") =>
+        {
+            Authorization::Allow
+        }
+        _ => Authorization::Deny,
+    }
+}
+
+fn sql_error(error: rusqlite::Error) -> SqlError {
+    SqlError::Sql(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn database() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "INSERT INTO wards (id, name) VALUES ('w1', 'Ward 1'), ('w2', 'Ward 2');",
+            )
+            .unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_select_returns_columns_and_rows() {
+        let (_dir, path) = database();
+        let result = query_read_only(
+            &path,
+            "SELECT id, name, length(name) AS n FROM wards ORDER BY id",
+            SqlLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(result.columns, ["id", "name", "n"]);
+        assert_eq!(result.rows.len(), 2);
+        assert_eq!(result.rows[0][0], SqlValue::Text("w1".into()));
+        assert_eq!(result.rows[0][2], SqlValue::Integer(6));
+        assert!(!result.truncated);
+    }
+
+    #[test]
+    fn rows_beyond_the_limit_are_cut_and_said_so() {
+        let (_dir, path) = database();
+        let limits = SqlLimits {
+            max_rows: 1,
+            ..SqlLimits::default()
+        };
+        let result = query_read_only(&path, "SELECT id FROM wards", limits).unwrap();
+        assert_eq!(result.rows.len(), 1);
+        assert!(result.truncated);
+    }
+
+    #[test]
+    fn anything_but_reading_is_refused() {
+        let (_dir, path) = database();
+        for sql in [
+            "DELETE FROM wards",
+            "INSERT INTO wards (id, name) VALUES ('w3', 'x')",
+            "UPDATE wards SET name = 'x'",
+            "DROP TABLE wards",
+            "CREATE TABLE t (x)",
+            "ATTACH DATABASE '/tmp/other.sqlite' AS other",
+            "PRAGMA journal_mode = DELETE",
+            "SELECT 1; DELETE FROM wards",
+            "SELECT * FROM device_credentials",
+        ] {
+            let refused = query_read_only(&path, sql, SqlLimits::default());
+            assert!(
+                matches!(refused, Err(SqlError::NotAllowed(_))),
+                "{sql}: {refused:?}"
+            );
+        }
+        let still =
+            query_read_only(&path, "SELECT count(*) FROM wards", SqlLimits::default()).unwrap();
+        assert_eq!(still.rows[0][0], SqlValue::Integer(2));
+        // Describing the schema is allowed.
+        let info = query_read_only(&path, "PRAGMA table_info(wards)", SqlLimits::default());
+        assert!(info.is_ok(), "{info:?}");
+    }
+
+    #[test]
+    fn a_query_that_runs_too_long_is_stopped() {
+        let (_dir, path) = database();
+        let limits = SqlLimits {
+            max_rows: 10,
+            timeout: Duration::from_millis(200),
+        };
+        let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+                       SELECT count(*) FROM n";
+        let stopped = query_read_only(&path, endless, limits);
+        assert!(matches!(stopped, Err(SqlError::Timeout(_))), "{stopped:?}");
+    }
+
+    #[test]
+    fn errors_say_what_sqlite_said() {
+        let (_dir, path) = database();
+        let error =
+            query_read_only(&path, "SELECT nope FROM wards", SqlLimits::default()).unwrap_err();
+        assert!(error.to_string().contains("no such column"), "{error}");
+    }
+}
