@@ -91,7 +91,6 @@ pub fn query_read_only(path: &Path, sql: &str, limits: SqlLimits) -> Result<SqlR
     }
     let columns: Vec<String> = statement
         .column_names()
-        .into_iter()
         .map(str::to_owned)
         .collect();
     let width = columns.len();
@@ -137,11 +136,10 @@ fn only_reading(context: AuthContext<'_>) -> Authorization {
             Authorization::Allow
         }
         AuthAction::Recursive => Authorization::Allow,
-        AuthAction::Pragma { pragma_name, .. }
-            if matches!(pragma_name, "table_info" | "table_list" | "index_list") =>
-        {
-            Authorization::Allow
-        }
+        AuthAction::Pragma {
+            pragma_name: "table_info" | "table_list" | "index_list",
+            ..
+        } => Authorization::Allow,
         _ => Authorization::Deny,
     }
 }
