@@ -37,6 +37,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         http: "127.0.0.1:0".parse()?,
         mqtt: "127.0.0.1:0".parse()?,
         data_dir: data.clone(),
+        mllp: "127.0.0.1:0".parse()?,
     };
     let server = server::Server::start(config).await?;
     let ward = crate::demo::sim_ward(args.seed, args.beds, server::pipeline::now());

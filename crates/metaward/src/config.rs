@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
 pub const DEFAULT_DATA: &str = "./metaward-data";
+pub const DEFAULT_MLLP: &str = "127.0.0.1:2575";
 
 /// Listener addresses and the data directory; flags override the environment, which
 /// overrides the file.
@@ -25,6 +26,9 @@ pub struct ListenArgs {
     /// Data directory: the durable log and the SQL store [default: ./metaward-data]
     #[arg(long, env = "METAWARD_DATA")]
     pub data: Option<PathBuf>,
+    /// HL7 v2 over MLLP address (IHE PCD-01, ADT) [default: 127.0.0.1:2575]
+    #[arg(long, env = "METAWARD_MLLP")]
+    pub mllp: Option<SocketAddr>,
     /// TOML configuration file
     #[arg(long, env = "METAWARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -36,6 +40,7 @@ struct FileConfig {
     http: Option<SocketAddr>,
     mqtt: Option<SocketAddr>,
     data: Option<PathBuf>,
+    mllp: Option<SocketAddr>,
 }
 
 impl ListenArgs {
@@ -58,9 +63,17 @@ impl ListenArgs {
                 .clone()
                 .or(file.data)
                 .unwrap_or_else(|| DEFAULT_DATA.into()),
+            mllp: self
+                .mllp
+                .or(file.mllp)
+                .unwrap_or_else(|| DEFAULT_MLLP.parse().expect("valid default")),
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
-        for (name, addr) in [("http", config.http), ("mqtt", config.mqtt)] {
+        for (name, addr) in [
+            ("http", config.http),
+            ("mqtt", config.mqtt),
+            ("mllp", config.mllp),
+        ] {
             if !addr.ip().is_loopback() {
                 anyhow::bail!(
                     "refusing to listen on {addr} ({name}): binding beyond loopback requires authentication, which this build does not have yet"
@@ -87,7 +100,7 @@ mod tests {
         let path = dir.path().join("metaward.toml");
         std::fs::write(
             &path,
-            "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\n",
+            "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\nmllp = \"127.0.0.1:9002\"\n",
         )
         .unwrap();
         let args = ListenArgs {
@@ -98,6 +111,7 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.http.port(), 9100);
         assert_eq!(config.mqtt.port(), 9001);
+        assert_eq!(config.mllp.port(), 9002);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA));
     }
 
@@ -117,5 +131,11 @@ mod tests {
         };
         let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("requires authentication"), "{error}");
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            ..ListenArgs::default()
+        };
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("(mllp)"), "{error}");
     }
 }

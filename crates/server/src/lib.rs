@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     pub data_dir: PathBuf,
+    /// HL7 v2 over MLLP (IHE PCD-01 ORU^R01, ADT).
+    pub mllp: SocketAddr,
 }
 
 /// Two connections to the SQL store: one that writes (the projector, registry changes) and one
@@ -72,6 +74,7 @@ impl Stores {
 pub struct Server {
     http_addr: SocketAddr,
     mqtt_addr: SocketAddr,
+    mllp_addr: SocketAddr,
     ward: Arc<Ward>,
     stores: Stores,
     log: Log,
@@ -136,11 +139,22 @@ impl Server {
         let broker = mqtt_broker::Broker::bind(
             config.mqtt,
             mqtt_broker::BrokerConfig::default(),
-            sources::mqtt::MqttSource::new(ingest),
+            sources::mqtt::MqttSource::new(ingest.clone()),
         )
         .await
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
+
+        let mllp = sources::hl7_mllp::MllpListener::start(
+            config.mllp,
+            sources::hl7_mllp::MllpConfig::default(),
+            ingest.clone(),
+            stores.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let mllp_addr = mllp.local_addr;
+        tasks.push(mllp.task);
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
@@ -161,10 +175,11 @@ impl Server {
                 tracing::error!(%error, "http server stopped");
             }
         }));
-        tracing::info!(http = %http_addr, mqtt = %mqtt_addr, "metaward is listening");
+        tracing::info!(http = %http_addr, mqtt = %mqtt_addr, mllp = %mllp_addr, "metaward is listening");
         Ok(Server {
             http_addr,
             mqtt_addr,
+            mllp_addr,
             ward,
             stores,
             log,
@@ -181,6 +196,10 @@ impl Server {
 
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    pub fn mllp_addr(&self) -> SocketAddr {
+        self.mllp_addr
     }
 
     pub fn ward(&self) -> &Arc<Ward> {

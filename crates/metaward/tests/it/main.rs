@@ -35,6 +35,7 @@ pub async fn start_server() -> (Server, tempfile::TempDir) {
         http: "127.0.0.1:0".parse().unwrap(),
         mqtt: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
+        mllp: "127.0.0.1:0".parse().unwrap(),
     })
     .await
     .expect("server starts");

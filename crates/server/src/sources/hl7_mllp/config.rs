@@ -1,0 +1,20 @@
+//! Settings of the MLLP listener.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct MllpConfig {
+    /// A frame larger than this is refused (waveform messages are the largest we expect).
+    pub max_frame_bytes: usize,
+    /// A connection that sends nothing for this long is closed, so dead peers do not pile up.
+    pub idle_timeout: Duration,
+}
+
+impl Default for MllpConfig {
+    fn default() -> MllpConfig {
+        MllpConfig {
+            max_frame_bytes: 16 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
