@@ -65,9 +65,12 @@ pub fn build_ack(
             .unwrap_or_default()
     };
     let trigger = original.map(|m| m.message_type().1).unwrap_or("");
-    let message_type = match (version, trigger.is_empty()) {
-        ("2.1" | "2.2" | "2.3", _) | (_, true) => "ACK".to_owned(),
-        (_, false) => format!("ACK^{}^ACK", escape(trigger, d)),
+    // From v2.3.1 MSH-9 names the structure too; hl7apy's strict level wants it even when
+    // the trigger is unknown (an unreadable message): `ACK^^ACK`.
+    let message_type = match version {
+        "2.1" | "2.2" | "2.3" if trigger.is_empty() => "ACK".to_owned(),
+        "2.1" | "2.2" | "2.3" => format!("ACK^{}", escape(trigger, d)),
+        _ => format!("ACK^{}^ACK", escape(trigger, d)),
     };
     let processing = original
         .map(|m| m.msh().value(11))
@@ -170,7 +173,7 @@ mod tests {
         let ack = String::from_utf8(build_ack(
             Some(&message),
             AckCode::Error,
-            &[issue.clone()],
+            std::slice::from_ref(&issue),
             "A2",
             Timestamp(0),
         ))

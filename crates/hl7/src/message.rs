@@ -409,7 +409,8 @@ pub fn unescape(text: &str, d: Delimiters, charset: Charset) -> String {
 }
 
 fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..hex.len())

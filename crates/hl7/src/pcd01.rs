@@ -381,9 +381,7 @@ fn map_obx(context: &Context<'_>, obx: &Segment, issues: &mut Vec<Issue>) -> Opt
                     }
                 }
             }
-            let Some(sample_rate_hz) = sample_rate_for(context.obxs, obx, issues) else {
-                return None;
-            };
+            let sample_rate_hz = sample_rate_for(context.obxs, obx, issues)?;
             if let Some(unit) = &unit
                 && !unit_matches(metric, unit)
             {

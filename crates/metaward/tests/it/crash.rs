@@ -27,7 +27,14 @@ impl Drop for Running {
 fn spawn(args: &[&str], data: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metaward"))
         .args(args)
-        .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mllp", "127.0.0.1:0"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--mllp",
+            "127.0.0.1:0",
+        ])
         .arg("--data")
         .arg(data)
         .env("METAWARD_LOG", "warn")

@@ -386,7 +386,9 @@ fn apply_adt(
                 return Ok(warnings);
             };
             let _ = &pv1_location;
-            let already = occupancy.iter().any(|(b, p, _)| *b == bed && *p == patient_id);
+            let already = occupancy
+                .iter()
+                .any(|(b, p, _)| *b == bed && *p == patient_id);
             if !already {
                 // The bed's previous occupant leaves it: the ADT feed says who lies there now.
                 if let Some((_, other, _)) = occupancy.iter().find(|(b, _, _)| *b == bed) {
