@@ -857,3 +857,75 @@ async fn a_garbage_peer_never_disturbs_the_others_and_framing_is_lenient() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waveforms_body_sites_and_two_devices_in_one_message() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let (http_addr, mllp) = (server.http_addr(), server.mllp_addr());
+    let t = now_ms();
+    let ts = ::hl7::time::format_dtm(model::Timestamp(t));
+    let message = format!(
+        "MSH|^~\\&|GW^00000000000000ff^EUI-64|ICU|||{ts}||ORU^R01^ORU_R01|wave-1|P|2.6\r\
+         PID|||p1^^^H^PI\r\
+         OBR|1|||182777000^monitoring of patient^SNOMED-CT|||{ts}\r\
+         OBX|1||69798^MDC_DEV_ECG^MDC|1.0.0.0|||||||X|||{ts}||||00-00-00-00-00-00-00-0A^EUI-64\r\
+         OBX|2|NA|131330^MDC_ECG_ELEC_POTL_II^MDC|1.1.2.1|0.1^0.25^-0.5^1.25^0|266418^MDC_DIM_MILLI_VOLT^MDC|||||R\r\
+         OBX|3|NM|67981^MDC_ATTR_TIME_PD_SAMP^MDC|1.1.2.1.1|4|ms^ms^UCUM|||||R\r\
+         OBX|4|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.2.1.1|118|266016^MDC_DIM_MMHG^MDC|||||R|||||||||RA^Right arm\r\
+         OBX|5||69642^MDC_DEV_PULS_OXIM^MDC|2.0.0.0|||||||X|||{ts}||||000000000000000B^EUI-64\r\
+         OBX|6|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|2.1.1.1|97|262688^MDC_DIM_PERCENT^MDC|||||R\r"
+    );
+    let mut peer = Peer::connect(mllp).await;
+    let ack = peer.exchange(message.as_bytes()).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert!(errs(&ack).is_empty(), "{ack}");
+
+    let wave = eventually("the ECG chunk stored", || async {
+        let wave = get_json(
+            http_addr,
+            &format!(
+                "/api/v1/patients/p1/waveform?metric=ecg_ii&from={}&to={}",
+                t - 1000,
+                t + 60_000
+            ),
+        )
+        .await;
+        (!wave["chunks"].as_array().unwrap().is_empty()).then_some(wave)
+    })
+    .await;
+    let chunk = &wave["chunks"][0];
+    assert_eq!(chunk["start"], t);
+    assert_eq!(chunk["rate_hz"], 250.0);
+    assert_eq!(chunk["device_id"], "000000000000000a");
+    let samples: Vec<f64> = chunk["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    assert_eq!(samples.len(), 5);
+    for (got, want) in samples.iter().zip([0.1, 0.25, -0.5, 1.25, 0.0]) {
+        assert!((got - want).abs() < 0.01, "{samples:?}");
+    }
+    history_has(http_addr, "p1", "spo2", &[(t, 97.0, false)]).await;
+    let stored = get_json(
+        http_addr,
+        &format!("/api/v1/patients/p1/history?metric=spo2&from={}", t - 1),
+    )
+    .await;
+    assert_eq!(stored["points"][0]["device_id"], "000000000000000b");
+    let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+    let nibp = twin["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["metric"] == "nibp_systolic")
+        .cloned()
+        .expect("nibp in the twin");
+    assert_eq!(nibp["region"], "upper_arm_right", "{nibp}");
+    // Two devices, one message.
+    let (received, accepted, _) = assert_reconciles(http_addr).await;
+    assert_eq!((received, accepted), (1.0, 1.0));
+    server.shutdown().await;
+}
