@@ -324,7 +324,7 @@ fn msh_field_raw(bytes: &[u8], delimiters: Delimiters, n: usize) -> String {
 
 fn parse_segment(line: &str, position: usize, d: Delimiters, charset: Charset) -> Segment {
     let mut parts = line.split(d.field);
-    let name: String = parts.next().unwrap_or("").trim().chars().take(3).collect();
+    let name = parts.next().unwrap_or("").trim().to_owned();
     let mut fields: Vec<Field> = vec![Vec::new()];
     if name == "MSH" {
         // MSH-1 is the separator and MSH-2 the encoding characters: literal, never split.
