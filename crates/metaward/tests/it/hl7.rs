@@ -929,3 +929,123 @@ async fn waveforms_body_sites_and_two_devices_in_one_message() {
     assert_eq!((received, accepted), (1.0, 1.0));
     server.shutdown().await;
 }
+
+/// The real binary, SIGKILLed while four gateways send: every message it answered AA is in the
+/// history after a restart, and so is the bed an ADT A01 put the patient in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aa_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut demo = crate::crash::spawn(&["demo", "--beds", "2", "--seed", "7"], &data);
+    let beds = get_json(demo.http, "/api/v1/beds").await;
+    let bed = beds[0]["id"].as_str().unwrap().to_owned();
+    let base = now_ms();
+    let mut peer = Peer::connect(demo.mllp).await;
+    let ack = peer
+        .exchange(&adt(
+            "A01",
+            "crash-adt",
+            "HL7-CRASH",
+            "Crash^Carla",
+            &format!("^^{bed}"),
+            base,
+            "",
+        ))
+        .await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, f64)>::new()));
+    let mut senders = Vec::new();
+    for connection in 0..4i64 {
+        let (acked, mllp) = (acked.clone(), demo.mllp);
+        senders.push(tokio::spawn(async move {
+            let Ok(stream) = TcpStream::connect(mllp).await else {
+                return;
+            };
+            let mut peer = Peer {
+                stream,
+                pending: Vec::new(),
+            };
+            for n in 0..100_000i64 {
+                let time = base + 1 + n * 4 + connection;
+                let value = 40.0 + (n % 50) as f64;
+                let message = oru(
+                    &format!("k{connection}-{n}"),
+                    "HL7-CRASH",
+                    "",
+                    "0c0c",
+                    time,
+                    &hr(&value.to_string()),
+                );
+                let mut framed = vec![VT];
+                framed.extend(message);
+                framed.extend([FS, CR]);
+                if peer.stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+                // Read the answer; a closed socket means the server was killed.
+                loop {
+                    if let Some(end) = peer.pending.iter().position(|&b| b == FS) {
+                        let frame: Vec<u8> = peer.pending.drain(..=end).collect();
+                        if String::from_utf8_lossy(&frame).contains("MSA|AA|") {
+                            acked.lock().unwrap().push((time, value));
+                        }
+                        break;
+                    }
+                    let mut buffer = [0u8; 4096];
+                    match peer.stream.read(&mut buffer).await {
+                        Ok(n) if n > 0 => peer.pending.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+            }
+        }));
+    }
+    eventually("300 messages acknowledged", || async {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    demo.child.kill().expect("SIGKILL the server");
+    for sender in senders {
+        let _ = tokio::time::timeout(DEADLINE, sender).await;
+    }
+    let _ = demo.child.wait();
+    drop(demo);
+    let acked = acked.lock().unwrap().clone();
+
+    let served = crate::crash::spawn(&["serve"], &data);
+    // The sample times run ahead of the clock (four per millisecond), so the range says `to`.
+    let path = format!(
+        "/api/v1/patients/HL7-CRASH/history?metric=heart_rate&from={base}&to={}&limit=100000",
+        base + 10_000_000
+    );
+    let stored = eventually("history readable after restart", || async {
+        let response = http(served.http, "GET", &path, None).await;
+        (response.status == 200).then(|| response.json())
+    })
+    .await;
+    let points: std::collections::HashSet<(i64, u64)> = stored["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["time"].as_i64().unwrap(),
+                p["value"].as_f64().unwrap().to_bits(),
+            )
+        })
+        .collect();
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(t, v)| !points.contains(&(*t, v.to_bits())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} AA'd messages lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        missing.first()
+    );
+    let patient = get_json(served.http, "/api/v1/patients/HL7-CRASH").await;
+    assert_eq!(patient["bed_id"], bed.as_str());
+}

@@ -1,7 +1,7 @@
 //! End-to-end tests over real sockets: the in-process server (`server::Server`), the real
 //! binary, real MQTT clients (rumqttc, mosquitto_pub) and a real WebSocket client.
 
-mod crash;
+pub(crate) mod crash;
 mod hl7;
 mod ingest;
 mod mosquitto;
