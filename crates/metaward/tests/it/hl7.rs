@@ -927,6 +927,45 @@ async fn waveforms_body_sites_and_two_devices_in_one_message() {
     // Two devices, one message.
     let (received, accepted, _) = assert_reconciles(http_addr).await;
     assert_eq!((received, accepted), (1.0, 1.0));
+
+    // A long strip (100 s at 500 Hz, a frame of about 300 kB) is read off the runtime and kept whole.
+    let start = t + 10_000;
+    let samples: Vec<String> = (0..50_000)
+        .map(|i| format!("{:.3}", (i % 100) as f64 / 100.0))
+        .collect();
+    let long = format!(
+        "MSH|^~\\&|GW^000000000000000a^EUI-64|ICU|||{ts}||ORU^R01^ORU_R01|wave-2|P|2.6\r\
+         PID|||p1^^^H^PI\rOBR|1|||182777000^monitoring of patient^SNOMED-CT|||{}\r\
+         OBX|1|NA|131330^MDC_ECG_ELEC_POTL_II^MDC|1.1.2.1|{}|mV^mV^UCUM|||||R\r\
+         OBX|2|NM|67981^MDC_ATTR_TIME_PD_SAMP^MDC|1.1.2.1.1|2|ms^ms^UCUM|||||R\r",
+        ::hl7::time::format_dtm(model::Timestamp(start)),
+        samples.join("^")
+    );
+    assert!(long.len() > 256 * 1024);
+    let ack = peer.exchange(long.as_bytes()).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    eventually("the long ECG chunk stored", || async {
+        let wave = get_json(
+            http_addr,
+            &format!(
+                "/api/v1/patients/p1/waveform?metric=ecg_ii&from={}&to={}",
+                start,
+                start + 200_000
+            ),
+        )
+        .await;
+        wave["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| {
+                c["start"] == start
+                    && c["rate_hz"] == 500.0
+                    && c["samples"].as_array().unwrap().len() == 50_000
+            })
+            .then_some(())
+    })
+    .await;
     server.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 //! or AR goes out, and counted under its reason.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hl7::ack::{AckCode, build_ack};
@@ -18,6 +19,22 @@ use super::connection::SOURCE;
 use crate::Stores;
 use crate::pipeline::{Ingest, now};
 use crate::record::DeadLetter;
+
+/// Frames larger than this are parsed and mapped on the blocking pool, so a long waveform
+/// message never holds up the runtime's other connections.
+const LARGE_FRAME_BYTES: usize = 256 * 1024;
+
+/// Runs CPU work inline when it is small, on the blocking pool when it is large.
+async fn cpu<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if large {
+        tokio::task::spawn_blocking(work).await.ok()
+    } else {
+        Some(work())
+    }
+}
 
 pub struct Handler {
     ingest: Ingest,
@@ -67,8 +84,22 @@ impl Handler {
                 return None;
             }
         };
-        let message = match Message::parse(&bytes) {
-            Ok(message) => message,
+        let large = bytes.len() > LARGE_FRAME_BYTES;
+        let Some((bytes, parsed)) = cpu(large, move || {
+            let parsed = Message::parse(&bytes);
+            (bytes, parsed)
+        })
+        .await
+        else {
+            let issue = Issue::error(
+                None,
+                ErrorCode::ApplicationInternalError,
+                "the message could not be read",
+            );
+            return Some(self.ack(None, AckCode::Error, &[issue], received));
+        };
+        let message = match parsed {
+            Ok(message) => Arc::new(message),
             Err(error) => {
                 let issue = Issue::from(error);
                 tracing::warn!(%peer, error = %issue.text, "unreadable hl7 message");
@@ -78,7 +109,7 @@ impl Handler {
                 return Some(self.ack(None, AckCode::Reject, &[issue], received));
             }
         };
-        let outcome = self.process(&message, received).await;
+        let outcome = self.process(&message, large, received).await;
         if outcome.code != AckCode::Accept {
             let first_error = outcome
                 .issues
@@ -98,10 +129,20 @@ impl Handler {
                     ErrorCode::ApplicationInternalError,
                     "the message could not be kept; send it again",
                 );
-                return Some(self.ack(Some(&message), AckCode::Error, &[internal], received));
+                return Some(self.ack(
+                    Some(message.as_ref()),
+                    AckCode::Error,
+                    &[internal],
+                    received,
+                ));
             }
         }
-        Some(self.ack(Some(&message), outcome.code, &outcome.issues, received))
+        Some(self.ack(
+            Some(message.as_ref()),
+            outcome.code,
+            &outcome.issues,
+            received,
+        ))
     }
 
     fn ack(
@@ -142,7 +183,7 @@ impl Handler {
         }
     }
 
-    async fn process(&self, message: &Message, received: Timestamp) -> Outcome {
+    async fn process(&self, message: &Arc<Message>, large: bool, received: Timestamp) -> Outcome {
         let msh = message.msh();
         if !message.version().starts_with("2.") {
             return Outcome::refused(
@@ -175,7 +216,7 @@ impl Handler {
             );
         }
         match message.message_type() {
-            ("ORU", "R01", _) => self.observations(message, received).await,
+            ("ORU", "R01", _) => self.observations(message, large, received).await,
             ("ADT", trigger, _) if AdtKind::of_trigger(trigger).is_some() => {
                 self.admission(message, received).await
             }
@@ -198,9 +239,25 @@ impl Handler {
         }
     }
 
-    async fn observations(&self, message: &Message, received: Timestamp) -> Outcome {
+    async fn observations(
+        &self,
+        message: &Arc<Message>,
+        large: bool,
+        received: Timestamp,
+    ) -> Outcome {
         let ward = self.ingest.ward().clone();
-        let result = map_oru(message, ward.catalog, received);
+        let catalog = ward.catalog;
+        let shared = message.clone();
+        let Some(result) = cpu(large, move || map_oru(&shared, catalog, received)).await else {
+            return Outcome::refused(
+                AckCode::Error,
+                vec![Issue::error(
+                    None,
+                    ErrorCode::ApplicationInternalError,
+                    "the message could not be mapped",
+                )],
+            );
+        };
         let mut issues = result.issues;
         if issues.iter().any(|i| i.severity == Severity::Error) {
             return Outcome::refused(AckCode::Error, issues);
