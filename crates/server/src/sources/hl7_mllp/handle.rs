@@ -318,7 +318,19 @@ impl Handler {
         let applied = self
             .stores
             .write(move |store| -> Result<Vec<Issue>, Issue> {
-                let warnings = apply_adt(store, &event, received, pv1_location)?;
+                // Bed stays live in the store, not in the log, and the store runs with
+                // `synchronous = NORMAL` (its device data can be replayed from the log). An ADT
+                // change is answered AA only once on disk, so its commits sync the WAL.
+                let durable = |store: &Store, mode: &str| {
+                    store
+                        .connection()
+                        .pragma_update(None, "synchronous", mode)
+                        .map_err(|error| internal(StoreError::from(error)))
+                };
+                durable(store, "FULL")?;
+                let applied = apply_adt(store, &event, received, pv1_location);
+                durable(store, "NORMAL")?;
+                let warnings = applied?;
                 crate::setup::reload(&ward, store).map_err(internal)?;
                 Ok(warnings)
             })
