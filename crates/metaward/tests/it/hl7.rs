@@ -372,6 +372,14 @@ async fn every_shared_pcd01_file_ingests_as_its_content_says() {
     }
     let (received, accepted, rejected) = assert_reconciles(http_addr).await;
     assert_eq!((received, accepted, rejected), (6.0, 4.0, 2.0));
+    // 8 codes of the ICU monitor and 4 of the maximal message were told back and counted.
+    let not_stored = metric_sum(
+        http_addr,
+        "metaward_observations_not_stored_total",
+        &["source=\"hl7\"", "reason=\"not_in_catalog\""],
+    )
+    .await;
+    assert_eq!(not_stored, 12.0);
     assert_hl7apy_strict(&acks).await;
     server.shutdown().await;
 }

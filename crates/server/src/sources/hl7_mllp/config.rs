@@ -8,6 +8,9 @@ pub struct MllpConfig {
     pub max_frame_bytes: usize,
     /// A connection that sends nothing for this long is closed, so dead peers do not pile up.
     pub idle_timeout: Duration,
+    /// Connections served at once; beyond this a new connection is closed at once, so a
+    /// misbehaving peer opening sockets cannot exhaust the server's file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for MllpConfig {
@@ -15,6 +18,7 @@ impl Default for MllpConfig {
         MllpConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
         }
     }
 }

@@ -52,19 +52,28 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many mllp connections; closing a new one");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(
+                    let work = serve_connection(
                         stream,
                         peer,
                         config.clone(),
                         handler.clone(),
                         shutdown.clone(),
-                    ));
+                    );
+                    connections.spawn(async move {
+                        work.await;
+                        drop(slot);
+                    });
                 }
                 // Out of file descriptors and the like: wait a little instead of spinning.
                 Err(error) => {

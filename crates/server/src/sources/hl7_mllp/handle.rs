@@ -293,7 +293,24 @@ impl Handler {
             .accept_message(SOURCE, observations, received, subject)
             .await
         {
-            Ok(()) => Outcome::accepted(issues),
+            Ok(()) => {
+                let not_in_catalog = issues
+                    .iter()
+                    .filter(|issue| {
+                        issue.code == ErrorCode::TableValueNotFound
+                            && issue
+                                .location
+                                .as_ref()
+                                .is_some_and(|l| l.segment == "OBX" && l.field == 3)
+                    })
+                    .count();
+                if not_in_catalog > 0 {
+                    self.ingest
+                        .metrics()
+                        .not_stored(SOURCE, "not_in_catalog", not_in_catalog);
+                }
+                Outcome::accepted(issues)
+            }
             Err(error) => {
                 tracing::error!(%error, "could not make an hl7 message durable");
                 Outcome::refused(
