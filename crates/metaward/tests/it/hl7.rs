@@ -636,6 +636,26 @@ async fn adt_moves_patients_and_bed_attribution_follows() {
     assert_eq!(patient["name"], "Zoe Muller");
     assert_eq!(patient["bed_id"], "b1");
 
+    // ISO 8859-1 on the wire: one byte per character, read as MSH-18 says.
+    let latin1: Vec<u8> = adt(
+        "A08",
+        "adt-4b",
+        "MRN-9",
+        "M@ller^Zo@",
+        "ICU^r1^b1",
+        t0 + 7500,
+        "8859/1",
+    )
+    .into_iter()
+    .map(|b| if b == b'@' { 0xfc } else { b })
+    .collect();
+    let ack = peer.exchange(&latin1).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+    assert_eq!(field(&ack, "MSH", 18), "8859/1");
+    acks.push(ack);
+    let patient = get_json(http_addr, "/api/v1/patients/MRN-9").await;
+    assert_eq!(patient["name"], "Zoü Müller");
+
     // An admission to a bed we do not have is refused, naming PV1-3.
     let ack = peer
         .exchange(&adt(
