@@ -2,6 +2,11 @@
 //! this process; a WebSocket client measures how long each numeric takes from its device
 //! timestamp to the browser's socket. Prints a table and one JSON line.
 //!
+//! With `--protocol hl7`, one MLLP connection per bed sends IHE PCD-01 ORU^R01 messages (vital
+//! numerics and one second of ECG) back to back, each waiting for its ACK as original mode
+//! does; it prints messages/s and the acknowledgment latency (send to AA, which includes the
+//! log's fsync).
+//!
 //! The load generator shares the process with the server, so the peak RSS printed is an upper
 //! bound for the server alone.
 
@@ -26,12 +31,18 @@ pub struct BenchArgs {
     /// Seed of the simulated ward
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Simulated time per real time; >1 sends more messages per second per bed
+    /// Simulated time per real time; >1 sends more messages per second per bed (mqtt)
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// The device protocol to load: `mqtt` (the simulator) or `hl7` (PCD-01 over MLLP)
+    #[arg(long, default_value = "mqtt", value_parser = ["mqtt", "hl7"])]
+    protocol: String,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.protocol == "hl7" {
+        return run_hl7(args).await;
+    }
     let data = std::env::temp_dir().join(format!("metaward-bench-{}", std::process::id()));
     let config = server::ServerConfig::ephemeral(data.clone());
     let server = server::Server::start(config).await?;
@@ -131,6 +142,219 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(data);
     Ok(())
+}
+
+async fn run_hl7(args: BenchArgs) -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("metaward-bench-hl7-{}", std::process::id()));
+    let config = server::ServerConfig::ephemeral(data.clone());
+    let server = server::Server::start(config).await?;
+    let ward = crate::demo::sim_ward(args.seed, args.beds, server::pipeline::now());
+    server
+        .apply_setup(crate::demo::setup_of(&ward, "bench"))
+        .await?;
+    let beds: Vec<String> = server
+        .ward()
+        .directory()
+        .wards
+        .iter()
+        .flat_map(|ward| &ward.rooms)
+        .flat_map(|room| &room.beds)
+        .map(|bed| bed.id.clone())
+        .collect();
+
+    let warmup_end = Instant::now() + Duration::from_secs(args.warmup);
+    let end = warmup_end + Duration::from_secs(args.seconds);
+    let mut senders = Vec::new();
+    for (index, bed) in beds.into_iter().enumerate() {
+        senders.push(tokio::spawn(mllp_sender(
+            server.mllp_addr(),
+            index,
+            bed,
+            warmup_end,
+            end,
+        )));
+    }
+    tokio::time::sleep_until(warmup_end.into()).await;
+    let at_start = Counts::of(&server);
+    tokio::time::sleep_until(end.into()).await;
+    let at_end = Counts::of(&server);
+    let mut latencies_ms = Vec::new();
+    let mut refused = 0u64;
+    for sender in senders {
+        let outcome = sender.await??;
+        latencies_ms.extend(outcome.latencies_ms);
+        refused += outcome.refused;
+    }
+    let seconds = args.seconds as f64;
+    latencies_ms.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies_ms
+            .get(((latencies_ms.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let result = json!({
+        "protocol": "hl7",
+        "beds": args.beds,
+        "connections": args.beds,
+        "seconds": args.seconds,
+        "messages_per_s": (at_end.messages - at_start.messages) / seconds,
+        "observations_per_s": (at_end.observations - at_start.observations) / seconds,
+        "samples_per_s": (at_end.samples - at_start.samples) / seconds,
+        "ack_latency_ms": { "n": latencies_ms.len(), "p50": quantile(0.5), "p99": quantile(0.99), "p999": quantile(0.999), "max": latencies_ms.last() },
+        "refused": refused,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("metric                         value");
+    println!("protocol                       hl7 (PCD-01 over MLLP)");
+    println!("beds (one connection each)     {}", args.beds);
+    println!(
+        "messages/s (accepted)          {:.1}",
+        result["messages_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "observations/s (accepted)      {:.1}",
+        result["observations_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "samples/s (accepted)           {:.0}",
+        result["samples_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!("ack latency p50 ms             {:.1}", quantile(0.5));
+    println!("ack latency p99 ms             {:.1}", quantile(0.99));
+    println!("ack latency p99.9 ms           {:.1}", quantile(0.999));
+    println!("acks measured                  {}", latencies_ms.len());
+    println!("refused (AE/AR)                {refused}");
+    println!(
+        "peak RSS MiB (server+load)     {:.1}",
+        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!("{result}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(data);
+    Ok(())
+}
+
+struct SenderOutcome {
+    latencies_ms: Vec<f64>,
+    refused: u64,
+}
+
+/// One monitor's gateway: ORU^R01 after ORU^R01 on one connection, each waiting for its ACK.
+async fn mllp_sender(
+    addr: std::net::SocketAddr,
+    index: usize,
+    bed: String,
+    measure_from: Instant,
+    end: Instant,
+) -> anyhow::Result<SenderOutcome> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let device = format!("0a0b0c0d0e{index:06x}");
+    let mut outcome = SenderOutcome {
+        latencies_ms: Vec::new(),
+        refused: 0,
+    };
+    let mut pending = Vec::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n += 1;
+        let message = pcd01_message(&device, &bed, n, server::pipeline::now());
+        let sent = Instant::now();
+        stream.write_all(&hl7::mllp::frame(&message)).await?;
+        let ack = loop {
+            if let Some(at) = pending.iter().position(|&b| b == hl7::mllp::END) {
+                let frame: Vec<u8> = pending.drain(..=at).collect();
+                break frame;
+            }
+            let read = stream.read(&mut buffer).await?;
+            anyhow::ensure!(read > 0, "the server closed an mllp connection");
+            pending.extend_from_slice(&buffer[..read]);
+        };
+        if sent >= measure_from {
+            outcome
+                .latencies_ms
+                .push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        if !String::from_utf8_lossy(&ack).contains("\rMSA|AA|") {
+            outcome.refused += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+/// A bedside monitor's PCD-01 message: HR, SpO2, pulse, respiration, NIBP, temperature and one
+/// second of ECG lead II at 250 Hz.
+fn pcd01_message(device: &str, bed: &str, n: u64, now: model::Timestamp) -> Vec<u8> {
+    let t = hl7::time::format_dtm(now);
+    let wobble = (n % 7) as f64;
+    let ecg: Vec<String> = (0..250)
+        .map(|i| format!("{:.3}", ((i as f64) * 0.1).sin() * 0.8))
+        .collect();
+    let mut text = format!(
+        "MSH|^~\\&|GW^{device}^EUI-64|ICU|metaward||{t}||ORU^R01^ORU_R01|{device}-{n}|P|2.6|||NE|AL||UNICODE UTF-8\r\
+         PV1||I|ICU^^{bed}\r\
+         OBR|1|||182777000^monitoring of patient^SNOMED-CT|||{t}\r\
+         OBX|1||69798^MDC_DEV_ECG^MDC|1.0.0.0|||||||X|||{t}||||{device}^EUI-64\r"
+    );
+    let numerics = [
+        (
+            "147842^MDC_ECG_HEART_RATE",
+            "1.1.1.1",
+            72.0 + wobble,
+            "264864^MDC_DIM_BEAT_PER_MIN",
+        ),
+        (
+            "150456^MDC_PULS_OXIM_SAT_O2",
+            "1.2.1.1",
+            96.0 + wobble / 7.0,
+            "262688^MDC_DIM_PERCENT",
+        ),
+        (
+            "149530^MDC_PULS_OXIM_PULS_RATE",
+            "1.2.1.2",
+            71.0 + wobble,
+            "264864^MDC_DIM_BEAT_PER_MIN",
+        ),
+        (
+            "151562^MDC_RESP_RATE",
+            "1.3.1.1",
+            16.0 + wobble / 2.0,
+            "264928^MDC_DIM_RESP_PER_MIN",
+        ),
+        (
+            "150021^MDC_PRESS_BLD_NONINV_SYS",
+            "1.4.1.1",
+            121.0 + wobble,
+            "266016^MDC_DIM_MMHG",
+        ),
+        (
+            "150022^MDC_PRESS_BLD_NONINV_DIA",
+            "1.4.1.2",
+            79.0 + wobble,
+            "266016^MDC_DIM_MMHG",
+        ),
+        (
+            "150364^MDC_TEMP_BODY",
+            "1.5.1.1",
+            36.8 + wobble / 10.0,
+            "268192^MDC_DIM_DEGC",
+        ),
+    ];
+    for (i, (code, sub_id, value, unit)) in numerics.iter().enumerate() {
+        text.push_str(&format!(
+            "OBX|{}|NM|{code}^MDC|{sub_id}|{value:.1}|{unit}^MDC|||||R\r",
+            i + 2
+        ));
+    }
+    text.push_str(&format!(
+        "OBX|9|NA|131330^MDC_ECG_ELEC_POTL_II^MDC|1.1.2.1|{}|266418^MDC_DIM_MILLI_VOLT^MDC|||||R\r\
+         OBX|10|NM|67981^MDC_ATTR_TIME_PD_SAMP^MDC|1.1.2.1.1|4|ms^ms^UCUM|||||R\r",
+        ecg.join("^")
+    ));
+    text.into_bytes()
 }
 
 /// What the server has accepted so far, read from its own Prometheus counters.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
 pub const DEFAULT_DATA: &str = "./metaward-data";
+pub const DEFAULT_MLLP: &str = "127.0.0.1:2575";
 
 /// Listener addresses and the data directory; flags override the environment, which
 /// overrides the file.
@@ -25,6 +26,9 @@ pub struct ListenArgs {
     /// Data directory: the durable log and the SQL store [default: ./metaward-data]
     #[arg(long, env = "METAWARD_DATA")]
     pub data: Option<PathBuf>,
+    /// HL7 v2 over MLLP address (IHE PCD-01, ADT) [default: 127.0.0.1:2575]
+    #[arg(long, env = "METAWARD_MLLP")]
+    pub mllp: Option<SocketAddr>,
     /// Seconds of silence after which a device is marked offline [default: 30]
     #[arg(long, env = "METAWARD_DEVICE_OFFLINE_AFTER")]
     pub device_offline_after: Option<u32>,
@@ -61,6 +65,7 @@ struct FileConfig {
     http: Option<SocketAddr>,
     mqtt: Option<MqttFile>,
     data: Option<PathBuf>,
+    mllp: Option<SocketAddr>,
     device_offline_after: Option<u32>,
     alarm_limits: Option<PathBuf>,
     /// NEWS2 freshness windows in minutes, per parameter (`respiration_rate = 60`, ...).
@@ -136,6 +141,10 @@ impl ListenArgs {
                 .clone()
                 .or(file.data)
                 .unwrap_or_else(|| DEFAULT_DATA.into()),
+            mllp: self
+                .mllp
+                .or(file.mllp)
+                .unwrap_or_else(|| DEFAULT_MLLP.parse().expect("valid default")),
             devices: server::DeviceHealthConfig {
                 offline_after_ms: self
                     .device_offline_after
@@ -158,7 +167,11 @@ impl ListenArgs {
             news2: crate::score::config_with(&file.news2_freshness_minutes)?,
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
-        for (name, addr) in [("http", config.http), ("mqtt", config.mqtt)] {
+        for (name, addr) in [
+            ("http", config.http),
+            ("mqtt", config.mqtt),
+            ("mllp", config.mllp),
+        ] {
             if !addr.ip().is_loopback() {
                 anyhow::bail!(
                     "refusing to listen on {addr} ({name}): binding beyond loopback requires authentication, which this build does not have yet"
@@ -226,7 +239,7 @@ mod tests {
         let path = dir.path().join("metaward.toml");
         std::fs::write(
             &path,
-            "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\n",
+            "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\nmllp = \"127.0.0.1:9002\"\n",
         )
         .unwrap();
         let args = ListenArgs {
@@ -237,6 +250,7 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.http.port(), 9100);
         assert_eq!(config.mqtt.port(), 9001);
+        assert_eq!(config.mllp.port(), 9002);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA));
     }
 
@@ -311,5 +325,11 @@ password = "from-file"
         };
         let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("requires authentication"), "{error}");
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            ..ListenArgs::default()
+        };
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("(mllp)"), "{error}");
     }
 }

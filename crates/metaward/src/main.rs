@@ -134,9 +134,10 @@ async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<
 /// One machine-readable line on stdout, so scripts and tests know where to connect.
 fn announce(server: &server::Server) {
     println!(
-        "metaward listening http={} mqtt={}",
+        "metaward listening http={} mqtt={} mllp={}",
         server.http_addr(),
-        server.mqtt_addr()
+        server.mqtt_addr(),
+        server.mllp_addr()
     );
 }
 

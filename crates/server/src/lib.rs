@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub mqtt_device_auth: sources::mqtt::DeviceAuth,
     /// Also take device data from an external broker (`[mqtt.external]`).
     pub mqtt_external: Option<sources::mqtt::ExternalBrokerConfig>,
+    /// HL7 v2 over MLLP (IHE PCD-01 ORU^R01, ADT).
+    pub mllp: SocketAddr,
 }
 
 impl ServerConfig {
@@ -61,6 +63,7 @@ impl ServerConfig {
         ServerConfig {
             http: any_port,
             mqtt: any_port,
+            mllp: any_port,
             data_dir: data_dir.into(),
             devices: DeviceHealthConfig::default(),
             alarms: AlarmConfig::default(),
@@ -118,6 +121,7 @@ impl Stores {
 pub struct Server {
     http_addr: SocketAddr,
     mqtt_addr: SocketAddr,
+    mllp_addr: SocketAddr,
     ward: Arc<Ward>,
     stores: Stores,
     log: Log,
@@ -216,11 +220,26 @@ impl Server {
         let broker = mqtt_broker::Broker::bind(
             config.mqtt,
             mqtt_broker::BrokerConfig::default(),
-            sources::mqtt::MqttSource::new(ingest, credentials.clone(), config.mqtt_device_auth),
+            sources::mqtt::MqttSource::new(
+                ingest.clone(),
+                credentials.clone(),
+                config.mqtt_device_auth,
+            ),
         )
         .await
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
+
+        let mllp = sources::hl7_mllp::MllpListener::start(
+            config.mllp,
+            sources::hl7_mllp::MllpConfig::default(),
+            ingest.clone(),
+            stores.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let mllp_addr = mllp.local_addr;
+        tasks.push(mllp.task);
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
@@ -242,10 +261,11 @@ impl Server {
                 tracing::error!(%error, "http server stopped");
             }
         }));
-        tracing::info!(http = %http_addr, mqtt = %mqtt_addr, "metaward is listening");
+        tracing::info!(http = %http_addr, mqtt = %mqtt_addr, mllp = %mllp_addr, "metaward is listening");
         Ok(Server {
             http_addr,
             mqtt_addr,
+            mllp_addr,
             ward,
             stores,
             log,
@@ -262,6 +282,10 @@ impl Server {
 
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    pub fn mllp_addr(&self) -> SocketAddr {
+        self.mllp_addr
     }
 
     pub fn ward(&self) -> &Arc<Ward> {

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub observations_accepted: Family<SourceLabel, Counter>,
     /// Samples accepted: one per numeric, one per waveform sample.
     pub samples_accepted: Family<SourceLabel, Counter>,
+    /// Values inside accepted messages that were not stored (an HL7 OBX whose code is not in
+    /// the catalog), by source and reason: the sender is told, and so is the operator.
+    pub observations_not_stored: Family<RejectLabels, Counter>,
     /// Numeric updates a slow stream client got as a newer value instead.
     pub stream_values_coalesced: Counter,
     /// Waveform chunks a slow stream client skipped.
@@ -48,6 +51,7 @@ impl Default for Metrics {
             messages_rejected: Family::default(),
             observations_accepted: Family::default(),
             samples_accepted: Family::default(),
+            observations_not_stored: Family::default(),
             stream_values_coalesced: Counter::default(),
             stream_waveforms_dropped: Counter::default(),
             stream_clients: Gauge::default(),
@@ -81,6 +85,11 @@ impl Default for Metrics {
             "samples_accepted",
             "Samples accepted and durable (one per numeric, one per waveform sample), by source",
             metrics.samples_accepted.clone(),
+        );
+        r.register(
+            "observations_not_stored",
+            "Values in accepted messages that were not stored, by source and reason",
+            metrics.observations_not_stored.clone(),
         );
         r.register(
             "stream_values_coalesced",
@@ -150,6 +159,15 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    pub fn not_stored(&self, source: &str, reason: &str, count: usize) {
+        self.observations_not_stored
+            .get_or_create(&RejectLabels {
+                source: source.into(),
+                reason: reason.into(),
+            })
+            .inc_by(count as u64);
     }
 
     pub fn render(&self) -> String {

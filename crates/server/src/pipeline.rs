@@ -85,6 +85,56 @@ impl Ingest {
         Ok(offset)
     }
 
+    /// Accepts one message whose observations may come from several devices (an HL7
+    /// gateway's ORU^R01 with several monitors): one log record per device, made durable by
+    /// the same fsync, counted as one message. Returns once all of them are durable.
+    pub async fn accept_message(
+        &self,
+        source: &str,
+        observations: Vec<Observation>,
+        received: Timestamp,
+        subject: Option<AssociationTarget>,
+    ) -> Result<(), IngestError> {
+        let count = observations.len();
+        let samples = observations
+            .iter()
+            .map(|observation| match &observation.value {
+                ObservedValue::Numeric(_) => 1,
+                ObservedValue::Waveform(chunk) => chunk.samples.len(),
+            })
+            .sum();
+        let mut by_device: Vec<(DeviceId, Vec<Observation>)> = Vec::new();
+        for observation in observations {
+            match by_device
+                .iter_mut()
+                .find(|(device, _)| *device == observation.device_id)
+            {
+                Some((_, group)) => group.push(observation),
+                None => by_device.push((observation.device_id.clone(), vec![observation])),
+            }
+        }
+        let records: Vec<ObservationsRecord> = by_device
+            .into_iter()
+            .map(|(device_id, group)| ObservationsRecord {
+                source: source.to_owned(),
+                device_id,
+                received,
+                observations: self.ward.attribute(group, subject.as_ref()),
+            })
+            .collect();
+        let encoded = records
+            .iter()
+            .map(|record| LogRecord::Observations(record.clone()).encode())
+            .collect();
+        self.log.append_batch(encoded).await?;
+        self.appended.notify_one();
+        self.metrics.accepted(source, count, samples);
+        for record in &records {
+            self.ward.apply(&record.observations);
+        }
+        Ok(())
+    }
+
     /// Keeps input that was refused, durably, so an operator can see it and nothing that was
     /// acknowledged is lost. Counts it under its reason.
     pub async fn dead_letter(&self, dead: DeadLetter) -> Result<Offset, IngestError> {

@@ -89,10 +89,7 @@ pub fn query_read_only(path: &Path, sql: &str, limits: SqlLimits) -> Result<SqlR
     if !statement.readonly() {
         return Err(SqlError::NotAllowed("the statement would write".into()));
     }
-    let columns: Vec<String> = statement
-        .column_names()
-        .map(str::to_owned)
-        .collect();
+    let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
     let mut truncated = false;

@@ -14,6 +14,7 @@ pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) http: SocketAddr,
     mqtt: SocketAddr,
+    pub(crate) mllp: SocketAddr,
 }
 
 impl Drop for Running {
@@ -27,7 +28,15 @@ impl Drop for Running {
 pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metaward"))
         .args(args)
-        .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--mllp",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
         .arg(data)
         .env("METAWARD_LOG", "warn")
         .env_remove("METAWARD_CONFIG")
@@ -43,7 +52,11 @@ pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
             if let Some(rest) = line.strip_prefix("metaward listening ") {
                 let mut http = None;
                 let mut mqtt = None;
+                let mut mllp = None;
                 for part in rest.split_whitespace() {
+                    if let Some(a) = part.strip_prefix("mllp=") {
+                        mllp = a.parse::<SocketAddr>().ok();
+                    }
                     if let Some(a) = part.strip_prefix("http=") {
                         http = a.parse::<SocketAddr>().ok();
                     }
@@ -51,18 +64,27 @@ pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
                         mqtt = a.parse::<SocketAddr>().ok();
                     }
                 }
-                let _ = tx.send((http.expect("http addr"), mqtt.expect("mqtt addr")));
+                let _ = tx.send((
+                    http.expect("http addr"),
+                    mqtt.expect("mqtt addr"),
+                    mllp.expect("mllp addr"),
+                ));
             }
         }
     });
-    let (http, mqtt) = match rx.recv_timeout(DEADLINE) {
+    let (http, mqtt, mllp) = match rx.recv_timeout(DEADLINE) {
         Ok(addrs) => addrs,
         Err(_) => {
             let _ = child.kill();
             panic!("metaward did not print its listening line");
         }
     };
-    Running { child, http, mqtt }
+    Running {
+        child,
+        http,
+        mqtt,
+        mllp,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

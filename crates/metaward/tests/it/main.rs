@@ -2,9 +2,10 @@
 //! binary, real MQTT clients (rumqttc, mosquitto_pub) and a real WebSocket client.
 
 mod alarms;
-mod crash;
+pub(crate) mod crash;
 mod device_credentials;
 mod devices;
+mod hl7;
 mod ingest;
 mod mosquitto;
 mod mqtt_external;

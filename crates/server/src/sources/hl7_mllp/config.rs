@@ -1,0 +1,24 @@
+//! Settings of the MLLP listener.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct MllpConfig {
+    /// A frame larger than this is refused (waveform messages are the largest we expect).
+    pub max_frame_bytes: usize,
+    /// A connection that sends nothing for this long is closed, so dead peers do not pile up.
+    pub idle_timeout: Duration,
+    /// Connections served at once; beyond this a new connection is closed at once, so a
+    /// misbehaving peer opening sockets cannot exhaust the server's file descriptors.
+    pub max_connections: usize,
+}
+
+impl Default for MllpConfig {
+    fn default() -> MllpConfig {
+        MllpConfig {
+            max_frame_bytes: 16 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
+        }
+    }
+}
