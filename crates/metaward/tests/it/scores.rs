@@ -154,3 +154,86 @@ async fn a_hypercapnic_diagnosis_on_the_record_selects_scale_2() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_regions_and_trends_for_the_avatar() {
+    let (server, _dir) = start_server().await;
+    let mut setup = small_setup();
+    setup.patients[0].conditions.push(ConditionRecord {
+        system: "http://snomed.info/sct".into(),
+        code: "13645005".into(),
+        display: "Chronic obstructive lung disease".into(),
+        body_site: None,
+    });
+    server.apply_setup(setup).await.unwrap();
+    let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
+    // A wrist oximeter on p1 since an hour ago, its SpO2 falling over half an hour, 98 → 91.
+    let now = now_ms();
+    let registered = http(
+        http_addr,
+        "POST",
+        "/api/v1/devices",
+        Some(r#"{"id": "wrist-7", "kind": "wearable", "model": "oximeter"}"#),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let association = json!({ "device_id": "wrist-7", "target_kind": "patient",
+                              "target_id": "p1", "from": now - 3_600_000 });
+    let associated = http(
+        http_addr,
+        "POST",
+        "/api/v1/associations",
+        Some(&association.to_string()),
+    )
+    .await;
+    assert_eq!(associated.status, 201, "{}", associated.body);
+    for (i, spo2) in [98.0, 96.0, 94.0, 91.0].into_iter().enumerate() {
+        let time = now - (30 - 10 * i as i64) * 60_000;
+        let client = format!("it-trend-{i}");
+        publish_v311(mqtt, &client, "wrist-7", numeric(time, "spo2", spo2)).await;
+    }
+    let regions = get_json(http_addr, "/api/v1/patients/p1/regions").await;
+    let region = |key: &str| {
+        regions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == key)
+            .unwrap_or_else(|| panic!("{key} in {regions}"))
+            .clone()
+    };
+    // SpO2 91 scores 3: its finger is critical; the COPD lungs show the condition.
+    assert_eq!(region("finger_left")["state"], "critical", "{regions}");
+    assert_eq!(region("lung_left")["state"], "condition", "{regions}");
+    assert_eq!(region("lung_left")["reasons"][0]["code"], "13645005");
+    let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+    assert_eq!(twin["regions"], regions);
+
+    let trends = eventually("four SpO2 values in the store", || async {
+        let trends = get_json(
+            http_addr,
+            "/api/v1/patients/p1/trends?metric=spo2&windows=15m,1h",
+        )
+        .await;
+        (trends["trends"][1]["n"] == 4).then_some(trends)
+    })
+    .await;
+    let hour = &trends["trends"][1];
+    assert_eq!(hour["baseline"], 98.0, "{trends}");
+    assert_eq!(hour["latest"], 91.0);
+    assert_eq!(hour["change"], -7.0);
+    assert!(
+        (hour["slope_per_hour"].as_f64().unwrap() - -13.8).abs() < 0.01,
+        "{trends}"
+    );
+    assert_eq!(trends["trends"][0]["n"], 2, "the last 15 minutes: {trends}");
+    let bad = http(
+        http_addr,
+        "GET",
+        "/api/v1/patients/p1/trends?metric=spo2&windows=2d",
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    server.shutdown().await;
+}

@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/patients/{patient_id}", get(rest::patient))
         .route("/patients/{patient_id}/twin", get(rest::patient_twin))
         .route("/patients/{patient_id}/history", get(rest::patient_history))
+        .route("/patients/{patient_id}/regions", get(rest::patient_regions))
+        .route("/patients/{patient_id}/trends", get(rest::patient_trends))
         .route(
             "/patients/{patient_id}/news2/history",
             get(rest::patient_news2_history),

@@ -111,6 +111,7 @@ pub async fn patient_twin(
     let id = PatientId::new(&patient_id);
     let (values, status) = state.ward.patient_values(&id);
     let news2 = state.ward.news2(&id).map(|result| news2_json(&id, &result));
+    let regions = state.ward.patient_regions(&id, now());
     let attribution = Attribution {
         patient: Some(id),
         bed: patient.bed_id.clone().map(BedId::new),
@@ -121,8 +122,128 @@ pub async fn patient_twin(
         "values": values.iter().map(|v| value_json(&attribution, v)).collect::<Vec<_>>(),
         "status": status.as_ref().map(status_json),
         "news2": news2,
+        "regions": regions.iter().map(region_status_json).collect::<Vec<_>>(),
         "server_time": now().millis(),
     })))
+}
+
+/// Each body region's status, for the avatar: `GET /patients/{id}/regions`.
+pub async fn patient_regions(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+) -> ApiResult {
+    let id = PatientId::new(&patient_id);
+    if !state
+        .ward
+        .directory()
+        .patients
+        .iter()
+        .any(|p| p.id == patient_id)
+    {
+        return Err(ApiError::not_found("patient"));
+    }
+    let regions = state.ward.patient_regions(&id, now());
+    Ok(Json(json!(
+        regions.iter().map(region_status_json).collect::<Vec<_>>()
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrendQuery {
+    metric: String,
+    /// Comma-separated windows: `15m`, `1h`, `4h`, `24h` (default `1h,4h,24h`).
+    windows: Option<String>,
+}
+
+/// A metric's trend over one or more windows ending now: baseline, latest, change, slope per
+/// hour (artefacts left out).
+pub async fn patient_trends(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Query(query): Query<TrendQuery>,
+) -> ApiResult {
+    let Some(metric) = state.ward.catalog.by_key(&query.metric) else {
+        return Err(ApiError::bad_request(format!(
+            "unknown metric `{}`",
+            query.metric
+        )));
+    };
+    let windows = query
+        .windows
+        .as_deref()
+        .unwrap_or("1h,4h,24h")
+        .split(',')
+        .map(|text| {
+            parse_window(text.trim()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "window `{text}` is not a number followed by m or h (at most 7 days)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
+    let longest = windows.iter().copied().max().unwrap_or(0);
+    let to = now();
+    let (patient, metric_key) = (PatientId::new(patient_id), metric.key.clone());
+    let points = state
+        .stores
+        .read(move |store| {
+            store.history(
+                &Subject::Patient(patient),
+                &metric_key,
+                to.plus_millis(-longest),
+                to.plus_millis(1),
+                MAX_HISTORY_POINTS,
+            )
+        })
+        .await??;
+    let trusted: Vec<(Timestamp, f64)> = points
+        .iter()
+        .filter(|p| !p.quality.is_artefact())
+        .map(|p| (p.time, p.value))
+        .collect();
+    let trends: Vec<Value> = windows
+        .iter()
+        .map(
+            |window| match clinical::trends::trend(&trusted, *window, to) {
+                Some(t) => json!({ "window_ms": window, "n": t.n, "baseline": t.baseline,
+                "latest": t.latest, "latest_time": t.latest_time.millis(), "change": t.change,
+                "slope_per_hour": t.slope_per_hour, "min": t.min, "max": t.max, "mean": t.mean }),
+                None => json!({ "window_ms": window, "n": 0 }),
+            },
+        )
+        .collect();
+    Ok(Json(
+        json!({ "metric": metric.key, "unit": metric.ucum, "at": to.millis(), "trends": trends }),
+    ))
+}
+
+/// `15m` or `4h` in milliseconds, at most a week.
+fn parse_window(text: &str) -> Option<i64> {
+    let (number, unit_ms) = match text.as_bytes().last()? {
+        b'm' => (&text[..text.len() - 1], 60_000),
+        b'h' => (&text[..text.len() - 1], 3_600_000),
+        _ => return None,
+    };
+    let window = number.parse::<i64>().ok()?.checked_mul(unit_ms)?;
+    (1..=7 * 24 * 3_600_000).contains(&window).then_some(window)
+}
+
+fn region_status_json(status: &clinical::regions::RegionStatus) -> Value {
+    use clinical::regions::RegionReason;
+    let reasons: Vec<Value> = status
+        .reasons
+        .iter()
+        .map(|reason| match reason {
+            RegionReason::Value { metric, value, state, why } => json!({
+                "kind": "value", "metric": metric, "value": value, "state": state.key(), "why": why }),
+            RegionReason::Unusable { metric, why } => json!({
+                "kind": "unusable", "metric": metric, "why": why }),
+            RegionReason::Condition { code, display } => json!({
+                "kind": "condition", "code": code, "display": display }),
+        })
+        .collect();
+    json!({ "region": status.region.to_string(), "state": status.state.key(), "reasons": reasons })
 }
 
 #[derive(Deserialize)]

@@ -2,14 +2,19 @@
 //! arrives, and every second so that a value growing stale shows as such. A changed result is
 //! streamed, stored as history and, by its band, raises or clears the patient's score alarm.
 //!
+//! Also here: each body region's status, which reads the score, the alarms and the values.
+//!
 //! The record's context (diagnoses for the SpO2 scale) comes from the directory; inputs are
 //! kept per patient for as long as the longest freshness window, so an artefact arriving after
 //! a good value never hides the good one.
 
 use std::collections::HashMap;
 
-use clinical::alarms::Priority;
-use clinical::{Band, CodedCondition, News2Input, News2Result, Parameter, RecordContext};
+use clinical::alarms::{AlarmCondition, AlarmSubject, Priority};
+use clinical::regions::{RegionStatus, RegionValue, SitedCondition, region_statuses};
+use clinical::{
+    Band, CodedCondition, News2Input, News2Result, Parameter, ParameterOutcome, RecordContext,
+};
 use model::{PatientId, Timestamp};
 use twin::Attributed;
 
@@ -67,6 +72,74 @@ fn same_on_chart(a: &News2Result, b: &News2Result) -> bool {
             x.outcome.sub_score() == y.outcome.sub_score()
                 && x.outcome.reason_key() == y.outcome.reason_key()
         })
+}
+
+impl super::Ward {
+    /// The status of each body region of a patient at `now` (see `clinical::regions`): the
+    /// latest values with their NEWS2 sub-scores and active alarms, and the conditions sited.
+    pub fn patient_regions(&self, patient: &PatientId, now: Timestamp) -> Vec<RegionStatus> {
+        let directory = self.directory();
+        let conditions: Vec<SitedCondition> = directory
+            .patients
+            .iter()
+            .find(|p| p.id == patient.as_str())
+            .map(|p| {
+                p.conditions
+                    .iter()
+                    .map(|c| SitedCondition {
+                        code: c.code.clone(),
+                        display: c.display.clone(),
+                        regions: c.regions.iter().filter_map(|r| r.parse().ok()).collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let live = self.live.lock().expect("live lock");
+        let score = live.news2_scores.get(patient);
+        let values: Vec<RegionValue> = live
+            .twin
+            .patient_values(patient)
+            .filter_map(|value| {
+                let region = value.region?;
+                let news2_sub_score = score.and_then(|score| {
+                    score.parameters.iter().find_map(|p| match &p.outcome {
+                        ParameterOutcome::Scored {
+                            sub_score,
+                            metric,
+                            time,
+                            ..
+                        } if *metric == value.metric && *time == value.device_time => {
+                            Some(*sub_score)
+                        }
+                        _ => None,
+                    })
+                });
+                let alarm = live
+                    .alarms
+                    .active()
+                    .into_iter()
+                    .filter(|alarm| match (&alarm.subject, &alarm.condition) {
+                        (
+                            AlarmSubject::Patient(p),
+                            AlarmCondition::Physiological { metric, .. },
+                        ) => p == patient && *metric == value.metric,
+                        _ => false,
+                    })
+                    .map(|alarm| alarm.priority)
+                    .max();
+                Some(RegionValue {
+                    metric: value.metric.clone(),
+                    value: value.value,
+                    region,
+                    time: value.device_time,
+                    artefact: value.artefact,
+                    news2_sub_score,
+                    alarm,
+                })
+            })
+            .collect();
+        region_statuses(self.catalog, &values, &conditions, now)
+    }
 }
 
 impl Live {
