@@ -11,6 +11,7 @@ pub mod alarms;
 pub mod news2;
 pub mod regions;
 pub mod trends;
+pub mod watch;
 
 pub use news2::{
     Band, CodedCondition, News2Calculator, News2Config, News2Input, News2Result, OxygenTarget,

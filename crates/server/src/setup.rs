@@ -5,6 +5,7 @@
 
 use clinical::News2Config;
 use clinical::alarms::{AlarmConfig, AlarmEngine};
+use clinical::watch::ClinicalWatch;
 use model::{
     AssociationTarget, BedId, Catalog, DeviceId, Observation, ObservedValue, PatientId, Timestamp,
 };
@@ -261,8 +262,8 @@ pub fn load_ward(
         let metric = limits.metric.clone();
         alarms.set_patient_limits(&patient, &metric, Some(limits));
     }
-    let ward = Ward::new(catalog, registry, directory, device_health, alarms);
-    ward.set_news2_config(news2);
+    let clinical = ClinicalWatch::new(alarms, news2);
+    let ward = Ward::new(catalog, registry, directory, device_health, clinical);
     ward.apply(&attributed);
     ward.seed_device_health(last_seen);
     Ok(ward)

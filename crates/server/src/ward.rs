@@ -17,14 +17,14 @@ use twin::{
     LiveTwin, PatientStatus, Registry, TwinEvent, ValueState,
 };
 
-use clinical::alarms::{Alarm, AlarmEngine};
-use clinical::{News2Calculator, News2Input, News2Result, RecordContext};
+use clinical::News2Result;
+use clinical::alarms::Alarm;
+use clinical::watch::{ClinicalWatch, Judged, Measured};
 
 use crate::directory::Directory;
 use crate::hub::{Filter, Hub, Subscriber, WardEvent};
 
 pub use alarms::{AlarmChange, ClinicalRecorder, ClinicalWrite};
-pub use scores::band_alarm_priority;
 
 pub struct Ward {
     pub catalog: &'static Catalog,
@@ -42,12 +42,8 @@ struct Live {
     devices: DeviceHealthBook,
     /// Each device's latest attribution, to route its online/offline changes and alarms.
     device_attribution: HashMap<DeviceId, Attribution>,
-    alarms: AlarmEngine,
-    news2: News2Calculator,
-    /// Each admitted patient's recent NEWS2 inputs, record context and latest result.
-    news2_inputs: HashMap<PatientId, Vec<News2Input>>,
-    news2_contexts: HashMap<PatientId, RecordContext>,
-    news2_scores: HashMap<PatientId, News2Result>,
+    /// NEWS2 and the alarm engine: what each message and each second mean clinically.
+    clinical: ClinicalWatch,
     /// Where alarm events and scores go to be stored; `None` only without a store (tests).
     recorder: Option<ClinicalRecorder>,
 }
@@ -104,14 +100,14 @@ impl Ward {
         registry: Registry,
         directory: Directory,
         device_health: DeviceHealthConfig,
-        alarms: AlarmEngine,
+        clinical: ClinicalWatch,
     ) -> Ward {
         let ward = Ward {
             catalog,
             registry: RwLock::new(registry),
             live: Mutex::new(Live {
                 devices: DeviceHealthBook::new(device_health),
-                alarms,
+                clinical,
                 ..Live::default()
             }),
             directory: RwLock::new(Arc::new(Directory::default())),
@@ -128,7 +124,7 @@ impl Ward {
         let mut live = self.live.lock().expect("live lock");
         live.ward_of_room = directory.ward_of_room();
         live.ward_of_patient = directory.ward_of_patient();
-        live.news2_contexts = scores::contexts_of(&directory);
+        live.clinical.set_contexts(scores::contexts_of(&directory));
         *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
@@ -185,34 +181,43 @@ impl Ward {
                 .insert(device_id.clone(), latest.attribution.clone());
         }
         let heard: Vec<&Observation> = observations.iter().map(|a| &a.observation).collect();
-        let mut alarm_events = live.judge_message(device_id, received, observations);
+        let measured: Vec<Measured> = observations
+            .iter()
+            .map(|a| Measured {
+                observation: &a.observation,
+                patient: a.attribution.patient.as_ref(),
+                room: a.attribution.room.as_ref(),
+                unassociated: a.attribution.is_unassociated(),
+            })
+            .collect();
+        let mut judged = live.clinical.message(device_id, received, &measured);
         if let Some(change) = live.devices.heard(device_id, source, received, &heard) {
-            alarm_events.extend(live.alarms.device_online(device_id, true, received));
+            let online = live.clinical.device_online(device_id, true, received);
+            judged.alarm_events.extend(online.alarm_events);
             events.push(live.device_event(change));
         }
         live.publish_twin(events);
-        live.record_and_publish(alarm_events, None);
-        let patients = live.keep_news2_inputs(self.catalog, observations);
-        live.rescore(&patients, received);
+        live.publish_judged(judged);
     }
 
     /// Lets time pass for the devices' technical state: the silent ones go offline.
     pub fn tick(&self, now: Timestamp) {
         let mut live = self.live.lock().expect("live lock");
         let changes = live.devices.tick(now);
-        let mut alarm_events = Vec::new();
+        let mut judged = Judged::default();
         let mut events = Vec::new();
         for change in changes {
             let device = change.health().device_id.clone();
-            alarm_events.extend(live.alarms.device_online(&device, false, now));
+            let offline = live.clinical.device_online(&device, false, now);
+            judged.alarm_events.extend(offline.alarm_events);
             events.push(live.device_event(change));
         }
-        alarm_events.extend(live.alarms.tick(now));
+        // Escalations, silences ending, and scores whose inputs grew stale.
+        let passed = live.clinical.tick(now);
+        judged.alarm_events.extend(passed.alarm_events);
+        judged.scores.extend(passed.scores);
         live.publish_twin(events);
-        live.record_and_publish(alarm_events, None);
-        // Time passing can make an input stale: the score must say so.
-        let patients: Vec<PatientId> = live.news2_inputs.keys().cloned().collect();
-        live.rescore(&patients, now);
+        live.publish_judged(judged);
     }
 
     /// Remembers devices heard from before a restart (see [`DeviceHealthBook::seed`]).
@@ -278,6 +283,7 @@ impl Ward {
             .map(|room| (room.clone(), live.twin.room_values(room).cloned().collect()))
             .collect();
         let alarms = live
+            .clinical
             .alarms
             .active()
             .into_iter()
@@ -295,8 +301,8 @@ impl Ward {
             .cloned()
             .collect();
         let scores = live
-            .news2_scores
-            .iter()
+            .clinical
+            .scores()
             .filter(|(patient, _)| wants_patient(patient))
             .map(|(patient, result)| (patient.clone(), result.clone()))
             .collect();
@@ -311,14 +317,10 @@ impl Ward {
         (snapshot, subscriber)
     }
 
-    pub fn set_news2_config(&self, config: clinical::News2Config) {
-        self.live.lock().expect("live lock").news2 = News2Calculator::new(config);
-    }
-
     /// A patient's latest NEWS2, if any of its inputs has arrived.
     pub fn news2(&self, patient: &PatientId) -> Option<News2Result> {
         let live = self.live.lock().expect("live lock");
-        live.news2_scores.get(patient).cloned()
+        live.clinical.score(patient).cloned()
     }
 
     pub fn patient_values(&self, patient: &PatientId) -> (Vec<ValueState>, Option<PatientStatus>) {

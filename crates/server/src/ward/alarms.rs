@@ -1,7 +1,6 @@
-//! The clinical stage of the live ward for alarms: what each accepted message means to the
-//! alarm engine (limits, battery, artefacts, unassociated senders), and where alarm events go:
-//! to the store (through the [`ClinicalRecorder`], in order, with changed scores) and to
-//! subscribers.
+//! Where what the clinical watch (`clinical::watch`) judged goes: alarm events and changed
+//! scores to the store (through the [`ClinicalRecorder`], in order) and to subscribers; and the
+//! API's changes to alarms (acknowledge, silence, delivered, patients' limits).
 //!
 //! Alarm events are few and none may be lost, so the recorder's channel is unbounded on
 //! purpose: bounding it would mean either blocking the ingest path under the ward lock or
@@ -9,10 +8,10 @@
 
 use clinical::News2Result;
 use clinical::alarms::{Alarm, AlarmEngine, AlarmError, AlarmEvent, AlarmSubject, MetricLimits};
-use model::{DeviceId, ObservedValue, PatientId, Timestamp};
+use clinical::watch::Judged;
+use model::{PatientId, Timestamp};
 use tokio::sync::{mpsc, oneshot};
-use twin::device_health::BATTERY_METRIC;
-use twin::{Attributed, Attribution};
+use twin::Attribution;
 
 use super::{Live, Ward};
 use crate::hub::WardEvent;
@@ -36,51 +35,23 @@ pub struct AlarmChange {
 }
 
 impl Live {
-    /// Feeds one accepted message to the alarm engine. Artefacts never count as values; they
-    /// are a technical condition of the device.
-    pub(super) fn judge_message(
-        &mut self,
-        device_id: &DeviceId,
-        received: Timestamp,
-        observations: &[Attributed],
-    ) -> Vec<AlarmEvent> {
-        let mut events = Vec::new();
-        let mut artefact = false;
-        for attributed in observations {
-            let observation = &attributed.observation;
-            if observation.quality.is_artefact() {
-                artefact = true;
-                continue;
-            }
-            let ObservedValue::Numeric(value) = observation.value else {
-                continue;
-            };
-            let time = observation.device_time;
-            let attribution = &attributed.attribution;
-            if observation.metric == BATTERY_METRIC {
-                events.extend(self.alarms.battery(device_id, value, time));
-            } else if let Some(patient) = &attribution.patient {
-                let subject = AlarmSubject::Patient(patient.clone());
-                events.extend(
-                    self.alarms
-                        .observe(&subject, &observation.metric, value, time),
-                );
-            } else if let Some(room) = &attribution.room {
-                let subject = AlarmSubject::Room(room.clone());
-                events.extend(
-                    self.alarms
-                        .observe(&subject, &observation.metric, value, time),
-                );
-            }
+    /// Sends what the clinical watch judged to the store and to subscribers: alarm events in
+    /// order, then the changed scores.
+    pub(super) fn publish_judged(&mut self, judged: Judged) {
+        self.record_and_publish(judged.alarm_events, None);
+        if judged.scores.is_empty() {
+            return;
         }
-        if !observations.is_empty() {
-            events.extend(self.alarms.artefact(device_id, artefact, received));
-            let unassociated = observations
-                .iter()
-                .all(|attributed| attributed.attribution.is_unassociated());
-            events.extend(self.alarms.unassociated(device_id, unassociated, received));
-        }
-        events
+        let events: Vec<WardEvent> = judged
+            .scores
+            .iter()
+            .map(|(patient, result)| WardEvent::Score {
+                patient: patient.clone(),
+                result: Box::new(result.clone()),
+            })
+            .collect();
+        self.record_scores(judged.scores);
+        self.publish(&events);
     }
 
     /// Where an alarm's events go: its patient or room, or for a device the place its latest
@@ -174,8 +145,9 @@ impl Ward {
         change: impl FnOnce(&mut AlarmEngine) -> Result<Vec<AlarmEvent>, AlarmError>,
     ) -> Result<AlarmChange, AlarmError> {
         let mut live = self.live.lock().expect("live lock");
-        let events = change(&mut live.alarms)?;
+        let events = change(&mut live.clinical.alarms)?;
         let alarm = live
+            .clinical
             .alarms
             .get(id)
             .cloned()
@@ -190,7 +162,7 @@ impl Ward {
         let mut live = self.live.lock().expect("live lock");
         let mut events = Vec::new();
         for &id in ids {
-            if let Ok(delivered) = live.alarms.delivered(id, now) {
+            if let Ok(delivered) = live.clinical.alarms.delivered(id, now) {
                 events.extend(delivered);
             }
         }
@@ -200,7 +172,7 @@ impl Ward {
     /// Active alarms as the engine holds them, highest priority first.
     pub fn active_alarms(&self) -> Vec<Alarm> {
         let live = self.live.lock().expect("live lock");
-        live.alarms.active().into_iter().cloned().collect()
+        live.clinical.alarms.active().into_iter().cloned().collect()
     }
 
     /// Sets (or with `None` removes) a patient's own limits for a metric in the engine. The
@@ -212,12 +184,14 @@ impl Ward {
         limits: Option<MetricLimits>,
     ) {
         let mut live = self.live.lock().expect("live lock");
-        live.alarms.set_patient_limits(patient, metric, limits);
+        live.clinical
+            .alarms
+            .set_patient_limits(patient, metric, limits);
     }
 
     /// The limits in force for a patient's metric.
     pub fn patient_alarm_limits(&self, patient: &PatientId, metric: &str) -> Option<MetricLimits> {
         let live = self.live.lock().expect("live lock");
-        live.alarms.limits_for(patient, metric).cloned()
+        live.clinical.alarms.limits_for(patient, metric).cloned()
     }
 }
