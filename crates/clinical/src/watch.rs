@@ -235,7 +235,16 @@ impl ClinicalWatch {
         let Some(inputs) = self.inputs.get_mut(patient) else {
             return;
         };
-        inputs.retain(|input| now.since(input.time) <= longest_window);
+        // The newest input of each parameter always stays, so that an old one is reported as
+        // stale (with its age), never as missing.
+        let mut newest: HashMap<Parameter, Timestamp> = HashMap::new();
+        for input in inputs.iter() {
+            let held = newest.entry(input.parameter).or_insert(input.time);
+            *held = (*held).max(input.time);
+        }
+        inputs.retain(|input| {
+            now.since(input.time) <= longest_window || newest[&input.parameter] == input.time
+        });
         for parameter in Parameter::ALL {
             let count = inputs.iter().filter(|i| i.parameter == parameter).count();
             if count > MAX_INPUTS_PER_PARAMETER {

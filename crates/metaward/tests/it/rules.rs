@@ -27,6 +27,10 @@ fn shipped_suite() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/news2")
 }
 
+fn shipped_alarm_suite() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/alarms")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -45,6 +49,49 @@ fn the_shipped_news2_suite_passes() {
     );
     assert!(stdout.contains(", 0 not met"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn the_shipped_alarm_suite_passes() {
+    let suite = shipped_alarm_suite();
+    let output = metaward(&["test-rules", suite.to_str().unwrap()], None);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "suite failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    for kind in [
+        "physiological",
+        "score",
+        "technical",
+        "environmental",
+        "lifecycle",
+    ] {
+        assert!(
+            stdout.contains(&format!(
+                "ok    {}",
+                suite.join(format!("{kind}.toml")).display()
+            )),
+            "{kind}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_alarm_expectation_fails_with_what_was_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wrong_alarm.toml");
+    std::fs::write(
+        &file,
+        "description = \"the monitor goes offline; this file wrongly expects no alarm\"\n\
+         [[step]]\nminute = 0\ndevices_offline = [\"monitor\"]\nexpect = { alarms = [] }\n",
+    )
+    .unwrap();
+    let output = metaward(&["test-rules", file.to_str().unwrap()], None);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("technical:device_offline"), "{stdout}");
 }
 
 const WRONG: &str = r#"
@@ -93,10 +140,20 @@ fn a_wrong_expectation_fails_with_the_difference() {
 fn malformed_rules_files_are_refused_not_passed() {
     let dir = tempfile::tempdir().unwrap();
     for (name, body) in [
-        // An expectation kind this version does not know (alarms come later).
+        // An expectation this version does not know.
+        (
+            "unknown.toml",
+            "description = \"x\"\n[[step]]\nminute = 0\nvitals = { heart_rate = 72 }\nexpect = { trend = \"up\" }\n",
+        ),
+        // An alarm written in a shape that is not an alarm expectation.
         (
             "alarm.toml",
             "description = \"x\"\n[[step]]\nminute = 0\nvitals = { heart_rate = 72 }\nexpect = { alarms = [\"pulse-high\"] }\n",
+        ),
+        // An alarm priority that does not exist.
+        (
+            "priority.toml",
+            "description = \"x\"\n[[step]]\nminute = 0\nvitals = { heart_rate = 72 }\nexpect = { alarms = [{ alarm = \"physiological:heart_rate\", priority = \"urgent\" }] }\n",
         ),
         // Nothing expected at all.
         (
