@@ -11,6 +11,7 @@
 //! The API is synchronous; callers on an async runtime use a dedicated thread or
 //! `spawn_blocking`. The schema is `src/schema/v1.sql`, written to be read by analysts.
 
+mod device_identifiers;
 mod devices;
 mod error;
 mod layout;
@@ -23,6 +24,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub use device_identifiers::{DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key};
 pub use error::StoreError;
 pub use records::{
     AssociationRecord, BedRecord, ConditionRecord, DeadLetterRecord, DeviceRecord, HistoryPoint,
@@ -31,7 +33,10 @@ pub use records::{
 };
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/v1.sql"),
+    include_str!("schema/v2_device_identifiers.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
