@@ -151,3 +151,11 @@ pub fn from_serde(
         format!("{expression}: {message}"),
     )
 }
+
+/// Deserializes a resource of `resource_type`, reporting problems with their FHIRPath.
+pub fn parse_resource<T: serde::de::DeserializeOwned>(
+    resource_type: &str,
+    json: serde_json::Value,
+) -> Result<T, Issue> {
+    serde_path_to_error::deserialize(json).map_err(|error| from_serde(resource_type, error))
+}

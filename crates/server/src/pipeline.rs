@@ -80,6 +80,47 @@ impl Ingest {
         Ok(offset)
     }
 
+    /// Accepts several groups of observations (each from one device, about one subject) as one
+    /// message, such as a FHIR transaction: their log records go to the log together and share
+    /// one fsync, and the answer waits for all of them. (A crash before that fsync may leave a
+    /// prefix of the records on disk, unacknowledged; the sender retries.)
+    pub async fn accept_all(
+        &self,
+        source: &str,
+        groups: Vec<(DeviceId, Vec<Observation>, Option<AssociationTarget>)>,
+        received: Timestamp,
+    ) -> Result<Vec<Offset>, IngestError> {
+        let (mut count, mut samples) = (0, 0);
+        let mut records = Vec::with_capacity(groups.len());
+        for (device_id, observations, subject) in groups {
+            count += observations.len();
+            samples += observations
+                .iter()
+                .map(|observation| match &observation.value {
+                    ObservedValue::Numeric(_) => 1,
+                    ObservedValue::Waveform(chunk) => chunk.samples.len(),
+                })
+                .sum::<usize>();
+            records.push(ObservationsRecord {
+                source: source.to_owned(),
+                device_id,
+                received,
+                observations: self.ward.attribute(observations, subject.as_ref()),
+            });
+        }
+        let encoded = records
+            .iter()
+            .map(|record| LogRecord::Observations(record.clone()).encode())
+            .collect();
+        let offsets = self.log.append_batch(encoded).await?;
+        self.appended.notify_one();
+        self.metrics.accepted(source, count, samples);
+        for record in &records {
+            self.ward.apply(&record.observations);
+        }
+        Ok(offsets)
+    }
+
     /// Keeps input that was refused, durably, so an operator can see it and nothing that was
     /// acknowledged is lost. Counts it under its reason.
     pub async fn dead_letter(&self, dead: DeadLetter) -> Result<Offset, IngestError> {

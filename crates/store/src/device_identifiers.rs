@@ -49,6 +49,20 @@ pub fn identifier_key(system: &str, value: &str) -> String {
 }
 
 impl Store {
+    /// Inserts or updates the device and replaces its details and identifiers, all or nothing.
+    pub fn register_device(
+        &mut self,
+        device: &crate::DeviceRecord,
+        details: &DeviceDetails,
+    ) -> Result<(), StoreError> {
+        // `upsert_device` runs on the same connection, so inside this transaction.
+        let tx = self.conn.unchecked_transaction()?;
+        self.upsert_device(device)?;
+        write_details(&tx, &device.id, details)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Replaces the device's details and identifiers. Refuses, changing nothing, when an
     /// identifier already names another device. The device must be known.
     pub fn set_device_details(
@@ -57,55 +71,7 @@ impl Store {
         details: &DeviceDetails,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        let device_type = details.device_type.as_ref();
-        let changed = tx.execute(
-            "UPDATE devices SET manufacturer = ?2, serial_number = ?3, type_system = ?4,
-                 type_code = ?5, type_display = ?6
-             WHERE id = ?1",
-            params![
-                device.as_str(),
-                details.manufacturer,
-                details.serial_number,
-                device_type.map(|t| t.system.as_str()),
-                device_type.map(|t| t.code.as_str()),
-                device_type.and_then(|t| t.display.as_deref()),
-            ],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound {
-                what: "device",
-                id: device.to_string(),
-            });
-        }
-        tx.execute(
-            "DELETE FROM device_identifiers WHERE device_id = ?1",
-            [device.as_str()],
-        )?;
-        for identifier in &details.identifiers {
-            let key = identifier_key(&identifier.system, &identifier.value);
-            let owner: Option<String> = tx
-                .query_row(
-                    "SELECT device_id FROM device_identifiers WHERE system = ?1 AND value_key = ?2",
-                    params![identifier.system, key],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(owner) = owner {
-                if owner == device.as_str() {
-                    continue; // the same identifier listed twice
-                }
-                return Err(StoreError::IdentifierTaken {
-                    system: identifier.system.clone(),
-                    value: identifier.value.clone(),
-                    device: owner,
-                });
-            }
-            tx.execute(
-                "INSERT INTO device_identifiers (device_id, system, value, value_key)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![device.as_str(), identifier.system, identifier.value, key],
-            )?;
-        }
+        write_details(&tx, device, details)?;
         tx.commit()?;
         Ok(())
     }
@@ -179,6 +145,63 @@ impl Store {
             .optional()?;
         Ok(id.map(DeviceId::new))
     }
+}
+
+fn write_details(
+    tx: &rusqlite::Connection,
+    device: &DeviceId,
+    details: &DeviceDetails,
+) -> Result<(), StoreError> {
+        let device_type = details.device_type.as_ref();
+        let changed = tx.execute(
+            "UPDATE devices SET manufacturer = ?2, serial_number = ?3, type_system = ?4,
+                 type_code = ?5, type_display = ?6
+             WHERE id = ?1",
+            params![
+                device.as_str(),
+                details.manufacturer,
+                details.serial_number,
+                device_type.map(|t| t.system.as_str()),
+                device_type.map(|t| t.code.as_str()),
+                device_type.and_then(|t| t.display.as_deref()),
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "device",
+                id: device.to_string(),
+            });
+        }
+        tx.execute(
+            "DELETE FROM device_identifiers WHERE device_id = ?1",
+            [device.as_str()],
+        )?;
+        for identifier in &details.identifiers {
+            let key = identifier_key(&identifier.system, &identifier.value);
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT device_id FROM device_identifiers WHERE system = ?1 AND value_key = ?2",
+                    params![identifier.system, key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(owner) = owner {
+                if owner == device.as_str() {
+                    continue; // the same identifier listed twice
+                }
+                return Err(StoreError::IdentifierTaken {
+                    system: identifier.system.clone(),
+                    value: identifier.value.clone(),
+                    device: owner,
+                });
+            }
+            tx.execute(
+                "INSERT INTO device_identifiers (device_id, system, value, value_key)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![device.as_str(), identifier.system, identifier.value, key],
+            )?;
+        }
+    Ok(())
 }
 
 #[cfg(test)]

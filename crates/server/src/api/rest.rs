@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use model::{AssociationTarget, BedId, DeviceId, DeviceKind, PatientId, RoomId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{DeviceRecord, Subject};
+use store::{DeviceDetails, DeviceRecord, Subject};
 use twin::{Attribution, DeviceInfo};
 
 use super::stream::{metrics_json, status_json, value_json};
@@ -233,32 +233,47 @@ pub async fn patient_waveform(
     ))
 }
 
-fn device_json(device: &DeviceRecord) -> Value {
+fn device_json(device: &DeviceRecord, details: &DeviceDetails) -> Value {
     json!({
         "id": device.id.to_string(),
         "kind": device.kind.key(),
         "model": device.model,
         "placement": device.placement.map(|r| r.to_string()),
+        "manufacturer": details.manufacturer,
+        "serial_number": details.serial_number,
+        "identifiers": details.identifiers.iter().map(|i| json!({ "system": i.system, "value": i.value })).collect::<Vec<_>>(),
         "first_seen": device.first_seen.map(Timestamp::millis),
         "last_seen": device.last_seen.map(Timestamp::millis),
     })
 }
 
 pub async fn devices(State(state): State<AppState>) -> ApiResult {
-    let devices = state.stores.read(|store| store.devices()).await??;
-    Ok(Json(json!(
-        devices.iter().map(device_json).collect::<Vec<_>>()
-    )))
+    let devices = state
+        .stores
+        .read(|store| -> Result<Vec<Value>, store::StoreError> {
+            store
+                .devices()?
+                .iter()
+                .map(|device| Ok(device_json(device, &store.device_details(&device.id)?)))
+                .collect()
+        })
+        .await??;
+    Ok(Json(json!(devices)))
 }
 
 pub async fn device(State(state): State<AppState>, Path(device_id): Path<String>) -> ApiResult {
     let id = DeviceId::new(device_id);
     let device = state
         .stores
-        .read(move |store| store.device(&id))
+        .read(move |store| -> Result<Option<Value>, store::StoreError> {
+            match store.device(&id)? {
+                Some(device) => Ok(Some(device_json(&device, &store.device_details(&id)?))),
+                None => Ok(None),
+            }
+        })
         .await??
         .ok_or_else(|| ApiError::not_found("device"))?;
-    Ok(Json(device_json(&device)))
+    Ok(Json(device))
 }
 
 #[derive(Deserialize)]
@@ -268,6 +283,16 @@ pub struct RegisterDevice {
     kind: String,
     model: String,
     placement: Option<String>,
+    manufacturer: Option<String>,
+    serial_number: Option<String>,
+    identifiers: Option<Vec<IdentifierJson>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierJson {
+    system: String,
+    value: String,
 }
 
 pub async fn register_device(
@@ -296,6 +321,15 @@ pub async fn register_device(
             "device id must be 1 to 128 of letters, digits, - _ . :",
         ));
     }
+    if let Some(identifiers) = &body.identifiers
+        && identifiers
+            .iter()
+            .any(|i| i.system.trim().is_empty() || i.value.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "every identifier needs a non-empty system and value",
+        ));
+    }
     let record = DeviceRecord {
         id: DeviceId::new(&body.id),
         kind,
@@ -305,10 +339,34 @@ pub async fn register_device(
         last_seen: None,
     };
     let stored = record.clone();
-    state
+    let (manufacturer, serial_number, identifiers) =
+        (body.manufacturer, body.serial_number, body.identifiers);
+    let details = state
         .stores
-        .write(move |store| store.upsert_device(&stored))
-        .await??;
+        .write(move |store| -> Result<DeviceDetails, store::StoreError> {
+            // What the body leaves out stays as it was: registering again only changes what it says.
+            let mut details = store
+                .device_details(&stored.id)
+                .unwrap_or_default();
+            details.manufacturer = manufacturer.or(details.manufacturer);
+            details.serial_number = serial_number.or(details.serial_number);
+            if let Some(identifiers) = identifiers {
+                details.identifiers = identifiers
+                    .into_iter()
+                    .map(|i| store::DeviceIdentifier {
+                        system: i.system,
+                        value: i.value,
+                    })
+                    .collect();
+            }
+            store.register_device(&stored, &details)?;
+            Ok(details)
+        })
+        .await?
+        .map_err(|error| match error {
+            store::StoreError::IdentifierTaken { .. } => ApiError::conflict(error.to_string()),
+            other => ApiError::from(other),
+        })?;
     state.ward.update_registry(|registry| {
         registry.upsert_device(DeviceInfo {
             id: record.id.clone(),
@@ -317,7 +375,7 @@ pub async fn register_device(
             placement,
         })
     });
-    Ok((StatusCode::CREATED, Json(device_json(&record))))
+    Ok((StatusCode::CREATED, Json(device_json(&record, &details))))
 }
 
 pub async fn unassociated_devices(State(state): State<AppState>) -> ApiResult {
