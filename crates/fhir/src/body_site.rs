@@ -29,27 +29,92 @@ pub const BODY_STRUCTURES: &[(&str, &str, BodyPart, Option<Side>)] = &[
     ("51185008", "Thoracic structure", BodyPart::Chest, None),
     ("80891009", "Heart structure", BodyPart::Heart, None),
     ("39607008", "Lung structure", BodyPart::Lung, None),
-    ("77568009", "Structure of posterior region of trunk", BodyPart::Back, None),
+    (
+        "77568009",
+        "Structure of posterior region of trunk",
+        BodyPart::Back,
+        None,
+    ),
     ("40983000", "Upper arm structure", BodyPart::UpperArm, None),
-    ("368208006", "Left upper arm structure", BodyPart::UpperArm, Some(Side::Left)),
-    ("368209003", "Right upper arm structure", BodyPart::UpperArm, Some(Side::Right)),
+    (
+        "368208006",
+        "Left upper arm structure",
+        BodyPart::UpperArm,
+        Some(Side::Left),
+    ),
+    (
+        "368209003",
+        "Right upper arm structure",
+        BodyPart::UpperArm,
+        Some(Side::Right),
+    ),
     ("14975008", "Forearm structure", BodyPart::Forearm, None),
-    ("66480008", "Structure of left forearm", BodyPart::Forearm, Some(Side::Left)),
-    ("64262003", "Structure of right forearm", BodyPart::Forearm, Some(Side::Right)),
+    (
+        "66480008",
+        "Structure of left forearm",
+        BodyPart::Forearm,
+        Some(Side::Left),
+    ),
+    (
+        "64262003",
+        "Structure of right forearm",
+        BodyPart::Forearm,
+        Some(Side::Right),
+    ),
     // The avatar has no wrist: a wrist-worn device is drawn at the distal forearm.
     ("8205005", "Wrist region structure", BodyPart::Forearm, None),
-    ("5951000", "Structure of left wrist region", BodyPart::Forearm, Some(Side::Left)),
-    ("9736006", "Structure of right wrist region", BodyPart::Forearm, Some(Side::Right)),
+    (
+        "5951000",
+        "Structure of left wrist region",
+        BodyPart::Forearm,
+        Some(Side::Left),
+    ),
+    (
+        "9736006",
+        "Structure of right wrist region",
+        BodyPart::Forearm,
+        Some(Side::Right),
+    ),
     ("85562004", "Hand structure", BodyPart::Hand, None),
-    ("85151006", "Structure of left hand", BodyPart::Hand, Some(Side::Left)),
-    ("78791008", "Structure of right hand", BodyPart::Hand, Some(Side::Right)),
+    (
+        "85151006",
+        "Structure of left hand",
+        BodyPart::Hand,
+        Some(Side::Left),
+    ),
+    (
+        "78791008",
+        "Structure of right hand",
+        BodyPart::Hand,
+        Some(Side::Right),
+    ),
     ("7569003", "Finger structure", BodyPart::Finger, None),
     ("68367000", "Thigh structure", BodyPart::Thigh, None),
-    ("61396006", "Structure of left thigh", BodyPart::Thigh, Some(Side::Left)),
-    ("11207009", "Structure of right thigh", BodyPart::Thigh, Some(Side::Right)),
+    (
+        "61396006",
+        "Structure of left thigh",
+        BodyPart::Thigh,
+        Some(Side::Left),
+    ),
+    (
+        "11207009",
+        "Structure of right thigh",
+        BodyPart::Thigh,
+        Some(Side::Right),
+    ),
     ("56459004", "Foot structure", BodyPart::Foot, None),
-    ("22335008", "Structure of left foot", BodyPart::Foot, Some(Side::Left)),
-    ("7769000", "Structure of right foot", BodyPart::Foot, Some(Side::Right)),
+    (
+        "22335008",
+        "Structure of left foot",
+        BodyPart::Foot,
+        Some(Side::Left),
+    ),
+    (
+        "7769000",
+        "Structure of right foot",
+        BodyPart::Foot,
+        Some(Side::Right),
+    ),
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -89,7 +154,9 @@ fn structure_of(expression: &str) -> Option<(BodyPart, Option<Side>, Option<Side
 }
 
 /// The avatar region for SNOMED CT codes (or expressions) given in one `bodySite`.
-pub fn region_of<'a>(codes: impl IntoIterator<Item = &'a str>) -> Result<BodyRegion, BodySiteError> {
+pub fn region_of<'a>(
+    codes: impl IntoIterator<Item = &'a str>,
+) -> Result<BodyRegion, BodySiteError> {
     let mut part = None;
     let mut sides = Vec::new();
     let mut unknown = None;
@@ -138,15 +205,24 @@ mod tests {
     fn laterality_three_ways() {
         assert_eq!(region(&["368208006"]), Ok("upper_arm_left".into()));
         assert_eq!(region(&["7569003", RIGHT]), Ok("finger_right".into()));
-        assert_eq!(region(&["7569003:272741003=7771000"]), Ok("finger_left".into()));
+        assert_eq!(
+            region(&["7569003:272741003=7771000"]),
+            Ok("finger_left".into())
+        );
         assert_eq!(region(&["7569003"]), Ok("finger".into()));
-        assert_eq!(region(&["368208006", RIGHT]), Err(BodySiteError::ConflictingSides));
+        assert_eq!(
+            region(&["368208006", RIGHT]),
+            Err(BodySiteError::ConflictingSides)
+        );
         assert_eq!(region(&["80891009", LEFT]), Ok("heart".into()));
     }
 
     #[test]
     fn unknown_codes_are_refused() {
-        assert_eq!(region(&["12345"]), Err(BodySiteError::Unknown("12345".into())));
+        assert_eq!(
+            region(&["12345"]),
+            Err(BodySiteError::Unknown("12345".into()))
+        );
         assert_eq!(region(&[LEFT]), Err(BodySiteError::Unknown(String::new())));
         assert!(region(&["7569003:999=7771000"]).is_err());
     }

@@ -147,6 +147,9 @@ mod tests {
             let text = format(Timestamp(millis));
             assert_eq!(parse(&text), Some(Timestamp(millis)), "{text}");
         }
-        assert_eq!(format(Timestamp(1_764_045_600_500)), "2025-11-25T04:40:00.500Z");
+        assert_eq!(
+            format(Timestamp(1_764_045_600_500)),
+            "2025-11-25T04:40:00.500Z"
+        );
     }
 }

@@ -115,7 +115,11 @@ pub fn describe(device: &Device) -> Result<DeviceDescription, Issue> {
 }
 
 /// The Device resource for a registered device.
-pub fn to_resource(id: &str, description: &DeviceDescription, last_updated: Option<String>) -> Device {
+pub fn to_resource(
+    id: &str,
+    description: &DeviceDescription,
+    last_updated: Option<String>,
+) -> Device {
     let mut codings = description.type_codings.clone();
     if !codings.iter().any(|c| c.is(system::METAWARD_DEVICE_KIND)) {
         codings.push(Coding::new(

@@ -76,13 +76,16 @@ pub fn parse(json: Value) -> Result<Observation, Issue> {
 
 fn unsupported_values(object: &serde_json::Map<String, Value>, at: &str) -> Result<(), Issue> {
     for key in object.keys() {
-        let is_value = key.starts_with("value") && key.len() > 5 && key.as_bytes()[5].is_ascii_uppercase();
+        let is_value =
+            key.starts_with("value") && key.len() > 5 && key.as_bytes()[5].is_ascii_uppercase();
         if is_value && !SUPPORTED_VALUES.contains(&key.as_str()) {
             return Err(Issue::unprocessable(
                 IssueCode::NotSupported,
                 "value_type",
                 &format!("{at}.{key}"),
-                format!("{key} is not supported for device observations; use valueQuantity or valueSampledData"),
+                format!(
+                    "{key} is not supported for device observations; use valueQuantity or valueSampledData"
+                ),
             ));
         }
     }
@@ -287,7 +290,10 @@ pub fn to_core(
         )? {
             core.push(value);
         } else if observation.component.is_empty() {
-            return Err(no_value("Observation", observation.data_absent_reason.is_some()));
+            return Err(no_value(
+                "Observation",
+                observation.data_absent_reason.is_some(),
+            ));
         }
     }
     for (index, component) in observation.component.iter().enumerate() {
@@ -328,7 +334,12 @@ fn no_value(at: &str, absent: bool) -> Issue {
     } else {
         format!("{at} has no valueQuantity or valueSampledData")
     };
-    Issue::unprocessable(IssueCode::Required, "no_value", &format!("{at}.value"), diagnostics)
+    Issue::unprocessable(
+        IssueCode::Required,
+        "no_value",
+        &format!("{at}.value"),
+        diagnostics,
+    )
 }
 
 struct Context<'a> {
@@ -469,9 +480,14 @@ fn value(
             body_site: context.body_site.clone(),
             device_flagged: false,
         };
-        return normalize::normalize_numeric(context.catalog, context.device_id, raw, context.received)
-            .map(Some)
-            .map_err(|error| normalize_issue(error, &at));
+        return normalize::normalize_numeric(
+            context.catalog,
+            context.device_id,
+            raw,
+            context.received,
+        )
+        .map(Some)
+        .map_err(|error| normalize_issue(error, &at));
     }
     if let Some(sampled) = sampled {
         let at = format!("{at}.valueSampledData");
@@ -484,9 +500,14 @@ fn value(
             body_site: context.body_site.clone(),
             device_flagged,
         };
-        return normalize::normalize_waveform(context.catalog, context.device_id, raw, context.received)
-            .map(Some)
-            .map_err(|error| normalize_issue(error, &at));
+        return normalize::normalize_waveform(
+            context.catalog,
+            context.device_id,
+            raw,
+            context.received,
+        )
+        .map(Some)
+        .map_err(|error| normalize_issue(error, &at));
     }
     Ok(None)
 }
@@ -499,7 +520,10 @@ fn samples_of(metric: &Metric, sampled: &SampledData, at: &str) -> Result<(Vec<f
             IssueCode::NotSupported,
             "waveform",
             &format!("{at}.dimensions"),
-            format!("only single-channel waveforms (dimensions 1) are accepted, got {}", sampled.dimensions),
+            format!(
+                "only single-channel waveforms (dimensions 1) are accepted, got {}",
+                sampled.dimensions
+            ),
         ));
     }
     if !(sampled.period.is_finite() && sampled.period > 0.0) {
@@ -577,9 +601,8 @@ fn samples_of(metric: &Metric, sampled: &SampledData, at: &str) -> Result<(Vec<f
                 origin + factor * x
             }
         };
-        let converted = normalize::convert(metric, unit, value).map_err(|error| {
-            normalize_issue(error, &format!("{at}.origin"))
-        })?;
+        let converted = normalize::convert(metric, unit, value)
+            .map_err(|error| normalize_issue(error, &format!("{at}.origin")))?;
         samples.push(converted as f32);
     }
     Ok((samples, flagged))

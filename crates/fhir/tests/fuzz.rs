@@ -11,12 +11,27 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[ -~]{0,12}".prop_map(Value::from),
         prop::sample::select(vec![
-            "Observation", "final", "http://loinc.org", "59408-5", "85354-9", "8480-6",
-            "urn:iso:std:iso:11073:10101", "131330", "http://unitsofmeasure.org", "%", "mV",
-            "Patient/p1", "Device/d1", "2025-11-25T04:40:00Z", "0 1 2 E L U", "7569003", "7771000",
+            "Observation",
+            "final",
+            "http://loinc.org",
+            "59408-5",
+            "85354-9",
+            "8480-6",
+            "urn:iso:std:iso:11073:10101",
+            "131330",
+            "http://unitsofmeasure.org",
+            "%",
+            "mV",
+            "Patient/p1",
+            "Device/d1",
+            "2025-11-25T04:40:00Z",
+            "0 1 2 E L U",
+            "7569003",
+            "7771000",
         ])
         .prop_map(Value::from),
     ];
@@ -25,11 +40,33 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop::sample::select(vec![
-                    "resourceType", "status", "code", "coding", "system", "valueQuantity",
-                    "valueSampledData", "value", "unit", "origin", "period", "factor", "data",
-                    "dimensions", "component", "bodySite", "device", "subject", "reference",
-                    "identifier", "effectiveDateTime", "effectivePeriod", "start", "valueString",
-                    "lowerLimit", "upperLimit", "dataAbsentReason",
+                    "resourceType",
+                    "status",
+                    "code",
+                    "coding",
+                    "system",
+                    "valueQuantity",
+                    "valueSampledData",
+                    "value",
+                    "unit",
+                    "origin",
+                    "period",
+                    "factor",
+                    "data",
+                    "dimensions",
+                    "component",
+                    "bodySite",
+                    "device",
+                    "subject",
+                    "reference",
+                    "identifier",
+                    "effectiveDateTime",
+                    "effectivePeriod",
+                    "start",
+                    "valueString",
+                    "lowerLimit",
+                    "upperLimit",
+                    "dataAbsentReason",
                 ])
                 .prop_map(str::to_owned),
                 inner,
@@ -100,7 +137,12 @@ fn check(json: Value) -> Result<(), TestCaseError> {
     let result = fhir::observation::parse(json).and_then(|parsed| {
         let _ = fhir::observation::device_reference(&parsed);
         let _ = fhir::observation::subject(&parsed);
-        fhir::observation::to_core(Catalog::embedded(), &parsed, &DeviceId::new("d1"), Timestamp(0))
+        fhir::observation::to_core(
+            Catalog::embedded(),
+            &parsed,
+            &DeviceId::new("d1"),
+            Timestamp(0),
+        )
     });
     match result {
         Ok(observations) => prop_assert!(!observations.is_empty()),
@@ -144,9 +186,13 @@ proptest! {
 #[test]
 fn the_unmutated_observation_maps() {
     let parsed = fhir::observation::parse(valid()).unwrap();
-    let core =
-        fhir::observation::to_core(Catalog::embedded(), &parsed, &DeviceId::new("d1"), Timestamp(0))
-            .unwrap();
+    let core = fhir::observation::to_core(
+        Catalog::embedded(),
+        &parsed,
+        &DeviceId::new("d1"),
+        Timestamp(0),
+    )
+    .unwrap();
     assert_eq!(core.len(), 2);
     assert_eq!(core[0].body_site.unwrap().to_string(), "upper_arm_left");
 }

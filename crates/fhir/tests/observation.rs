@@ -21,12 +21,21 @@ fn spo2() -> Value {
 
 fn map(json: Value) -> Result<Vec<model::Observation>, fhir::Issue> {
     let parsed = observation::parse(json)?;
-    observation::to_core(Catalog::embedded(), &parsed, &DeviceId::new("d"), Timestamp(5))
+    observation::to_core(
+        Catalog::embedded(),
+        &parsed,
+        &DeviceId::new("d"),
+        Timestamp(5),
+    )
 }
 
 fn refusal(json: Value) -> (u16, &'static str, String) {
     let issue = map(json).expect_err("refused");
-    (issue.status, issue.reason, issue.expression.unwrap_or_default())
+    (
+        issue.status,
+        issue.reason,
+        issue.expression.unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -52,15 +61,21 @@ fn a_vital_signs_observation_maps_through_the_catalog() {
 fn mdc_codes_and_units_are_accepted_and_converted() {
     let mut temp = spo2();
     temp["code"] = json!({"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": "150364"}]});
-    temp["valueQuantity"] = json!({"value": 98.6, "system": "http://unitsofmeasure.org", "code": "[degF]"});
+    temp["valueQuantity"] =
+        json!({"value": 98.6, "system": "http://unitsofmeasure.org", "code": "[degF]"});
     let core = map(temp).unwrap();
     assert_eq!(core[0].metric, "body_temperature");
-    let ObservedValue::Numeric(celsius) = core[0].value else { panic!() };
+    let ObservedValue::Numeric(celsius) = core[0].value else {
+        panic!()
+    };
     assert!((celsius - 37.0).abs() < 1e-9);
 
     let mut by_refid = spo2();
     by_refid["code"] = json!({"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": "MDC_PULS_OXIM_SAT_O2"}]});
-    assert_eq!(map(by_refid).map(|c| c[0].metric.clone()), Ok("spo2".to_owned()));
+    assert_eq!(
+        map(by_refid).map(|c| c[0].metric.clone()),
+        Ok("spo2".to_owned())
+    );
 }
 
 #[test]
@@ -83,7 +98,9 @@ fn blood_pressure_components_become_systolic_and_diastolic() {
     let core = map(bp).unwrap();
     let metrics: Vec<&str> = core.iter().map(|o| o.metric.as_str()).collect();
     assert_eq!(metrics, ["nibp_systolic", "nibp_diastolic"]);
-    let ObservedValue::Numeric(systolic) = core[0].value else { panic!() };
+    let ObservedValue::Numeric(systolic) = core[0].value else {
+        panic!()
+    };
     assert!((systolic - 120.009_869).abs() < 1e-3, "{systolic}");
     assert_eq!(core[0].body_site.unwrap().to_string(), "upper_arm_right");
 }
@@ -107,7 +124,9 @@ fn sampled_data_becomes_a_waveform() {
         DeviceReference::Identifier { .. }
     ));
     let core = map(ecg).unwrap();
-    let ObservedValue::Waveform(chunk) = &core[0].value else { panic!() };
+    let ObservedValue::Waveform(chunk) = &core[0].value else {
+        panic!()
+    };
     assert_eq!(chunk.sample_rate_hz, 250.0);
     assert_eq!(chunk.samples, vec![-1.0, 0.0, 1.0, 3.0]);
     assert!(core[0].quality.device_flagged, "U is flagged");
@@ -117,11 +136,17 @@ fn sampled_data_becomes_a_waveform() {
 fn refusals_name_the_element() {
     let mut unknown = spo2();
     unknown["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "0000-0"}]});
-    assert_eq!(refusal(unknown), (422, "unknown_code", "Observation.code".into()));
+    assert_eq!(
+        refusal(unknown),
+        (422, "unknown_code", "Observation.code".into())
+    );
 
     let mut unit = spo2();
     unit["valueQuantity"]["code"] = json!("mg");
-    assert_eq!(refusal(unit), (422, "unit", "Observation.valueQuantity.code".into()));
+    assert_eq!(
+        refusal(unit),
+        (422, "unit", "Observation.valueQuantity.code".into())
+    );
 
     let mut not_a_number = spo2();
     not_a_number["valueQuantity"]["value"] = json!("high");
@@ -132,20 +157,35 @@ fn refusals_name_the_element() {
 
     let mut no_status = spo2();
     no_status.as_object_mut().unwrap().remove("status");
-    assert_eq!(refusal(no_status), (422, "required", "Observation.status".into()));
+    assert_eq!(
+        refusal(no_status),
+        (422, "required", "Observation.status".into())
+    );
 
     let mut string_value = spo2();
-    string_value.as_object_mut().unwrap().remove("valueQuantity");
+    string_value
+        .as_object_mut()
+        .unwrap()
+        .remove("valueQuantity");
     string_value["valueString"] = json!("97");
-    assert_eq!(refusal(string_value), (422, "value_type", "Observation.valueString".into()));
+    assert_eq!(
+        refusal(string_value),
+        (422, "value_type", "Observation.valueString".into())
+    );
 
     let mut site = spo2();
     site["bodySite"] = json!({"coding": [{"system": "http://snomed.info/sct", "code": "1"}]});
-    assert_eq!(refusal(site), (422, "body_site", "Observation.bodySite".into()));
+    assert_eq!(
+        refusal(site),
+        (422, "body_site", "Observation.bodySite".into())
+    );
 
     let mut no_time = spo2();
     no_time.as_object_mut().unwrap().remove("effectiveDateTime");
-    assert_eq!(refusal(no_time), (422, "effective_required", "Observation.effective".into()));
+    assert_eq!(
+        refusal(no_time),
+        (422, "effective_required", "Observation.effective".into())
+    );
 
     let mut wrong_type = spo2();
     wrong_type["resourceType"] = json!("Patient");
@@ -153,7 +193,10 @@ fn refusals_name_the_element() {
 
     let mut retracted = spo2();
     retracted["status"] = json!("entered-in-error");
-    assert_eq!(refusal(retracted), (422, "status", "Observation.status".into()));
+    assert_eq!(
+        refusal(retracted),
+        (422, "status", "Observation.status".into())
+    );
 }
 
 #[test]
@@ -175,5 +218,8 @@ fn bundle_entry_expressions_are_rerooted() {
     let mut unknown = spo2();
     unknown["code"] = json!({"coding": []});
     let issue = map(unknown).unwrap_err().in_entry(3);
-    assert_eq!(issue.expression.as_deref(), Some("Bundle.entry[3].resource.code"));
+    assert_eq!(
+        issue.expression.as_deref(),
+        Some("Bundle.entry[3].resource.code")
+    );
 }

@@ -152,55 +152,55 @@ fn write_details(
     device: &DeviceId,
     details: &DeviceDetails,
 ) -> Result<(), StoreError> {
-        let device_type = details.device_type.as_ref();
-        let changed = tx.execute(
-            "UPDATE devices SET manufacturer = ?2, serial_number = ?3, type_system = ?4,
+    let device_type = details.device_type.as_ref();
+    let changed = tx.execute(
+        "UPDATE devices SET manufacturer = ?2, serial_number = ?3, type_system = ?4,
                  type_code = ?5, type_display = ?6
              WHERE id = ?1",
-            params![
-                device.as_str(),
-                details.manufacturer,
-                details.serial_number,
-                device_type.map(|t| t.system.as_str()),
-                device_type.map(|t| t.code.as_str()),
-                device_type.and_then(|t| t.display.as_deref()),
-            ],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound {
-                what: "device",
-                id: device.to_string(),
+        params![
+            device.as_str(),
+            details.manufacturer,
+            details.serial_number,
+            device_type.map(|t| t.system.as_str()),
+            device_type.map(|t| t.code.as_str()),
+            device_type.and_then(|t| t.display.as_deref()),
+        ],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "device",
+            id: device.to_string(),
+        });
+    }
+    tx.execute(
+        "DELETE FROM device_identifiers WHERE device_id = ?1",
+        [device.as_str()],
+    )?;
+    for identifier in &details.identifiers {
+        let key = identifier_key(&identifier.system, &identifier.value);
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT device_id FROM device_identifiers WHERE system = ?1 AND value_key = ?2",
+                params![identifier.system, key],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(owner) = owner {
+            if owner == device.as_str() {
+                continue; // the same identifier listed twice
+            }
+            return Err(StoreError::IdentifierTaken {
+                system: identifier.system.clone(),
+                value: identifier.value.clone(),
+                device: owner,
             });
         }
         tx.execute(
-            "DELETE FROM device_identifiers WHERE device_id = ?1",
-            [device.as_str()],
-        )?;
-        for identifier in &details.identifiers {
-            let key = identifier_key(&identifier.system, &identifier.value);
-            let owner: Option<String> = tx
-                .query_row(
-                    "SELECT device_id FROM device_identifiers WHERE system = ?1 AND value_key = ?2",
-                    params![identifier.system, key],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(owner) = owner {
-                if owner == device.as_str() {
-                    continue; // the same identifier listed twice
-                }
-                return Err(StoreError::IdentifierTaken {
-                    system: identifier.system.clone(),
-                    value: identifier.value.clone(),
-                    device: owner,
-                });
-            }
-            tx.execute(
-                "INSERT INTO device_identifiers (device_id, system, value, value_key)
+            "INSERT INTO device_identifiers (device_id, system, value, value_key)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![device.as_str(), identifier.system, identifier.value, key],
-            )?;
-        }
+            params![device.as_str(), identifier.system, identifier.value, key],
+        )?;
+    }
     Ok(())
 }
 
@@ -246,14 +246,23 @@ mod tests {
         };
         store.set_device_details(&"a".into(), &details).unwrap();
         assert_eq!(store.device_details(&"a".into()).unwrap(), details);
-        for spelling in ["0123456789abcdef", "01:23:45:67:89:ab:cd:ef", "01-23-45-67-89-AB-CD-EF"] {
+        for spelling in [
+            "0123456789abcdef",
+            "01:23:45:67:89:ab:cd:ef",
+            "01-23-45-67-89-AB-CD-EF",
+        ] {
             assert_eq!(
                 store.device_by_identifier(EUI64_SYSTEM, spelling).unwrap(),
                 Some(DeviceId::new("a")),
                 "{spelling}"
             );
         }
-        assert_eq!(store.device_by_identifier("other", "0123456789ABCDEF").unwrap(), None);
+        assert_eq!(
+            store
+                .device_by_identifier("other", "0123456789ABCDEF")
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -265,16 +274,24 @@ mod tests {
             identifiers: vec![eui(value)],
             ..DeviceDetails::default()
         };
-        store.set_device_details(&"a".into(), &with("0123456789ABCDEF")).unwrap();
+        store
+            .set_device_details(&"a".into(), &with("0123456789ABCDEF"))
+            .unwrap();
         assert!(matches!(
             store.set_device_details(&"b".into(), &with("01-23-45-67-89-ab-cd-ef")),
             Err(StoreError::IdentifierTaken { .. })
         ));
         // Replacing a's identifiers frees the old one.
-        store.set_device_details(&"a".into(), &with("1111111111111111")).unwrap();
-        store.set_device_details(&"b".into(), &with("0123456789ABCDEF")).unwrap();
+        store
+            .set_device_details(&"a".into(), &with("1111111111111111"))
+            .unwrap();
+        store
+            .set_device_details(&"b".into(), &with("0123456789ABCDEF"))
+            .unwrap();
         assert_eq!(
-            store.device_by_identifier(EUI64_SYSTEM, "0123456789abcdef").unwrap(),
+            store
+                .device_by_identifier(EUI64_SYSTEM, "0123456789abcdef")
+                .unwrap(),
             Some(DeviceId::new("b"))
         );
         assert!(store.set_device_details(&"zz".into(), &with("2")).is_err());

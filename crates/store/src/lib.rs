@@ -24,7 +24,9 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-pub use device_identifiers::{DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key};
+pub use device_identifiers::{
+    DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key,
+};
 pub use error::StoreError;
 pub use records::{
     AssociationRecord, BedRecord, ConditionRecord, DeadLetterRecord, DeviceRecord, HistoryPoint,

@@ -2,6 +2,7 @@
 //! binary, real MQTT clients (rumqttc, mosquitto_pub) and a real WebSocket client.
 
 mod crash;
+mod fhir;
 mod ingest;
 mod mosquitto;
 mod openapi;

@@ -345,9 +345,7 @@ pub async fn register_device(
         .stores
         .write(move |store| -> Result<DeviceDetails, store::StoreError> {
             // What the body leaves out stays as it was: registering again only changes what it says.
-            let mut details = store
-                .device_details(&stored.id)
-                .unwrap_or_default();
+            let mut details = store.device_details(&stored.id).unwrap_or_default();
             details.manufacturer = manufacturer.or(details.manufacturer);
             details.serial_number = serial_number.or(details.serial_number);
             if let Some(identifiers) = identifiers {

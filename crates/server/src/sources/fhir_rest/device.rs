@@ -62,7 +62,13 @@ pub async fn update(
 ) -> Response {
     let result = async {
         if !usable_id(&id) {
-            return Err(Issue::new(400, IssueCode::Value, "device_id", None, "the id in the URL must be 1 to 64 of letters, digits, - and ."));
+            return Err(Issue::new(
+                400,
+                IssueCode::Value,
+                "device_id",
+                None,
+                "the id in the URL must be 1 to 64 of letters, digits, - and .",
+            ));
         }
         let device = parse_device(&headers, &body)?;
         if device.id.as_deref() != Some(id.as_str()) {
@@ -130,7 +136,11 @@ async fn register(
         .map_err(|_| server_issue("the device registry could not be written"))?;
     let (created, record) = match outcome {
         Ok(done) => done,
-        Err(StoreError::IdentifierTaken { system, value, device }) => {
+        Err(StoreError::IdentifierTaken {
+            system,
+            value,
+            device,
+        }) => {
             return Err(Issue::new(
                 409,
                 IssueCode::Value,
@@ -153,7 +163,11 @@ async fn register(
         })
     });
     let resource = fhir::device::to_resource(record.id.as_str(), &description, None);
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut response = resource_response(status, &resource);
     if let Ok(location) = HeaderValue::from_str(&format!("/fhir/Device/{}", record.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -175,7 +189,13 @@ fn description_of(record: &DeviceRecord, details: &DeviceDetails) -> DeviceDescr
         type_codings: details
             .device_type
             .iter()
-            .map(|device_type| Coding::new(&device_type.system, &device_type.code, device_type.display.as_deref()))
+            .map(|device_type| {
+                Coding::new(
+                    &device_type.system,
+                    &device_type.code,
+                    device_type.display.as_deref(),
+                )
+            })
             .collect(),
     }
 }
@@ -184,20 +204,26 @@ pub async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     let device_id = DeviceId::new(&id);
     let found = state
         .stores
-        .read(move |store| -> Result<Option<(DeviceRecord, DeviceDetails)>, StoreError> {
-            match store.device(&device_id)? {
-                Some(record) => {
-                    let details = store.device_details(&device_id)?;
-                    Ok(Some((record, details)))
+        .read(
+            move |store| -> Result<Option<(DeviceRecord, DeviceDetails)>, StoreError> {
+                match store.device(&device_id)? {
+                    Some(record) => {
+                        let details = store.device_details(&device_id)?;
+                        Ok(Some((record, details)))
+                    }
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            }
-        })
+            },
+        )
         .await;
     match found {
         Ok(Ok(Some((record, details)))) => resource_response(
             StatusCode::OK,
-            &fhir::device::to_resource(record.id.as_str(), &description_of(&record, &details), None),
+            &fhir::device::to_resource(
+                record.id.as_str(),
+                &description_of(&record, &details),
+                None,
+            ),
         ),
         Ok(Ok(None)) => outcome_response(&Issue::new(
             404,
@@ -219,30 +245,35 @@ pub struct SearchParams {
 pub async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
     let found = state
         .stores
-        .read(move |store| -> Result<Vec<(DeviceRecord, DeviceDetails)>, StoreError> {
-            let mut devices = Vec::new();
-            for record in store.devices()? {
-                let details = store.device_details(&record.id)?;
-                let matches = match &params.identifier {
-                    None => true,
-                    Some(token) => {
-                        let (system, value) = match token.split_once('|') {
-                            Some((system, value)) => (Some(system), value),
-                            None => (None, token.as_str()),
-                        };
-                        details.identifiers.iter().any(|identifier| {
-                            system.is_none_or(|system| system == identifier.system)
-                                && store::identifier_key(&identifier.system, value)
-                                    == store::identifier_key(&identifier.system, &identifier.value)
-                        })
+        .read(
+            move |store| -> Result<Vec<(DeviceRecord, DeviceDetails)>, StoreError> {
+                let mut devices = Vec::new();
+                for record in store.devices()? {
+                    let details = store.device_details(&record.id)?;
+                    let matches = match &params.identifier {
+                        None => true,
+                        Some(token) => {
+                            let (system, value) = match token.split_once('|') {
+                                Some((system, value)) => (Some(system), value),
+                                None => (None, token.as_str()),
+                            };
+                            details.identifiers.iter().any(|identifier| {
+                                system.is_none_or(|system| system == identifier.system)
+                                    && store::identifier_key(&identifier.system, value)
+                                        == store::identifier_key(
+                                            &identifier.system,
+                                            &identifier.value,
+                                        )
+                            })
+                        }
+                    };
+                    if matches {
+                        devices.push((record, details));
                     }
-                };
-                if matches {
-                    devices.push((record, details));
                 }
-            }
-            Ok(devices)
-        })
+                Ok(devices)
+            },
+        )
         .await;
     let Ok(Ok(devices)) = found else {
         return outcome_response(&server_issue("the device registry could not be read"));

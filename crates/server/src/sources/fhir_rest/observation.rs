@@ -59,7 +59,9 @@ pub async fn create(
         Err(error) => {
             tracing::error!(%error, "could not make a fhir observation durable");
             state.metrics.rejected(SOURCE, "internal");
-            return outcome_response(&server_issue("the data could not be made durable; nothing was accepted, retry"));
+            return outcome_response(&server_issue(
+                "the data could not be made durable; nothing was accepted, retry",
+            ));
         }
     };
     let id = format!("{}-0", offset.0);
@@ -291,7 +293,12 @@ async fn prepare_entry(
         .map_err(|issue| issue.in_entry(index))
 }
 
-fn entry_response(status: u16, location: Option<String>, received: Timestamp, outcome: Option<OperationOutcome>) -> BundleEntry {
+fn entry_response(
+    status: u16,
+    location: Option<String>,
+    received: Timestamp,
+    outcome: Option<OperationOutcome>,
+) -> BundleEntry {
     BundleEntry {
         response: Some(BundleResponse {
             status: status_line(status),
@@ -348,14 +355,14 @@ async fn transaction(
     }
     // One log record per (device, subject), in order of first appearance; each entry remembers
     // its record and its position in it for its id.
-    let mut groups: Vec<(DeviceId, Vec<model::Observation>, Option<AssociationTarget>)> = Vec::new();
+    let mut groups: Vec<(DeviceId, Vec<model::Observation>, Option<AssociationTarget>)> =
+        Vec::new();
     let mut places = Vec::with_capacity(prepared.len());
     let mut per_group_count: Vec<usize> = Vec::new();
     for entry in prepared {
-        let group = match groups
-            .iter()
-            .position(|(device, _, subject)| *device == entry.device_id && *subject == entry.subject)
-        {
+        let group = match groups.iter().position(|(device, _, subject)| {
+            *device == entry.device_id && *subject == entry.subject
+        }) {
             Some(group) => group,
             None => {
                 groups.push((entry.device_id.clone(), Vec::new(), entry.subject.clone()));
@@ -384,45 +391,59 @@ async fn transaction(
             entry_response(201, Some(format!("Observation/{id}")), received, None)
         })
         .collect();
-    resource_response(StatusCode::OK, &response_bundle("transaction-response", entries))
+    resource_response(
+        StatusCode::OK,
+        &response_bundle("transaction-response", entries),
+    )
 }
 
 /// Each entry on its own: accepted ones are durable when the answer is sent, refused ones are
 /// dead letters with their OperationOutcome in the response entry.
 async fn batch(state: &AppState, origin: &str, received: Timestamp, bundle: Bundle) -> Response {
-    let work = bundle.entry.into_iter().enumerate().map(|(index, entry)| async move {
-        state.metrics.received(SOURCE);
-        let raw = serde_json::to_vec(&entry).unwrap_or_default();
-        match prepare_entry(state, index, entry, received).await {
-            Ok(prepared) => {
-                match state
-                    .ingest
-                    .accept(SOURCE, prepared.device_id, prepared.observations, received, prepared.subject)
-                    .await
-                {
-                    Ok(offset) => entry_response(
-                        201,
-                        Some(format!("Observation/{}-0", offset.0)),
-                        received,
-                        None,
-                    ),
-                    Err(error) => {
-                        tracing::error!(%error, "could not make a fhir batch entry durable");
-                        state.metrics.rejected(SOURCE, "internal");
-                        let issue = server_issue("the entry could not be made durable; retry it");
-                        entry_response(500, None, received, Some(issue.to_outcome()))
+    let work = bundle
+        .entry
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| async move {
+            state.metrics.received(SOURCE);
+            let raw = serde_json::to_vec(&entry).unwrap_or_default();
+            match prepare_entry(state, index, entry, received).await {
+                Ok(prepared) => {
+                    match state
+                        .ingest
+                        .accept(
+                            SOURCE,
+                            prepared.device_id,
+                            prepared.observations,
+                            received,
+                            prepared.subject,
+                        )
+                        .await
+                    {
+                        Ok(offset) => entry_response(
+                            201,
+                            Some(format!("Observation/{}-0", offset.0)),
+                            received,
+                            None,
+                        ),
+                        Err(error) => {
+                            tracing::error!(%error, "could not make a fhir batch entry durable");
+                            state.metrics.rejected(SOURCE, "internal");
+                            let issue =
+                                server_issue("the entry could not be made durable; retry it");
+                            entry_response(500, None, received, Some(issue.to_outcome()))
+                        }
                     }
                 }
+                Err(issue) => {
+                    let status = match keep(state, origin, received, raw, &issue).await {
+                        Ok(()) => issue.status,
+                        Err(_) => 500,
+                    };
+                    entry_response(status, None, received, Some(issue.to_outcome()))
+                }
             }
-            Err(issue) => {
-                let status = match keep(state, origin, received, raw, &issue).await {
-                    Ok(()) => issue.status,
-                    Err(_) => 500,
-                };
-                entry_response(status, None, received, Some(issue.to_outcome()))
-            }
-        }
-    });
+        });
     // Concurrently, so the entries share the log's group commit.
     let entries = futures::future::join_all(work).await;
     resource_response(StatusCode::OK, &response_bundle("batch-response", entries))
