@@ -6,6 +6,7 @@
 //!   and memory.
 
 mod bench;
+mod bench_fhir;
 mod config;
 mod demo;
 
