@@ -81,15 +81,14 @@ impl Ingest {
     }
 
     /// Accepts several groups of observations (each from one device, about one subject) as one
-    /// message, such as a FHIR transaction: their log records go to the log together and share
-    /// one fsync, and the answer waits for all of them. (A crash before that fsync may leave a
-    /// prefix of the records on disk, unacknowledged; the sender retries.)
+    /// message, such as a FHIR transaction: all of them in one log record, so after a crash the
+    /// log holds all or none of them, and the answer waits for its fsync.
     pub async fn accept_all(
         &self,
         source: &str,
         groups: Vec<(DeviceId, Vec<Observation>, Option<AssociationTarget>)>,
         received: Timestamp,
-    ) -> Result<Vec<Offset>, IngestError> {
+    ) -> Result<Offset, IngestError> {
         let (mut count, mut samples) = (0, 0);
         let mut records = Vec::with_capacity(groups.len());
         for (device_id, observations, subject) in groups {
@@ -108,17 +107,18 @@ impl Ingest {
                 observations: self.ward.attribute(observations, subject.as_ref()),
             });
         }
-        let encoded = records
-            .iter()
-            .map(|record| LogRecord::Observations(record.clone()).encode())
-            .collect();
-        let offsets = self.log.append_batch(encoded).await?;
+        let record = if records.len() == 1 {
+            LogRecord::Observations(records.remove(0))
+        } else {
+            LogRecord::Transaction(records)
+        };
+        let offset = self.log.append(record.encode()).await?;
         self.appended.notify_one();
         self.metrics.accepted(source, count, samples);
-        for record in &records {
+        for record in record.into_observation_records() {
             self.ward.apply(&record.observations);
         }
-        Ok(offsets)
+        Ok(offset)
     }
 
     /// Keeps input that was refused, durably, so an operator can see it and nothing that was

@@ -150,6 +150,12 @@ async fn history(addr: SocketAddr, metric: &str) -> Value {
     .await
 }
 
+fn has_points(history: &Value, value: f64) -> bool {
+    history["points"]
+        .as_array()
+        .is_some_and(|points| points.iter().any(|p| p["value"].as_f64() == Some(value)))
+}
+
 async fn twin_value(addr: SocketAddr, metric: &str) -> Option<Value> {
     let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
     twin["values"]
@@ -373,11 +379,30 @@ async fn transactions_are_all_or_nothing_and_batches_are_not() {
                 .starts_with("Observation/")
         );
     }
+    // Two devices and subjects, one log record: entry k is `{offset}-{k}`.
+    let location = |k: usize| {
+        response["entry"][k]["response"]["location"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let offset = location(0)
+        .trim_start_matches("Observation/")
+        .trim_end_matches("-0")
+        .to_owned();
+    assert_eq!(location(1), format!("Observation/{offset}-1"));
     assert_eq!(twin_value(addr, "spo2").await.unwrap()["value"], 92.0);
     assert_eq!(
         twin_value(addr, "nibp_diastolic").await.unwrap()["value"],
         79.0
     );
+    // The store projects the transaction record: both devices' values are in the history.
+    eventually("the transaction in the history", || async {
+        let spo2 = history(addr, "spo2").await;
+        let diastolic = history(addr, "nibp_diastolic").await;
+        (has_points(&spo2, 92.0) && has_points(&diastolic, 79.0)).then_some(())
+    })
+    .await;
 
     // A batch keeps the good entry and refuses the bad one, each with its own status.
     let batch = post(

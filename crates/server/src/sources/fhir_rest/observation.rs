@@ -353,29 +353,21 @@ async fn transaction(
         let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::BAD_REQUEST);
         return resource_response(status, &outcome);
     }
-    // One log record per (device, subject), in order of first appearance; each entry remembers
-    // its record and its position in it for its id.
+    // One group per (device, subject), in order of first appearance, all in one log record.
+    let count = prepared.len();
     let mut groups: Vec<(DeviceId, Vec<model::Observation>, Option<AssociationTarget>)> =
         Vec::new();
-    let mut places = Vec::with_capacity(prepared.len());
-    let mut per_group_count: Vec<usize> = Vec::new();
     for entry in prepared {
-        let group = match groups.iter().position(|(device, _, subject)| {
-            *device == entry.device_id && *subject == entry.subject
-        }) {
-            Some(group) => group,
-            None => {
-                groups.push((entry.device_id.clone(), Vec::new(), entry.subject.clone()));
-                per_group_count.push(0);
-                groups.len() - 1
-            }
-        };
-        groups[group].1.extend(entry.observations);
-        places.push((group, per_group_count[group]));
-        per_group_count[group] += 1;
+        match groups
+            .iter_mut()
+            .find(|(device, _, subject)| *device == entry.device_id && *subject == entry.subject)
+        {
+            Some(group) => group.1.extend(entry.observations),
+            None => groups.push((entry.device_id, entry.observations, entry.subject)),
+        }
     }
-    let offsets = match state.ingest.accept_all(SOURCE, groups, received).await {
-        Ok(offsets) => offsets,
+    let offset = match state.ingest.accept_all(SOURCE, groups, received).await {
+        Ok(offset) => offset,
         Err(error) => {
             tracing::error!(%error, "could not make a fhir transaction durable");
             state.metrics.rejected(SOURCE, "internal");
@@ -384,11 +376,11 @@ async fn transaction(
             ));
         }
     };
-    let entries = places
-        .into_iter()
-        .map(|(group, position)| {
-            let id = format!("{}-{position}", offsets[group].0);
-            entry_response(201, Some(format!("Observation/{id}")), received, None)
+    // Entry k of the transaction is Observation `{offset}-{k}`.
+    let entries = (0..count)
+        .map(|position| {
+            let location = format!("Observation/{}-{position}", offset.0);
+            entry_response(201, Some(location), received, None)
         })
         .collect();
     resource_response(
