@@ -19,6 +19,8 @@ pub enum IssueCode {
     NotSupported,
     /// A referenced resource is not known.
     NotFound,
+    /// The request is too large to process.
+    TooCostly,
     /// The server could not do what it should have (durability failed).
     Exception,
 }
@@ -32,6 +34,7 @@ impl IssueCode {
             IssueCode::CodeInvalid => "code-invalid",
             IssueCode::NotSupported => "not-supported",
             IssueCode::NotFound => "not-found",
+            IssueCode::TooCostly => "too-costly",
             IssueCode::Exception => "exception",
         }
     }

@@ -531,12 +531,43 @@ async fn bad_input_gets_a_precise_operation_outcome_and_is_kept() {
     let not_a_bundle = post(addr, "/fhir", &spo2(t, 97.0)).await;
     assert_eq!(not_a_bundle.status, 400);
 
+    // Over the body limit: 413, counted and kept (without the bytes). The body is sent while
+    // the answer is read, as the server may stop reading once it has refused.
+    let size = 3 * 1024 * 1024;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /fhir/Observation HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\nContent-Length: {size}\r\n\r\n"
+    );
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(&vec![b' '; size]).await;
+        writer
+    });
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = reader.read(&mut buffer).await.unwrap_or(0);
+            raw.extend_from_slice(&buffer[..n]);
+            if n == 0 || String::from_utf8_lossy(&raw).contains("too-costly") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to an oversized body");
+    drop(sender.await);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("too-costly"), "{text}");
+
     assert!(twin_value(addr, "spo2").await.is_none());
     let (received, accepted, rejected) = fhir_counts(addr).await;
     let rejected_total: u64 = rejected.iter().map(|(_, n)| n).sum();
     assert_eq!(
         (received, accepted, rejected_total),
-        (8, 0, 8),
+        (9, 0, 9),
         "{rejected:?}"
     );
     for reason in [
@@ -548,13 +579,14 @@ async fn bad_input_gets_a_precise_operation_outcome_and_is_kept() {
         "unknown_subject",
         "body_site",
         "resource_type",
+        "too_large",
     ] {
         assert!(
             rejected.iter().any(|(r, _)| r == reason),
             "no {reason} in {rejected:?}"
         );
     }
-    let letters = eventually("eight fhir dead letters", || async {
+    let letters = eventually("nine fhir dead letters", || async {
         let letters = get_json(addr, "/api/v1/dead-letters").await;
         let n = letters
             .as_array()
@@ -562,7 +594,7 @@ async fn bad_input_gets_a_precise_operation_outcome_and_is_kept() {
             .iter()
             .filter(|l| l["source"] == "fhir")
             .count();
-        (n == 8).then_some(letters)
+        (n == 9).then_some(letters)
     })
     .await;
     assert!(
@@ -677,7 +709,7 @@ async fn devices_and_their_identifiers_feed_the_registry() {
     .await;
     assert_eq!(associated.status, 201, "{}", associated.body);
     let bp = blood_pressure(
-        now_ms() - 1000,
+        now_ms(), // not before the setup: p1 lies in b1 from then on
         json!({"identifier": {"system": eui, "value": "0009fbffffa0f4ca"}}),
         15.0,
         70.0,

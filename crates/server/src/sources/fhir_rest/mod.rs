@@ -22,6 +22,8 @@ use crate::api::AppState;
 
 pub const SOURCE: &str = "fhir";
 pub const FHIR_JSON: &str = "application/fhir+json";
+/// The largest request body read (axum's default, stated here so answers can name it).
+pub const BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/Observation", post(observation::create))
         .route("/Device", post(device::create).get(device::search))
         .route("/Device/{id}", get(device::read).put(device::update))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
 }
 
 /// A FHIR resource as the HTTP answer, `application/fhir+json`.

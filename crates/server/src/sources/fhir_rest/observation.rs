@@ -5,6 +5,7 @@
 //! (independent), or one body that is not a usable Bundle at all.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,8 @@ use fhir::{Bundle, BundleEntry, BundleResponse, Issue, IssueCode, OperationOutco
 use model::{AssociationTarget, DeviceId, Timestamp};
 
 use super::{
-    SOURCE, check_content_type, outcome_response, parse_json, resource_response, server_issue,
+    BODY_LIMIT_BYTES, SOURCE, check_content_type, outcome_response, parse_json, resource_response,
+    server_issue,
 };
 use crate::api::AppState;
 use crate::pipeline::now;
@@ -31,11 +33,24 @@ pub async fn create(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let received = now();
     state.metrics.received(SOURCE);
     let origin = uri.path().to_owned();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return reject(
+                &state,
+                &origin,
+                received,
+                Vec::new(),
+                &unreadable(rejection),
+            )
+            .await;
+        }
+    };
     let prepared = match check_content_type(&headers).and_then(|()| parse_json(&body)) {
         Ok(json) => prepare(&state, json, received).await,
         Err(issue) => Err(issue),
@@ -158,6 +173,24 @@ fn check_subject(state: &AppState, subject: Option<&AssociationTarget>) -> Resul
     ))
 }
 
+/// A body that could not be read: over the size limit (413, kept without its bytes) or broken
+/// off mid-way (400).
+fn unreadable(rejection: BytesRejection) -> Issue {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Issue::new(
+            413,
+            IssueCode::TooCostly,
+            "too_large",
+            None,
+            format!(
+                "the body is larger than the {} MiB limit; split it into several requests",
+                BODY_LIMIT_BYTES / (1024 * 1024)
+            ),
+        );
+    }
+    Issue::new(400, IssueCode::Invalid, "body", None, rejection.body_text())
+}
+
 /// Keeps the refused input as a dead letter (counted under its reason), then answers with the
 /// OperationOutcome.
 async fn reject(
@@ -215,10 +248,24 @@ pub async fn bundle(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let received = now();
     let origin = uri.path().to_owned();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            state.metrics.received(SOURCE);
+            return reject(
+                &state,
+                &origin,
+                received,
+                Vec::new(),
+                &unreadable(rejection),
+            )
+            .await;
+        }
+    };
     let bundle = check_content_type(&headers)
         .and_then(|()| parse_json(&body))
         .and_then(parse_bundle);
