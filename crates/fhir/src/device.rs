@@ -158,3 +158,68 @@ pub fn to_resource(
         parent: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn described(json: serde_json::Value) -> Result<DeviceDescription, Issue> {
+        describe(&parse(json)?)
+    }
+
+    #[test]
+    fn a_pocd_monitor_is_a_bedside_monitor_and_keeps_its_type() {
+        let description = described(json!({
+            "resourceType": "Device",
+            "identifier": [{"system": system::EUI64, "value": "01-23-45-67-89-AB-CD-EF"}],
+            "manufacturer": "MyCompany", "serialNumber": "123456",
+            "deviceName": [{"name": "MyPhysioMonitor", "type": "model-name"}],
+            "type": {"coding": [{"system": system::MDC, "code": "69965"}]}
+        }))
+        .unwrap();
+        assert_eq!(description.kind, DeviceKind::BedsideMonitor);
+        assert_eq!(description.model, "MyPhysioMonitor");
+        assert_eq!(description.identifiers.len(), 1);
+        let resource = to_resource("d1", &description, None);
+        let codes: Vec<_> = resource
+            .type_
+            .unwrap()
+            .coding
+            .into_iter()
+            .filter_map(|c| c.code)
+            .collect();
+        assert_eq!(codes, ["69965", "bedside_monitor"]);
+    }
+
+    #[test]
+    fn the_kind_comes_from_our_code_system_or_is_asked_for() {
+        let wearable = described(json!({
+            "resourceType": "Device",
+            "type": {"coding": [{"system": system::METAWARD_DEVICE_KIND, "code": "wearable"}]}
+        }))
+        .unwrap();
+        assert_eq!(wearable.kind, DeviceKind::Wearable);
+        let missing = described(json!({"resourceType": "Device"})).unwrap_err();
+        assert_eq!((missing.status, missing.reason), (422, "device_kind"));
+        let unknown = described(json!({
+            "resourceType": "Device",
+            "type": {"coding": [{"system": system::METAWARD_DEVICE_KIND, "code": "toaster"}]}
+        }))
+        .unwrap_err();
+        assert_eq!(unknown.expression.as_deref(), Some("Device.type"));
+        let half = described(json!({
+            "resourceType": "Device",
+            "identifier": [{"value": "x"}],
+            "type": {"coding": [{"system": system::METAWARD_DEVICE_KIND, "code": "gateway"}]}
+        }))
+        .unwrap_err();
+        assert_eq!(half.expression.as_deref(), Some("Device.identifier[0]"));
+        assert_eq!(
+            parse(json!({"resourceType": "Patient"}))
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+}

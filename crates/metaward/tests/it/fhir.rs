@@ -677,6 +677,25 @@ async fn devices_and_their_identifiers_feed_the_registry() {
     .await;
     assert_eq!(missing.status, 404);
 
+    // POST names the device by its EUI-64.
+    let wearable = json!({
+        "resourceType": "Device",
+        "identifier": [{"system": eui, "value": "00-1B-C5-0C-00-00-00-01"}],
+        "type": {"coding": [{"system": "https://metaward.dev/fhir/CodeSystem/device-kind", "code": "wearable"}]},
+        "deviceName": [{"name": "SpO2 patch", "type": "model-name"}]
+    });
+    let posted = post(addr, "/fhir/Device", &wearable).await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    assert_eq!(posted.json()["id"], "001BC50C00000001");
+    assert_eq!(
+        posted.header("location"),
+        Some("/fhir/Device/001BC50C00000001")
+    );
+    assert_eq!(
+        get_json(addr, "/api/v1/devices/001BC50C00000001").await["model"],
+        "SpO2 patch"
+    );
+
     // The REST view shows the same identifiers; an identifier names one device only.
     let rest = get_json(addr, "/api/v1/devices/mon-7").await;
     assert_eq!(rest["identifiers"][0]["system"], eui);

@@ -12,7 +12,7 @@ pub async fn capability_statement(State(_state): State<AppState>) -> Response {
     let statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-25",
+        "date": &fhir::datetime::format(crate::pipeline::now())[..10],
         "kind": "instance",
         "software": { "name": "metaward", "version": env!("CARGO_PKG_VERSION") },
         "implementation": { "description": "metaward FHIR R4 endpoint for device observations and the device registry" },
