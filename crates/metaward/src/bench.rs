@@ -21,25 +21,35 @@ use tokio_util::sync::CancellationToken;
 pub struct BenchArgs {
     /// Simulated beds
     #[arg(long, default_value_t = 40)]
-    beds: usize,
+    pub beds: usize,
     /// Seconds to measure, after a warm-up
     #[arg(long, default_value_t = 20)]
-    seconds: u64,
+    pub seconds: u64,
     /// Seconds of warm-up not measured
     #[arg(long, default_value_t = 3)]
-    warmup: u64,
+    pub warmup: u64,
     /// Seed of the simulated ward
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
     /// Simulated time per real time; >1 sends more messages per second per bed (mqtt)
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
-    /// The device protocol to load: `mqtt` (the simulator) or `hl7` (PCD-01 over MLLP)
-    #[arg(long, default_value = "mqtt", value_parser = ["mqtt", "hl7"])]
-    protocol: String,
+    /// The device protocol to load: `mqtt` (the simulator), `hl7` (PCD-01 over MLLP) or
+    /// `fhir` (Observation POSTs)
+    #[arg(long, default_value = "mqtt", value_parser = ["mqtt", "hl7", "fhir"])]
+    pub protocol: String,
+    /// fhir: concurrent keep-alive HTTP connections
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// fhir: Observations per request (1: POST /fhir/Observation; more: a transaction Bundle)
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.protocol == "fhir" {
+        return crate::bench_fhir::run(args).await;
+    }
     if args.protocol == "hl7" {
         return run_hl7(args).await;
     }

@@ -9,6 +9,7 @@
 //! - `sql`: analysts' read-only SQL over a data directory's store.
 
 mod bench;
+mod bench_fhir;
 mod config;
 mod demo;
 mod rules;

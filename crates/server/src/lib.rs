@@ -251,6 +251,7 @@ impl Server {
             metrics: metrics.clone(),
             log: log.clone(),
             credentials,
+            ingest,
         });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {

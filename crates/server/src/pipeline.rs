@@ -56,25 +56,48 @@ impl Ingest {
         received: Timestamp,
         subject: Option<AssociationTarget>,
     ) -> Result<Offset, IngestError> {
-        let count = observations.len();
-        let samples = observations
-            .iter()
-            .map(|observation| match &observation.value {
-                ObservedValue::Numeric(_) => 1,
-                ObservedValue::Waveform(chunk) => chunk.samples.len(),
-            })
-            .sum();
-        let attributed = self.ward.attribute(observations, subject.as_ref());
-        let record = LogRecord::Observations(ObservationsRecord {
-            source: source.to_owned(),
-            device_id,
-            received,
-            observations: attributed,
-        });
+        self.accept_all(source, vec![(device_id, observations, subject)], received)
+            .await
+    }
+
+    /// Accepts several groups of observations (each from one device, about one subject) as one
+    /// message, such as a FHIR transaction: all of them in one log record, so after a crash the
+    /// log holds all or none of them, and the answer waits for its fsync.
+    pub async fn accept_all(
+        &self,
+        source: &str,
+        groups: Vec<(DeviceId, Vec<Observation>, Option<AssociationTarget>)>,
+        received: Timestamp,
+    ) -> Result<Offset, IngestError> {
+        let (mut count, mut samples) = (0, 0);
+        let mut records = Vec::with_capacity(groups.len());
+        for (device_id, observations, subject) in groups {
+            count += observations.len();
+            samples += observations
+                .iter()
+                .map(|observation| match &observation.value {
+                    ObservedValue::Numeric(_) => 1,
+                    ObservedValue::Waveform(chunk) => chunk.samples.len(),
+                })
+                .sum::<usize>();
+            records.push(ObservationsRecord {
+                source: source.to_owned(),
+                device_id,
+                received,
+                observations: self.ward.attribute(observations, subject.as_ref()),
+            });
+        }
+        let record = if records.len() == 1 {
+            LogRecord::Observations(records.remove(0))
+        } else {
+            LogRecord::Transaction(records)
+        };
         let offset = self.log.append(record.encode()).await?;
         self.appended.notify_one();
         self.metrics.accepted(source, count, samples);
-        if let LogRecord::Observations(record) = record {
+        // Each device's part is one message to the twin: its values, its technical state, and
+        // what it means clinically.
+        for record in record.into_observation_records() {
             self.ward.apply_message(
                 &record.device_id,
                 &record.source,
@@ -86,53 +109,30 @@ impl Ingest {
     }
 
     /// Accepts one message whose observations may come from several devices (an HL7
-    /// gateway's ORU^R01 with several monitors): one log record per device, made durable by
-    /// the same fsync, counted as one message. Returns once all of them are durable.
+    /// gateway's ORU^R01 with several monitors), about one subject if the message names one:
+    /// grouped by device and kept as one log record (all or none), counted as one message.
     pub async fn accept_message(
         &self,
         source: &str,
         observations: Vec<Observation>,
         received: Timestamp,
         subject: Option<AssociationTarget>,
-    ) -> Result<(), IngestError> {
-        let count = observations.len();
-        let samples = observations
-            .iter()
-            .map(|observation| match &observation.value {
-                ObservedValue::Numeric(_) => 1,
-                ObservedValue::Waveform(chunk) => chunk.samples.len(),
-            })
-            .sum();
-        let mut by_device: Vec<(DeviceId, Vec<Observation>)> = Vec::new();
+    ) -> Result<Offset, IngestError> {
+        let mut groups: Vec<(DeviceId, Vec<Observation>, Option<AssociationTarget>)> = Vec::new();
         for observation in observations {
-            match by_device
+            match groups
                 .iter_mut()
-                .find(|(device, _)| *device == observation.device_id)
+                .find(|(device, _, _)| *device == observation.device_id)
             {
-                Some((_, group)) => group.push(observation),
-                None => by_device.push((observation.device_id.clone(), vec![observation])),
+                Some((_, group, _)) => group.push(observation),
+                None => groups.push((
+                    observation.device_id.clone(),
+                    vec![observation],
+                    subject.clone(),
+                )),
             }
         }
-        let records: Vec<ObservationsRecord> = by_device
-            .into_iter()
-            .map(|(device_id, group)| ObservationsRecord {
-                source: source.to_owned(),
-                device_id,
-                received,
-                observations: self.ward.attribute(group, subject.as_ref()),
-            })
-            .collect();
-        let encoded = records
-            .iter()
-            .map(|record| LogRecord::Observations(record.clone()).encode())
-            .collect();
-        self.log.append_batch(encoded).await?;
-        self.appended.notify_one();
-        self.metrics.accepted(source, count, samples);
-        for record in &records {
-            self.ward.apply(&record.observations);
-        }
-        Ok(())
+        self.accept_all(source, groups, received).await
     }
 
     /// Keeps input that was refused, durably, so an operator can see it and nothing that was

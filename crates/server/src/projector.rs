@@ -31,15 +31,17 @@ pub fn catch_up(log: &Log, store: &Mutex<Store>, metrics: &Metrics) -> anyhow::R
             next = offset.0 + 1;
             records += 1;
             match LogRecord::decode(&bytes) {
-                Ok(LogRecord::Observations(record)) => {
-                    observations.extend(record.observations.into_iter().map(|attributed| {
-                        StoredObservation {
-                            log_offset: offset.0,
-                            patient_id: attributed.attribution.patient,
-                            bed_id: attributed.attribution.bed,
-                            room_id: attributed.attribution.room,
-                            observation: attributed.observation,
-                        }
+                Ok(record @ (LogRecord::Observations(_) | LogRecord::Transaction(_))) => {
+                    let attributed = record
+                        .into_observation_records()
+                        .into_iter()
+                        .flat_map(|record| record.observations);
+                    observations.extend(attributed.map(|attributed| StoredObservation {
+                        log_offset: offset.0,
+                        patient_id: attributed.attribution.patient,
+                        bed_id: attributed.attribution.bed,
+                        room_id: attributed.attribution.room,
+                        observation: attributed.observation,
                     }));
                 }
                 Ok(LogRecord::DeadLetter(dead)) => dead_letters.push(DeadLetterRecord {

@@ -16,6 +16,9 @@ const FORMAT_VERSION: u8 = 1;
 pub enum LogRecord {
     Observations(ObservationsRecord),
     DeadLetter(DeadLetter),
+    /// Several devices' or subjects' observations accepted as one unit (a FHIR transaction):
+    /// one record, so the log keeps all of them or, after a torn write, none.
+    Transaction(Vec<ObservationsRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +51,16 @@ enum Wire {
         observations: Vec<WireObservation>,
     },
     DeadLetter(DeadLetter),
+    // Appended after the variants above so records written before it still decode.
+    Transaction(Vec<WireGroup>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireGroup {
+    source: String,
+    device_id: String,
+    received_ms: i64,
+    observations: Vec<WireObservation>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +105,17 @@ impl LogRecord {
                 observations: record.observations.iter().map(to_wire).collect(),
             },
             LogRecord::DeadLetter(dead) => Wire::DeadLetter(dead.clone()),
+            LogRecord::Transaction(records) => Wire::Transaction(
+                records
+                    .iter()
+                    .map(|record| WireGroup {
+                        source: record.source.clone(),
+                        device_id: record.device_id.to_string(),
+                        received_ms: record.received.millis(),
+                        observations: record.observations.iter().map(to_wire).collect(),
+                    })
+                    .collect(),
+            ),
         };
         let mut bytes = vec![FORMAT_VERSION];
         bytes.extend(postcard::to_stdvec(&wire).expect("log records always serialize"));
@@ -110,22 +134,45 @@ impl LogRecord {
                 device_id,
                 received_ms,
                 observations,
-            } => {
-                let device_id = DeviceId::new(device_id);
-                let received = Timestamp(received_ms);
-                let observations = observations
+            } => LogRecord::Observations(group_from_wire(WireGroup {
+                source,
+                device_id,
+                received_ms,
+                observations,
+            })?),
+            Wire::Transaction(groups) => LogRecord::Transaction(
+                groups
                     .into_iter()
-                    .map(|wire| from_wire(wire, &device_id, received))
-                    .collect::<Result<_, _>>()?;
-                LogRecord::Observations(ObservationsRecord {
-                    source,
-                    device_id,
-                    received,
-                    observations,
-                })
-            }
+                    .map(group_from_wire)
+                    .collect::<Result<_, _>>()?,
+            ),
         })
     }
+
+    /// The observation records it holds: one, several (a transaction) or none (a dead letter).
+    pub fn into_observation_records(self) -> Vec<ObservationsRecord> {
+        match self {
+            LogRecord::Observations(record) => vec![record],
+            LogRecord::Transaction(records) => records,
+            LogRecord::DeadLetter(_) => Vec::new(),
+        }
+    }
+}
+
+fn group_from_wire(group: WireGroup) -> Result<ObservationsRecord, RecordError> {
+    let device_id = DeviceId::new(group.device_id);
+    let received = Timestamp(group.received_ms);
+    let observations = group
+        .observations
+        .into_iter()
+        .map(|wire| from_wire(wire, &device_id, received))
+        .collect::<Result<_, _>>()?;
+    Ok(ObservationsRecord {
+        source: group.source,
+        device_id,
+        received,
+        observations,
+    })
 }
 
 fn to_wire(attributed: &Attributed) -> WireObservation {
@@ -249,6 +296,19 @@ mod tests {
             ],
         });
         assert_eq!(LogRecord::decode(&record.encode()).unwrap(), record);
+        let LogRecord::Observations(first) = record else {
+            unreachable!()
+        };
+        let mut second = first.clone();
+        second.device_id = "other".into();
+        for attributed in &mut second.observations {
+            attributed.observation.device_id = "other".into();
+        }
+        let transaction = LogRecord::Transaction(vec![first, second]);
+        assert_eq!(
+            LogRecord::decode(&transaction.encode()).unwrap(),
+            transaction
+        );
         let dead = LogRecord::DeadLetter(DeadLetter {
             source: "mqtt".into(),
             origin: "metaward/v1/devices/x/obs".into(),

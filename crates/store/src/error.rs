@@ -27,6 +27,12 @@ pub enum StoreError {
     OffsetTooLarge(u64),
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    #[error("identifier {system}|{value} already names device `{device}`")]
+    IdentifierTaken {
+        system: String,
+        value: String,
+        device: String,
+    },
     #[error("waveform codec: {0}")]
     Codec(#[from] CodecError),
 }

@@ -14,6 +14,7 @@
 mod alarms;
 pub mod analytics;
 mod credentials;
+mod device_identifiers;
 mod devices;
 mod error;
 mod layout;
@@ -28,6 +29,9 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use alarms::{AlarmHistoryEntry, AlarmQuery};
+pub use device_identifiers::{
+    DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key,
+};
 pub use error::StoreError;
 pub use news2::StoredNews2;
 pub use records::{
@@ -39,6 +43,7 @@ pub use records::{
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("schema/v1.sql"),
+    include_str!("schema/v2_device_identifiers.sql"),
     include_str!("schema/v3_device_credentials.sql"),
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),

@@ -188,7 +188,7 @@ fn body_site(key: Option<&str>) -> Result<Option<BodyRegion>, NormalizeError> {
 /// Converts a value given in `unit` into the catalog's unit. Besides the catalog's own UCUM
 /// unit, the MDC unit reference id and a few spellings devices really send are accepted;
 /// anything else is refused rather than guessed.
-fn convert(metric: &Metric, unit: &str, value: f64) -> Result<f64, NormalizeError> {
+pub fn convert(metric: &Metric, unit: &str, value: f64) -> Result<f64, NormalizeError> {
     let unit = unit.trim();
     let same = unit == metric.ucum
         || metric.mdc_unit_refid.as_deref() == Some(unit)

@@ -5,6 +5,7 @@ mod alarms;
 pub(crate) mod crash;
 mod device_credentials;
 mod devices;
+mod fhir;
 mod hl7;
 mod ingest;
 mod mosquitto;

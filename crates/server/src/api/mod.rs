@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub log: durable_log::Log,
     pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
+    /// The ingest pipeline, for sources served over HTTP (FHIR).
+    pub ingest: crate::pipeline::Ingest,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -88,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/fhir", crate::sources::fhir_rest::routes())
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::prometheus))
         .fallback(web::asset)

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use model::{AssociationTarget, BedId, DeviceId, DeviceKind, PatientId, RoomId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{DeviceRecord, Subject};
+use store::{DeviceDetails, DeviceRecord, Subject};
 use twin::{Attribution, DeviceInfo};
 
 use super::stream::{device_health_json, metrics_json, news2_json, status_json, value_json};
@@ -402,13 +402,16 @@ pub async fn patient_waveform(
     ))
 }
 
-/// A registered device with its live technical state (`null` until it is heard from).
-fn device_json(device: &DeviceRecord, ward: &Ward) -> Value {
+/// A registered device, its identifiers, and its live technical state (`null` until heard).
+fn device_json(device: &DeviceRecord, details: &DeviceDetails, ward: &Ward) -> Value {
     json!({
         "id": device.id.to_string(),
         "kind": device.kind.key(),
         "model": device.model,
         "placement": device.placement.map(|r| r.to_string()),
+        "manufacturer": details.manufacturer,
+        "serial_number": details.serial_number,
+        "identifiers": details.identifiers.iter().map(|i| json!({ "system": i.system, "value": i.value })).collect::<Vec<_>>(),
         "first_seen": device.first_seen.map(Timestamp::millis),
         "last_seen": device.last_seen.map(Timestamp::millis),
         "technical": ward.device_health(&device.id).as_ref().map(device_health_json),
@@ -416,13 +419,24 @@ fn device_json(device: &DeviceRecord, ward: &Ward) -> Value {
 }
 
 pub async fn devices(State(state): State<AppState>) -> ApiResult {
-    let devices = state.stores.read(|store| store.devices()).await??;
-    Ok(Json(json!(
-        devices
-            .iter()
-            .map(|device| device_json(device, &state.ward))
-            .collect::<Vec<_>>()
-    )))
+    let ward = state.ward.clone();
+    let devices = state
+        .stores
+        .read(move |store| -> Result<Vec<Value>, store::StoreError> {
+            store
+                .devices()?
+                .iter()
+                .map(|device| {
+                    Ok(device_json(
+                        device,
+                        &store.device_details(&device.id)?,
+                        &ward,
+                    ))
+                })
+                .collect()
+        })
+        .await??;
+    Ok(Json(json!(devices)))
 }
 
 /// The technical state of every device heard from since start (or known to the store from
@@ -450,12 +464,22 @@ pub async fn devices_technical(State(state): State<AppState>) -> ApiResult {
 
 pub async fn device(State(state): State<AppState>, Path(device_id): Path<String>) -> ApiResult {
     let id = DeviceId::new(device_id);
+    let ward = state.ward.clone();
     let device = state
         .stores
-        .read(move |store| store.device(&id))
+        .read(move |store| -> Result<Option<Value>, store::StoreError> {
+            match store.device(&id)? {
+                Some(device) => Ok(Some(device_json(
+                    &device,
+                    &store.device_details(&id)?,
+                    &ward,
+                ))),
+                None => Ok(None),
+            }
+        })
         .await??
         .ok_or_else(|| ApiError::not_found("device"))?;
-    Ok(Json(device_json(&device, &state.ward)))
+    Ok(Json(device))
 }
 
 #[derive(Deserialize)]
@@ -465,6 +489,16 @@ pub struct RegisterDevice {
     kind: String,
     model: String,
     placement: Option<String>,
+    manufacturer: Option<String>,
+    serial_number: Option<String>,
+    identifiers: Option<Vec<IdentifierJson>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierJson {
+    system: String,
+    value: String,
 }
 
 pub async fn register_device(
@@ -493,6 +527,15 @@ pub async fn register_device(
             "device id must be 1 to 128 of letters, digits, - _ . :",
         ));
     }
+    if let Some(identifiers) = &body.identifiers
+        && identifiers
+            .iter()
+            .any(|i| i.system.trim().is_empty() || i.value.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "every identifier needs a non-empty system and value",
+        ));
+    }
     let record = DeviceRecord {
         id: DeviceId::new(&body.id),
         kind,
@@ -502,10 +545,32 @@ pub async fn register_device(
         last_seen: None,
     };
     let stored = record.clone();
-    state
+    let (manufacturer, serial_number, identifiers) =
+        (body.manufacturer, body.serial_number, body.identifiers);
+    let details = state
         .stores
-        .write(move |store| store.upsert_device(&stored))
-        .await??;
+        .write(move |store| -> Result<DeviceDetails, store::StoreError> {
+            // What the body leaves out stays as it was: registering again only changes what it says.
+            let mut details = store.device_details(&stored.id).unwrap_or_default();
+            details.manufacturer = manufacturer.or(details.manufacturer);
+            details.serial_number = serial_number.or(details.serial_number);
+            if let Some(identifiers) = identifiers {
+                details.identifiers = identifiers
+                    .into_iter()
+                    .map(|i| store::DeviceIdentifier {
+                        system: i.system,
+                        value: i.value,
+                    })
+                    .collect();
+            }
+            store.register_device(&stored, &details)?;
+            Ok(details)
+        })
+        .await?
+        .map_err(|error| match error {
+            store::StoreError::IdentifierTaken { .. } => ApiError::conflict(error.to_string()),
+            other => ApiError::from(other),
+        })?;
     state.ward.update_registry(|registry| {
         registry.upsert_device(DeviceInfo {
             id: record.id.clone(),
@@ -514,7 +579,10 @@ pub async fn register_device(
             placement,
         })
     });
-    Ok((StatusCode::CREATED, Json(device_json(&record, &state.ward))))
+    Ok((
+        StatusCode::CREATED,
+        Json(device_json(&record, &details, &state.ward)),
+    ))
 }
 
 pub async fn unassociated_devices(State(state): State<AppState>) -> ApiResult {

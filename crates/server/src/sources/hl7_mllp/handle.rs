@@ -293,7 +293,7 @@ impl Handler {
             .accept_message(SOURCE, observations, received, subject)
             .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 let not_in_catalog = issues
                     .iter()
                     .filter(|issue| {

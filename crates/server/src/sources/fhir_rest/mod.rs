@@ -1,0 +1,96 @@
+//! FHIR R4 over HTTP under `/fhir` (docs/fhir.md): device Observations (single create,
+//! transaction and batch Bundles) into the ingest pipeline, Device resources into the device
+//! registry, and the CapabilityStatement of exactly that.
+//!
+//! Every answer is FHIR: the resource or a Bundle on success, an OperationOutcome with the
+//! FHIRPath of the offending element otherwise. An Observation is answered 201 only once the log
+//! has made it durable; refused input is kept as a dead letter and counted under its reason
+//! before the error is answered.
+
+mod device;
+mod metadata;
+mod observation;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fhir::{Issue, IssueCode};
+use serde::Serialize;
+
+use crate::api::AppState;
+
+pub const SOURCE: &str = "fhir";
+pub const FHIR_JSON: &str = "application/fhir+json";
+/// The largest request body read (axum's default, stated here so answers can name it).
+pub const BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", post(observation::bundle))
+        .route("/metadata", get(metadata::capability_statement))
+        .route("/Observation", post(observation::create))
+        .route("/Device", post(device::create).get(device::search))
+        .route("/Device/{id}", get(device::read).put(device::update))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+}
+
+/// A FHIR resource as the HTTP answer, `application/fhir+json`.
+pub fn resource_response(status: StatusCode, resource: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(resource).expect("FHIR types serialize");
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        body,
+    )
+        .into_response()
+}
+
+pub fn outcome_response(issue: &Issue) -> Response {
+    let status = StatusCode::from_u16(issue.status).unwrap_or(StatusCode::BAD_REQUEST);
+    resource_response(status, &issue.to_outcome())
+}
+
+/// FHIR's JSON media type, or plain JSON (accepted too, as many device gateways send it).
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), Issue> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media_type == FHIR_JSON || media_type == "application/json" {
+        return Ok(());
+    }
+    Err(Issue::new(
+        415,
+        IssueCode::NotSupported,
+        "media_type",
+        None,
+        format!(
+            "content type `{content_type}` is not supported; send application/fhir+json (or application/json)"
+        ),
+    ))
+}
+
+/// The body as JSON, or 400 with where the syntax broke.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, Issue> {
+    serde_json::from_slice(body).map_err(|error| {
+        Issue::new(
+            400,
+            IssueCode::Invalid,
+            "json",
+            None,
+            format!("the body is not valid JSON: {error}"),
+        )
+    })
+}
+
+/// For failures of ours (the log could not make data durable): 500, nothing was accepted.
+pub fn server_issue(what: &str) -> Issue {
+    Issue::new(500, IssueCode::Exception, "internal", None, what.to_owned())
+}
