@@ -13,6 +13,7 @@
 
 mod devices;
 mod error;
+pub mod fhir_record;
 mod layout;
 mod observations;
 mod patients;
@@ -31,7 +32,11 @@ pub use records::{
 };
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema/v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/v1.sql"),
+    // Issue 4, the medical record; self-contained (the lead orders it among v2/v3 at merge).
+    include_str!("schema/v4_fhir_record.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

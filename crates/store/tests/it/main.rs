@@ -2,6 +2,7 @@
 //! (One binary with modules: see STYLE.md.)
 
 mod devices;
+mod fhir_record;
 mod layout;
 mod observations;
 mod patients;
