@@ -29,9 +29,15 @@ pub struct BenchArgs {
     /// Simulated time per real time; >1 sends more messages per second per bed
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Instead: time importing this directory of FHIR R4 JSON into the medical record
+    #[arg(long)]
+    import: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.import {
+        return crate::import::bench(dir).await;
+    }
     let data = std::env::temp_dir().join(format!("metaward-bench-{}", std::process::id()));
     let config = server::ServerConfig::ephemeral(data.clone());
     let server = server::Server::start(config).await?;

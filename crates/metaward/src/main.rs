@@ -3,11 +3,13 @@
 //! - `serve`: the server, waiting for real devices.
 //! - `demo`: the server plus a simulated ward publishing over the real MQTT socket.
 //! - `bench`: drives simulated beds through the real sockets and prints throughput, latency
-//!   and memory.
+//!   and memory (or, with `--import DIR`, the medical record's import rate).
+//! - `import`: loads FHIR R4 Bundles and resources into the medical record.
 
 mod bench;
 mod config;
 mod demo;
+mod import;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +47,8 @@ enum Command {
     },
     /// Measure ingest throughput, end-to-end latency and memory
     Bench(bench::BenchArgs),
+    /// Import FHIR R4 Bundles (transaction, batch, collection) and resources into the record
+    Import(import::ImportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { listen } => serve(listen).await,
             Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Import(args) => import::run(args).await,
         }
     })
 }

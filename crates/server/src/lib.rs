@@ -159,7 +159,7 @@ impl Server {
         let broker = mqtt_broker::Broker::bind(
             config.mqtt,
             mqtt_broker::BrokerConfig::default(),
-            sources::mqtt::MqttSource::new(ingest),
+            sources::mqtt::MqttSource::new(ingest.clone()),
         )
         .await
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
@@ -174,6 +174,7 @@ impl Server {
             stores: stores.clone(),
             metrics: metrics.clone(),
             log: log.clone(),
+            ingest,
         });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! Prometheus metrics and the embedded web page. Only this module knows the JSON shapes.
 
 mod error;
+pub mod fhir_record;
 mod openapi;
 mod rest;
 mod stream;
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 
 use crate::Stores;
 use crate::metrics::Metrics;
+use crate::pipeline::Ingest;
 use crate::ward::Ward;
 
 pub use error::ApiError;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
     pub log: durable_log::Log,
+    /// For dead letters of refused FHIR record requests.
+    pub ingest: Ingest,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/fhir", fhir_record::routes())
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::prometheus))
         .fallback(web::asset)
