@@ -3,6 +3,7 @@
 
 mod crash;
 mod devices;
+mod fhir_record;
 mod ingest;
 mod mosquitto;
 mod openapi;
