@@ -144,6 +144,24 @@ async fn all_shared_data_imports_and_the_counts_match_the_files() {
     );
     let observations = get_json(addr, "/fhir/Observation?_summary=count").await;
     assert_eq!(&observations["total"], &expected["Observation"]);
+
+    // The spec's examples read back, and a Synthea patient's searchset, are strict R4.
+    let mut sample = Vec::new();
+    for path in [
+        "Patient/example",
+        "Observation/blood-pressure",
+        "Observation/satO2",
+        "Observation/vitals-panel",
+        "Condition/example",
+        "MedicationStatement/example001",
+        "AllergyIntolerance/example",
+        "Encounter/example",
+    ] {
+        sample.push(get_json(addr, &format!("/fhir/{path}")).await);
+    }
+    sample.push(get_json(addr, "/fhir/Patient?_count=5&_sort=birthdate").await);
+    sample.push(get_json(addr, "/fhir/Observation?code=http://loinc.org%7C55284-4&_count=5&_include=Observation:patient").await);
+    validate_r4(&sample);
     server.shutdown().await;
 }
 

@@ -140,7 +140,6 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult {
-    check_type(&resource_type)?;
     write(state, resource_type, None, headers, body).await
 }
 
@@ -151,8 +150,113 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult {
-    check_type(&resource_type)?;
     write(state, resource_type, Some(id), headers, body).await
+}
+
+/// `PUT /fhir/{type}?query` and `DELETE /fhir/{type}?query`: run as a one-entry transaction,
+/// so they follow the same rules as in a Bundle (one match: that resource; several: 412).
+async fn conditional(
+    state: AppState,
+    headers: HeaderMap,
+    method: &str,
+    resource_type: String,
+    query: Option<String>,
+    body: Bytes,
+) -> FhirResult {
+    state.metrics.received(SOURCE);
+    let origin = format!("{method} /fhir/{resource_type}?…");
+    let query = query.unwrap_or_default();
+    let checked = check_type(&resource_type)
+        .and_then(|()| {
+            if query.is_empty() {
+                Err(RecordError::invalid(format!(
+                    "conditional {method} needs a search query"
+                )))
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| {
+            if method == "PUT" {
+                parse_body(&body).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+    let resource = match checked {
+        Ok(resource) => resource,
+        Err(error) => return Err(refuse(&state, origin, &body, error).await),
+    };
+    let mut entry =
+        json!({"request": {"method": method, "url": format!("{resource_type}?{query}")}});
+    if let Some(resource) = resource {
+        entry["resource"] = resource;
+    }
+    let result = state
+        .stores
+        .write(move |store| {
+            store.fhir_process_entries(
+                record::BundleKind::Transaction,
+                &[entry],
+                now().millis(),
+                &mut store::fhir_record::new_resource_id,
+            )
+        })
+        .await?;
+    let mut outcomes = match result {
+        Ok(outcomes) => outcomes,
+        Err(mut error) => {
+            error.expression = None;
+            return Err(refuse(&state, origin, &body, error).await);
+        }
+    };
+    state.metrics.accepted(SOURCE, 1, 0);
+    let outcome = outcomes.remove(0);
+    let status = match outcome.result {
+        EntryResult::Deleted { .. } => return Ok(StatusCode::NO_CONTENT.into_response()),
+        EntryResult::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let stored = {
+        let (resource_type, id) = (
+            outcome.resource_type.clone(),
+            outcome.id.clone().unwrap_or_default(),
+        );
+        state
+            .stores
+            .read(move |store| store.fhir_read(&resource_type, &id))
+            .await??
+    };
+    let mut response = fhir_response(
+        status,
+        &stored.map_or(Value::Null, |stored| stored.resource),
+    );
+    version_headers(
+        &mut response,
+        &base_url(&headers),
+        &outcome,
+        status == StatusCode::CREATED,
+    );
+    Ok(response)
+}
+
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    conditional(state, headers, "PUT", resource_type, query, body).await
+}
+
+pub async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> FhirResult {
+    conditional(state, headers, "DELETE", resource_type, query, Bytes::new()).await
 }
 
 async fn write(
@@ -167,30 +271,32 @@ async fn write(
         Some(id) => format!("PUT /fhir/{resource_type}/{id}"),
         None => format!("POST /fhir/{resource_type}"),
     };
-    let checked = parse_body(&body).and_then(|resource| {
-        if resource["resourceType"] != resource_type.as_str() {
-            return Err(RecordError::invalid(format!(
-                "the body is not a {resource_type} resource"
-            ))
-            .at("resourceType"));
-        }
-        if let (Some(id), Some(body_id)) = (&put_id, resource["id"].as_str())
-            && id != body_id
-        {
-            return Err(
-                RecordError::invalid("the resource id differs from the id in the URL").at("id"),
-            );
-        }
-        if put_id
-            .as_deref()
-            .is_some_and(|id| !record::types::is_valid_id(id))
-        {
-            return Err(RecordError::invalid(
-                "the id in the URL must match [A-Za-z0-9-.]{1,64}",
-            ));
-        }
-        Ok(resource)
-    });
+    let checked = check_type(&resource_type)
+        .and_then(|()| parse_body(&body))
+        .and_then(|resource| {
+            if resource["resourceType"] != resource_type.as_str() {
+                return Err(RecordError::invalid(format!(
+                    "the body is not a {resource_type} resource"
+                ))
+                .at("resourceType"));
+            }
+            if let (Some(id), Some(body_id)) = (&put_id, resource["id"].as_str())
+                && id != body_id
+            {
+                return Err(
+                    RecordError::invalid("the resource id differs from the id in the URL").at("id"),
+                );
+            }
+            if put_id
+                .as_deref()
+                .is_some_and(|id| !record::types::is_valid_id(id))
+            {
+                return Err(RecordError::invalid(
+                    "the id in the URL must match [A-Za-z0-9-.]{1,64}",
+                ));
+            }
+            Ok(resource)
+        });
     let resource = match checked {
         Ok(resource) => resource,
         Err(error) => return Err(refuse(&state, origin, &body, error).await),

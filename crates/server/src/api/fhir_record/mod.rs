@@ -28,7 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/Observation/$lastn", get(handlers::lastn))
         .route(
             "/{resource_type}",
-            get(handlers::search).post(handlers::create),
+            get(handlers::search)
+                .post(handlers::create)
+                .put(handlers::conditional_update)
+                .delete(handlers::conditional_delete),
         )
         .route(
             "/{resource_type}/{id}",
