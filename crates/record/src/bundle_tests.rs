@@ -295,3 +295,32 @@ fn identity_keys_ignore_key_order_id_and_meta() {
         ]
     );
 }
+
+#[test]
+fn the_import_summary_counts_by_type_and_reason() {
+    let mut store = MemoryRecord::new();
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1"}, "request": {"method": "PUT", "url": "Patient/p1"}},
+        {"resource": {"resourceType": "Patient", "id": "p1"}, "request": {"method": "PUT", "url": "Patient/p2"}},
+        {"request": {"method": "DELETE", "url": "Device/d1"}}]});
+    let (_, outcomes) = process_bundle(&mut store, &bundle, 1, &mut ids()).unwrap();
+    let mut summary = ImportSummary::default();
+    summary.add(&outcomes);
+    summary.reject(
+        &["Observation".into(), "Observation".into()],
+        "file.json: refused",
+    );
+    assert_eq!(summary.by_type["Patient"], [1, 0, 0, 0, 1]);
+    assert_eq!(summary.by_type["Device"], [0, 0, 0, 1, 0]);
+    assert_eq!(summary.by_type["Observation"], [0, 0, 0, 0, 2]);
+    assert_eq!(summary.total(4), 3);
+    assert_eq!(
+        summary.rejections["resource id differs from the id in request.url"],
+        1
+    );
+    let table = summary.render();
+    assert!(
+        table.contains("rejected (1): file.json: refused"),
+        "{table}"
+    );
+}
