@@ -377,6 +377,30 @@ async fn search_read_history_lastn_and_errors_over_http() {
         410,
         "deleted",
     );
+    // Conditional update and delete at the REST level.
+    let tagged = json!({"resourceType": "Device", "identifier": [{"system": "urn:serial", "value": "SN-1"}], "status": "active"});
+    let by_serial = "/fhir/Device?identifier=urn:serial%7CSN-1";
+    let created = http(addr, "PUT", by_serial, Some(&tagged.to_string())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let device_id = created.json()["id"].as_str().unwrap().to_owned();
+    let mut inactive = tagged.clone();
+    inactive["status"] = json!("inactive");
+    let updated_device = http(addr, "PUT", by_serial, Some(&inactive.to_string())).await;
+    assert_eq!(updated_device.status, 200, "{}", updated_device.body);
+    let updated_device = updated_device.json();
+    assert_eq!(updated_device["id"].as_str(), Some(device_id.as_str()));
+    assert_eq!(updated_device["meta"]["versionId"], "2");
+    assert_eq!(http(addr, "DELETE", by_serial, None).await.status, 204);
+    assert_outcome(
+        &http(addr, "GET", &format!("/fhir/Device/{device_id}"), None).await,
+        410,
+        "deleted conditionally",
+    );
+    assert_outcome(
+        &http(addr, "PUT", "/fhir/Device", Some(&tagged.to_string())).await,
+        400,
+        "conditional update without a query",
+    );
 
     // Errors as OperationOutcome.
     assert_outcome(
@@ -443,16 +467,67 @@ async fn search_read_history_lastn_and_errors_over_http() {
         "conditional reference",
     );
     assert_eq!(outcome["issue"][0]["expression"][0], "Bundle.entry[0]");
-    // Refusals are counted with their reason.
+    // A batch: each entry on its own.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Location", "id": "ward-a", "name": "Ward A", "status": "active"},
+         "request": {"method": "PUT", "url": "Location/ward-a"}},
+        {"resource": {"resourceType": "Location", "name": "Bed 1", "partOf": {"reference": "urn:uuid:nowhere"}},
+         "request": {"method": "POST", "url": "Location"}}]});
+    let answer = post_json(addr, "/fhir", &batch).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = answer.json();
+    assert_eq!(answer["type"], "batch-response");
+    assert_eq!(answer["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(answer["entry"][1]["response"]["status"], "400 Bad Request");
+    assert_eq!(
+        answer["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(
+        count("/fhir/Location?name=ward&_summary=count".into()).await,
+        1
+    );
+
+    // Refusals are counted with their reason, received = accepted + rejected, and each is kept
+    // as a dead letter.
     let metrics = http(addr, "GET", "/metrics", None).await.body;
-    assert!(
+    let sample = |name: &str, label: &str| -> f64 {
         metrics
             .lines()
-            .any(|l| l.starts_with("metaward_messages_rejected_total{")
-                && l.contains("source=\"fhir_record\"")
-                && l.contains("reason=\"processing\"")),
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains("source=\"fhir_record\"")
+                    && l.contains(label)
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sample("metaward_messages_rejected_total", "reason=\"processing\""),
+        1.0,
         "{metrics}"
     );
+    let (received, accepted, rejected) = (
+        sample("metaward_messages_received_total", ""),
+        sample("metaward_messages_accepted_total", ""),
+        sample("metaward_messages_rejected_total", ""),
+    );
+    // The document bundle, the body that is not JSON, the conditional update without a query,
+    // the conditional reference that finds nothing.
+    assert_eq!(rejected, 4.0, "{metrics}");
+    assert_eq!(received, accepted + rejected, "{metrics}");
+    eventually("the refused bundles kept as dead letters", || async {
+        let letters = get_json(addr, "/api/v1/dead-letters").await;
+        let ours: Vec<&Value> = letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["source"] == "fhir_record")
+            .collect();
+        (ours.len() as f64 == rejected && ours.iter().any(|d| d["reason"] == "conflict"))
+            .then_some(())
+    })
+    .await;
 
     // What we serve is strict FHIR R4 for fhir.resources 6.4.0.
     let capability = get_json(addr, "/fhir/metadata").await;
