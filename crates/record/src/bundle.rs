@@ -201,7 +201,7 @@ pub fn import_resource(
 ) -> Result<EntryOutcome, RecordError> {
     let entry = json!({ "resource": resource });
     let parsed = parse_entry(BundleKind::Collection, 0, &entry).map_err(|mut e| {
-        e.expression = None;
+        e.expression = single_expression(e.expression.take(), resource);
         e
     })?;
     let mut outcomes = run_all_or_nothing(store, vec![parsed], now_ms, new_id)?;
@@ -232,11 +232,22 @@ pub fn write_resource(
     }
     let entry = json!({ "resource": resource, "request": request });
     let parsed = parse_entry(BundleKind::Transaction, 0, &entry).map_err(|mut e| {
-        e.expression = e.expression.map(|x| x.replace("Bundle.entry[0].", ""));
+        e.expression = single_expression(e.expression.take(), resource);
         e
     })?;
     let mut outcomes = run_all_or_nothing(store, vec![parsed], now_ms, new_id)?;
     Ok(outcomes.remove(0))
+}
+
+/// An error's location for a resource sent on its own: `Observation.code`, not
+/// `Bundle.entry[0].resource.code`.
+fn single_expression(expression: Option<String>, resource: &Value) -> Option<String> {
+    let resource_type = resource["resourceType"].as_str().unwrap_or("resource");
+    let expression = expression?;
+    let inner = expression.strip_prefix("Bundle.entry[0]")?;
+    inner
+        .strip_prefix(".resource.")
+        .map(|element| format!("{resource_type}.{element}"))
 }
 
 fn entry_type(entry: &Value) -> String {
@@ -283,6 +294,15 @@ fn parse_entry(kind: BundleKind, index: usize, entry: &Value) -> Result<Entry, R
                         .at(at(".resource.id")),
                 );
             }
+            crate::validate::check_required(resource).map_err(|error| {
+                let element = error
+                    .expression
+                    .as_deref()
+                    .and_then(|e| e.split_once('.'))
+                    .map_or(String::new(), |(_, element)| element.to_owned());
+                let expression = at(&format!(".resource.{element}"));
+                error.at(expression)
+            })?;
         }
 
         Ok(())

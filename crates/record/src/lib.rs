@@ -18,6 +18,7 @@ pub mod params;
 pub mod search;
 pub mod store;
 pub mod types;
+pub mod validate;
 
 pub use bundle::{
     BundleKind, EntryOutcome, EntryResult, ImportSummary, import_resource, process_bundle,

@@ -444,6 +444,13 @@ async fn search_read_history_lastn_and_errors_over_http() {
         422,
         "document bundle",
     );
+    let no_code = json!({"resourceType": "Observation", "status": "final"});
+    let refused = assert_outcome(
+        &post_json(addr, "/fhir/Observation", &no_code).await,
+        422,
+        "required element missing",
+    );
+    assert_eq!(refused["issue"][0]["expression"][0], "Observation.code");
     assert_outcome(
         &http(addr, "POST", "/fhir/Patient", Some("{not json")).await,
         400,
@@ -504,7 +511,7 @@ async fn search_read_history_lastn_and_errors_over_http() {
     };
     assert_eq!(
         sample("metaward_messages_rejected_total", "reason=\"processing\""),
-        1.0,
+        2.0,
         "{metrics}"
     );
     let (received, accepted, rejected) = (
@@ -512,9 +519,9 @@ async fn search_read_history_lastn_and_errors_over_http() {
         sample("metaward_messages_accepted_total", ""),
         sample("metaward_messages_rejected_total", ""),
     );
-    // The document bundle, the body that is not JSON, the conditional update without a query,
-    // the conditional reference that finds nothing.
-    assert_eq!(rejected, 4.0, "{metrics}");
+    // The document bundle, the Observation without a code, the body that is not JSON, the
+    // conditional update without a query, the conditional reference that finds nothing.
+    assert_eq!(rejected, 5.0, "{metrics}");
     assert_eq!(received, accepted + rejected, "{metrics}");
     eventually("the refused bundles kept as dead letters", || async {
         let letters = get_json(addr, "/api/v1/dead-letters").await;
