@@ -11,8 +11,11 @@ use serde_json::Value;
 
 use crate::outcome::RecordError;
 
-/// (type, required elements, required choice groups: any one of the listed elements).
-const REQUIRED: &[(&str, &[&str], &[&[&str]])] = &[
+/// Elements of which at least one must be present (a required choice type).
+type ChoiceGroup = &'static [&'static str];
+
+/// (type, required elements, required choice groups).
+const REQUIRED: &[(&str, &[&str], &[ChoiceGroup])] = &[
     ("Encounter", &["class", "status"], &[]),
     ("Condition", &["subject"], &[]),
     ("AllergyIntolerance", &["patient"], &[]),
