@@ -176,7 +176,8 @@ async fn search_read_history_lastn_and_errors_over_http() {
     let bundle = read_json(&shared_data().join(COPD));
     let response = post_json(addr, "/fhir", &bundle).await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let answer = response.json();
+    let transaction_response = response.json();
+    let answer = transaction_response.clone();
     let first = &answer["entry"][0]["response"];
     assert_eq!(first["status"], "201 Created");
     assert_eq!(first["etag"], "W/\"1\"");
@@ -482,7 +483,8 @@ async fn search_read_history_lastn_and_errors_over_http() {
          "request": {"method": "POST", "url": "Location"}}]});
     let answer = post_json(addr, "/fhir", &batch).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let answer = answer.json();
+    let batch_response = answer.json();
+    let answer = batch_response.clone();
     assert_eq!(answer["type"], "batch-response");
     assert_eq!(answer["entry"][0]["response"]["status"], "201 Created");
     assert_eq!(answer["entry"][1]["response"]["status"], "400 Bad Request");
@@ -561,6 +563,8 @@ async fn search_read_history_lastn_and_errors_over_http() {
         lastn,
         history,
         capability,
+        transaction_response,
+        batch_response,
         assert_outcome(
             &http(addr, "GET", "/fhir/Patient/nope", None).await,
             404,
