@@ -445,6 +445,16 @@ async fn search_read_history_lastn_and_errors_over_http() {
         422,
         "document bundle",
     );
+    assert_outcome(
+        &http(addr, "GET", "/fhir", None).await,
+        501,
+        "system search",
+    );
+    assert_outcome(
+        &http(addr, "PATCH", "/fhir/Patient/x", Some("[]")).await,
+        501,
+        "patch",
+    );
     let no_code = json!({"resourceType": "Observation", "status": "final"});
     let refused = assert_outcome(
         &post_json(addr, "/fhir/Observation", &no_code).await,

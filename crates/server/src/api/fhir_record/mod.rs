@@ -44,6 +44,16 @@ pub fn routes() -> Router<AppState> {
             "/{resource_type}/{id}/_history/{version}",
             get(handlers::vread),
         )
+        .fallback(unknown_interaction)
+        .method_not_allowed_fallback(unknown_interaction)
+}
+
+/// Any other path or method under `/fhir`: an OperationOutcome, not an empty 404 or 405.
+async fn unknown_interaction(method: axum::http::Method, uri: axum::http::Uri) -> FhirError {
+    FhirError(RecordError::not_supported(format!(
+        "{method} {}: not a FHIR interaction this server implements (see /fhir/metadata)",
+        uri.path()
+    )))
 }
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
