@@ -162,6 +162,33 @@ async fn all_shared_data_imports_and_the_counts_match_the_files() {
     sample.push(get_json(addr, "/fhir/Patient?_count=5&_sort=birthdate").await);
     sample.push(get_json(addr, "/fhir/Observation?code=http://loinc.org%7C55284-4&_count=5&_include=Observation:patient").await);
     validate_r4(&sample);
+
+    // The transaction example's entries as a batch: each stands or falls on its own.
+    let mut example = read_json(&shared_data().join("fhir-r4-examples/bundle-transaction.json"));
+    example["type"] = json!("batch");
+    let response = post_json(addr, "/fhir", &example).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let statuses: Vec<String> = response.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",             // POST Patient
+            "201 Created",             // POST Patient, ifNoneExist finds none
+            "201 Created",             // PUT Patient/123
+            "201 Created",             // PUT Patient?identifier=…|456456, none yet
+            "412 Precondition Failed", // PUT Patient/123a, If-Match W/"2" on nothing
+            "204 No Content",          // DELETE Patient/234 (there is none)
+            "204 No Content",          // DELETE Patient?identifier=123456 (none)
+            "501 Not Implemented",     // POST ValueSet/$lookup
+            "200 OK",                  // GET Patient?name=peter
+            "404 Not Found",           // GET Patient/12334
+        ]
+    );
     server.shutdown().await;
 }
 
