@@ -592,6 +592,9 @@ fn run_all_or_nothing(
     let mut targets: Vec<Option<Target>> = vec![None; entries.len()];
     let mut full_urls: HashMap<String, String> = HashMap::new();
     let mut written: HashSet<String> = HashSet::new();
+    // Identity keys of this bundle's POSTs, so that a second entry with the same identifier or
+    // content is the same resource, as it will be when the bundle is imported again.
+    let mut claimed: HashMap<(String, String), String> = HashMap::new();
     for &position in &order {
         let entry = &entries[position];
         let fail = |error: RecordError| error.at(at(entry.index));
@@ -622,6 +625,12 @@ fn run_all_or_nothing(
                             )));
                         }
                     }
+                } else if let Some(id) = entry.identity_keys.iter().find_map(|key| {
+                    claimed
+                        .get(&(entry.resource_type.clone(), key.clone()))
+                        .cloned()
+                }) {
+                    Target::Found(id)
                 } else {
                     let mut existing = None;
                     for key in &entry.identity_keys {
@@ -633,10 +642,16 @@ fn run_all_or_nothing(
                             break;
                         }
                     }
-                    match existing {
+                    let target = match existing {
                         Some(id) => Target::Existing(id),
                         None => Target::Create(new_id()),
+                    };
+                    if let Target::Existing(id) | Target::Create(id) = &target {
+                        for key in &entry.identity_keys {
+                            claimed.insert((entry.resource_type.clone(), key.clone()), id.clone());
+                        }
                     }
+                    target
                 }
             }
             Method::Put => match (&entry.id, &entry.query) {

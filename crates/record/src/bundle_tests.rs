@@ -324,3 +324,33 @@ fn the_import_summary_counts_by_type_and_reason() {
         "{table}"
     );
 }
+
+#[test]
+fn the_same_resource_twice_in_one_bundle_is_one_resource_now_and_on_reimport() {
+    let mut store = MemoryRecord::new();
+    let mut new_id = ids();
+    let organization = json!({"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": "1"}], "name": "Hospital"});
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:o1", "resource": organization, "request": {"method": "POST", "url": "Organization"}},
+        {"fullUrl": "urn:uuid:o2", "resource": organization, "request": {"method": "POST", "url": "Organization"}},
+        {"resource": {"resourceType": "Patient", "managingOrganization": {"reference": "urn:uuid:o2"}},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    let (_, first) = process_bundle(&mut store, &bundle, 1, &mut new_id).unwrap();
+    assert_eq!(first[0].result, EntryResult::Created);
+    assert_eq!(first[1].result, EntryResult::Unchanged);
+    assert_eq!(first[0].id, first[1].id);
+    assert_eq!(store.count("Organization"), 1);
+    let patient = store
+        .current("Patient", first[2].id.as_ref().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        patient.resource["managingOrganization"]["reference"],
+        format!("Organization/{}", first[0].id.as_ref().unwrap())
+    );
+    let (_, again) = process_bundle(&mut store, &bundle, 2, &mut new_id).unwrap();
+    assert!(
+        again.iter().all(|o| o.result == EntryResult::Unchanged),
+        "{again:?}"
+    );
+}
