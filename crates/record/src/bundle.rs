@@ -561,6 +561,12 @@ fn search_ids(
     query: &[(String, String)],
 ) -> Result<Vec<String>, RecordError> {
     let mut request = SearchRequest::parse(resource_type, query)?;
+    // A condition without criteria would match any resource of the type.
+    if request.clauses.is_empty() {
+        return Err(RecordError::invalid(format!(
+            "a conditional {resource_type} search needs search parameters"
+        )));
+    }
     // Two are enough to tell "one" from "several".
     request.count = 2;
     request.offset = 0;

@@ -354,3 +354,65 @@ fn the_same_resource_twice_in_one_bundle_is_one_resource_now_and_on_reimport() {
         "{again:?}"
     );
 }
+
+#[test]
+fn malformed_bundles_are_errors_never_panics() {
+    let entries = [
+        json!(1),
+        json!(null),
+        json!({}),
+        json!({"resource": []}),
+        json!({"resource": {"resourceType": 3}}),
+        json!({"resource": {"resourceType": "Patient", "id": 5}, "request": {"method": "PUT", "url": "Patient/5"}}),
+        json!({"request": {"method": "PUT", "url": "Patient"}}),
+        json!({"request": {"method": "DELETE", "url": "Patient"}}),
+        json!({"request": {"method": "GET", "url": "/"}}),
+        json!({"request": {"method": "GET", "url": "Patient/a/b/c"}}),
+        json!({"request": {"method": "POST", "url": "Patient?x=1"}, "resource": {"resourceType": "Patient"}}),
+        json!({"request": {"method": "POST", "url": "Patient", "ifNoneExist": ""}, "resource": {"resourceType": "Patient"}}),
+        json!({"request": {"method": "POST", "url": "Patient", "ifMatch": "abc"}, "resource": {"resourceType": "Patient"}}),
+        json!({"request": {"method": "PUT", "url": "Patient?"}, "resource": {"resourceType": "Patient"}}),
+        json!({"request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "status": "final", "code": {}, "subject": {"reference": "Patient?"}}}),
+        json!({"request": {"method": "GET", "url": "Patient?birthdate=notadate"}}),
+        json!({"request": {"method": "PATCH", "url": "Patient/1"}}),
+    ];
+    for kind in ["transaction", "batch", "collection"] {
+        for entry in &entries {
+            if kind == "collection" && entry["resource"]["resourceType"] == "Patient" {
+                // A collection ignores `request`: these are well-formed resources to it.
+                continue;
+            }
+            let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [entry]});
+            let mut store = MemoryRecord::new();
+            match process_bundle(&mut store, &bundle, 1, &mut ids()) {
+                Err(error) => assert!(
+                    (400..=501).contains(&error.status),
+                    "{kind} {entry}: {error:?}"
+                ),
+                Ok((_, outcomes)) => {
+                    // A batch answers bad entries inside a 200, and so does a transaction for
+                    // a read (it changes nothing); nothing was kept for them.
+                    assert!(
+                        matches!(
+                            outcomes[0].result,
+                            EntryResult::Rejected(_) | EntryResult::Read(_)
+                        ),
+                        "{entry}: {outcomes:?}"
+                    );
+                }
+            }
+            assert_eq!(
+                store.count("Patient") + store.count("Observation"),
+                0,
+                "{kind} {entry}"
+            );
+        }
+    }
+    for bad in [
+        json!([]),
+        json!({"resourceType": "Bundle"}),
+        json!({"resourceType": "Bundle", "type": "batch", "entry": {}}),
+    ] {
+        assert!(process_bundle(&mut MemoryRecord::new(), &bad, 1, &mut ids()).is_err());
+    }
+}
