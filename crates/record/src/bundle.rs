@@ -512,13 +512,8 @@ pub fn identity_keys(resource: &Value) -> Vec<String> {
             identifier["value"].as_str().unwrap_or_default()
         ));
     }
-    let mut content = resource.clone();
-    if let Some(object) = content.as_object_mut() {
-        object.remove("id");
-        object.remove("meta");
-    }
     let mut canonical = String::new();
-    write_canonical(&content, &mut canonical);
+    write_canonical(resource, &mut canonical, true);
     let digest = Sha256::digest(canonical.as_bytes());
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
     keys.push(format!("content|{hex}"));
@@ -526,10 +521,14 @@ pub fn identity_keys(resource: &Value) -> Vec<String> {
 }
 
 /// JSON with object keys sorted, whatever order the map keeps them in.
-fn write_canonical(value: &Value, out: &mut String) {
+/// `top`: leave out the resource's own `id` and `meta` (not content).
+fn write_canonical(value: &Value, out: &mut String, top: bool) {
     match value {
         Value::Object(object) => {
-            let sorted: BTreeMap<&String, &Value> = object.iter().collect();
+            let sorted: BTreeMap<&String, &Value> = object
+                .iter()
+                .filter(|(key, _)| !(top && (*key == "id" || *key == "meta")))
+                .collect();
             out.push('{');
             for (position, (key, value)) in sorted.into_iter().enumerate() {
                 if position > 0 {
@@ -537,7 +536,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 }
                 out.push_str(&Value::String(key.clone()).to_string());
                 out.push(':');
-                write_canonical(value, out);
+                write_canonical(value, out, false);
             }
             out.push('}');
         }
@@ -547,7 +546,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if position > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out);
+                write_canonical(item, out, false);
             }
             out.push(']');
         }
@@ -715,10 +714,10 @@ fn run_all_or_nothing(
     // 3. Execute, in the spec's order; outcomes are reported in the bundle's order.
     let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; entries.len()];
     for &position in &order {
-        let entry = &entries[position];
+        let entry = &mut entries[position];
         let target = targets[position].take().expect("resolved");
-        let outcome =
-            execute(store, entry, target, now_ms).map_err(|error| error.at(at(entry.index)))?;
+        let index = entry.index;
+        let outcome = execute(store, entry, target, now_ms).map_err(|error| error.at(at(index)))?;
         outcomes[position] = Some(outcome);
     }
     Ok(outcomes
@@ -781,7 +780,7 @@ fn rewrite_references(
 
 fn execute(
     store: &mut dyn RecordStore,
-    entry: &Entry,
+    entry: &mut Entry,
     target: Target,
     now_ms: i64,
 ) -> Result<EntryOutcome, RecordError> {
@@ -865,10 +864,8 @@ fn execute(
             Ok(outcome(Some(id), found.as_ref(), EntryResult::Unchanged))
         }
         Target::Create(id) | Target::Existing(id) => {
-            let mut resource = entry
-                .resource
-                .clone()
-                .expect("POST and PUT have a resource");
+            // Each entry executes once: its resource moves into the store.
+            let mut resource = entry.resource.take().expect("POST and PUT have a resource");
             resource["id"] = Value::String(id.clone());
             let current = store
                 .current(&entry.resource_type, &id)?

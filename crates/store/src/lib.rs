@@ -63,6 +63,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The FHIR record's writes cycle through more than rusqlite's default 16 cached
+        // statements; re-preparing them cost a fifth of an import.
+        conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
         Ok(Store { conn })
     }
