@@ -13,7 +13,7 @@ use record::search::{MAX_COUNT, SearchRequest};
 use record::{EntryOutcome, EntryResult, RecordError, StoredResource};
 use serde_json::{Value, json};
 
-use super::{FhirError, base_url, fhir_response, http_date};
+use super::{FhirError, base_url, fhir_response, fhir_text_response, http_date};
 use crate::api::AppState;
 use crate::pipeline::now;
 use crate::record::DeadLetter;
@@ -103,31 +103,34 @@ fn stored_response(base: &str, stored: &StoredResource) -> Response {
 /// `POST /fhir`: a transaction, batch or collection Bundle into the record.
 pub async fn bundle(State(state): State<AppState>, body: Bytes) -> FhirResult {
     state.metrics.received(SOURCE);
-    let bundle = match parse_body(&body) {
+    // Parsing a bundle of a megabyte takes milliseconds: off the async workers.
+    let parsed = {
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || parse_body(&body))
+            .await
+            .map_err(|error| RecordError::store(error.to_string()))?
+    };
+    let bundle = match parsed {
         Ok(bundle) => bundle,
         Err(error) => return Err(refuse(&state, "POST /fhir".into(), &body, error).await),
     };
     let n_entries = bundle["entry"].as_array().map_or(0, Vec::len);
-    let result = {
-        let bundle = bundle.clone();
-        state
-            .stores
-            .write(move |store| {
-                store.fhir_import_bundle(
+    let result = state
+        .stores
+        .write(move |store| {
+            store
+                .fhir_import_bundle(
                     &bundle,
                     now().millis(),
                     &mut store::fhir_record::new_resource_id,
                 )
-            })
-            .await?
-    };
+                .map(|(kind, outcomes)| record::response_bundle(kind, &outcomes).to_string())
+        })
+        .await?;
     match result {
-        Ok((kind, outcomes)) => {
+        Ok(text) => {
             state.metrics.accepted(SOURCE, n_entries, 0);
-            Ok(fhir_response(
-                StatusCode::OK,
-                &record::response_bundle(kind, &outcomes),
-            ))
+            Ok(fhir_text_response(StatusCode::OK, text))
         }
         Err(error) => Err(refuse(&state, "POST /fhir".into(), &body, error).await),
     }
@@ -500,6 +503,24 @@ pub async fn search(
     };
     let (page, included) = page;
     let base = base_url(&headers);
+    // Serializing a large page takes milliseconds: off the async workers.
+    let text = tokio::task::spawn_blocking(move || {
+        searchset(&base, &resource_type, &pairs, &request, page, &included).to_string()
+    })
+    .await
+    .map_err(|error| RecordError::store(error.to_string()))?;
+    Ok(fhir_text_response(StatusCode::OK, text))
+}
+
+/// The searchset Bundle of a page: `total`, links, matches then included resources.
+fn searchset(
+    base: &str,
+    resource_type: &str,
+    pairs: &[(String, String)],
+    request: &SearchRequest,
+    page: record::SearchPage,
+    included: &[StoredResource],
+) -> Value {
     let link_to = |offset: usize| {
         let mut query: Vec<String> = pairs
             .iter()
@@ -538,7 +559,7 @@ pub async fn search(
     if !entries.is_empty() {
         bundle["entry"] = json!(entries);
     }
-    Ok(fhir_response(StatusCode::OK, &bundle))
+    bundle
 }
 
 fn search_entry(base: &str, found: &StoredResource, mode: &str) -> Value {

@@ -60,10 +60,15 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// A FHIR JSON response.
 pub fn fhir_response(status: StatusCode, body: &Value) -> Response {
+    fhir_text_response(status, body.to_string())
+}
+
+/// A FHIR JSON response already serialized.
+pub fn fhir_text_response(status: StatusCode, text: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
-        body.to_string(),
+        text,
     )
         .into_response()
 }
