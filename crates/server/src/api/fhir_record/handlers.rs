@@ -546,12 +546,12 @@ fn searchset(
     let mut entries: Vec<Value> = page
         .resources
         .iter()
-        .map(|found| search_entry(&base, found, "match"))
+        .map(|found| search_entry(base, found, "match"))
         .collect();
     entries.extend(
         included
             .iter()
-            .map(|found| search_entry(&base, found, "include")),
+            .map(|found| search_entry(base, found, "include")),
     );
     let mut bundle = json!({
         "resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links,
