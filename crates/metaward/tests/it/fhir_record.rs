@@ -71,6 +71,27 @@ async fn start_on(data: &Path) -> Server {
         .expect("server starts")
 }
 
+/// A form-encoded POST (the helper in main.rs sends JSON).
+async fn http_form(addr: std::net::SocketAddr, path: &str, form: &str) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(!head.to_ascii_lowercase().contains("chunked"), "{head}");
+    Response {
+        status,
+        body: body.to_owned(),
+    }
+}
+
 async fn post_json(addr: std::net::SocketAddr, path: &str, body: &Value) -> Response {
     http(addr, "POST", path, Some(&body.to_string())).await
 }
@@ -333,6 +354,12 @@ async fn search_read_history_lastn_and_errors_over_http() {
             > 0
     );
 
+    // The same search by POST with a form body.
+    let form = format!("patient={patient_id}&code=http://loinc.org%7C29463-7");
+    let by_post = http_form(addr, "/fhir/Observation/_search?_summary=count", &form).await;
+    assert_eq!(by_post.status, 200, "{}", by_post.body);
+    assert_eq!(by_post.json()["total"].as_u64(), Some(total));
+
     // $lastn: one per code, the newest.
     let lastn = get_json(
         addr,
@@ -476,6 +503,11 @@ async fn search_read_history_lastn_and_errors_over_http() {
         &http(addr, "GET", "/fhir", None).await,
         501,
         "system search",
+    );
+    assert_outcome(
+        &http(addr, "GET", "/fhir/Patient/_history", None).await,
+        501,
+        "type history",
     );
     assert_outcome(
         &http(addr, "PATCH", "/fhir/Patient/x", Some("[]")).await,

@@ -377,6 +377,13 @@ pub async fn read(
     headers: HeaderMap,
 ) -> FhirResult {
     check_type(&resource_type)?;
+    if id.starts_with(['_', '$']) {
+        // `_history` of a type, other operations: not ids, and not implemented.
+        return Err(RecordError::not_supported(format!(
+            "GET /fhir/{resource_type}/{id} is not implemented (see /fhir/metadata)"
+        ))
+        .into());
+    }
     let found = {
         let (resource_type, id) = (resource_type.clone(), id.clone());
         state
@@ -475,6 +482,26 @@ pub async fn history(
             "entry": entries
         }),
     ))
+}
+
+/// `POST /fhir/{type}/_search` with a form-encoded body: the same search as `GET`, for
+/// clients that keep criteria out of URLs (and server logs).
+pub async fn search_by_post(
+    state: State<AppState>,
+    resource_type: Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    let form = std::str::from_utf8(&body).map_err(|_| {
+        RecordError::invalid("the _search body must be application/x-www-form-urlencoded text")
+    })?;
+    let combined = [query.unwrap_or_default(), form.trim().to_owned()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("&");
+    search(state, resource_type, RawQuery(Some(combined)), headers).await
 }
 
 /// `GET /fhir/{type}?…`: a searchset Bundle with `total`, `self` and `next` links, and the

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
                 .put(handlers::update)
                 .delete(handlers::delete),
         )
+        .route("/{resource_type}/_search", post(handlers::search_by_post))
         .route("/{resource_type}/{id}/_history", get(handlers::history))
         .route(
             "/{resource_type}/{id}/_history/{version}",
