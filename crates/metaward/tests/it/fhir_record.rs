@@ -622,7 +622,10 @@ async fn search_read_history_lastn_and_errors_over_http() {
             .iter()
             .any(|p| p["name"] == "code")
     );
+    let deleted_history = get_json(addr, "/fhir/Device/monitor-7/_history").await;
+    assert_eq!(deleted_history["entry"][0]["request"]["method"], "DELETE");
     let sample = vec![
+        deleted_history,
         patient,
         v1,
         read.json(),
