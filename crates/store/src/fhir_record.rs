@@ -9,6 +9,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 
+use record::date::DateRange;
 use record::params::{IndexValue, ParamKind, index_values, search_param};
 use record::search::{ClauseValue, Prefix, SearchRequest, StringMode, TokenSystem};
 use record::{
@@ -260,7 +261,13 @@ impl RecordStore for SqlRecord<'_> {
             let kind = search_param(&request.resource_type, &clause.param).map(|def| def.kind);
             let mut alternatives = Vec::new();
             for value in &clause.values {
-                alternatives.push(condition(&clause.param, kind, value, &mut args));
+                alternatives.push(condition(
+                    &request.resource_type,
+                    &clause.param,
+                    kind,
+                    value,
+                    &mut args,
+                ));
             }
             sql_where.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
         }
@@ -289,13 +296,15 @@ impl RecordStore for SqlRecord<'_> {
                     let kind = search_param(&request.resource_type, param).map(|def| def.kind);
                     let expression = match kind {
                         Some(ParamKind::Date) => {
-                            "(SELECT min(d.low_ms) FROM fhir_index_date d WHERE d.resource_type = c.resource_type AND d.id = c.id AND d.param = ?)"
+                            "(SELECT min(+d.low_ms) FROM fhir_index_date d WHERE d.resource_type = c.resource_type AND d.id = c.id AND d.param = ?)"
                         }
                         _ => {
-                            "(SELECT min(s.value) FROM fhir_index_string s WHERE s.resource_type = c.resource_type AND s.id = c.id AND s.param = ?)"
+                            "(SELECT min(+s.value) FROM fhir_index_string s WHERE s.resource_type = c.resource_type AND s.id = c.id AND s.param = ?)"
                         }
                     };
-                    // Resources without a value sort after those with one (ascending).
+                    // Resources without a value sort after those with one (ascending). The
+                    // unary `+` keeps SQLite from answering `min` by walking the value index
+                    // of every resource; it looks up this resource's values instead.
                     order.push(format!("{expression} IS NULL {direction}"));
                     order.push(format!("{expression} {direction}"));
                     order_args.push(SqlValue::Text(param.to_owned()));
@@ -474,17 +483,31 @@ fn index(
     Ok(())
 }
 
-/// The SQL for one value of a clause (the same meaning as `ClauseValue::matches`).
+/// The SQL for one value of a clause (the same meaning as `ClauseValue::matches`), pushing
+/// its parameters onto `args` in the order of its placeholders.
+///
+/// Index conditions are `c.id IN (SELECT id FROM fhir_index_… WHERE type, param, value)` so
+/// that SQLite can start from the value's index (a patient's observations) instead of probing
+/// every resource of the type.
 fn condition(
+    resource_type: &str,
     param: &str,
     kind: Option<ParamKind>,
     value: &ClauseValue,
     args: &mut Vec<SqlValue>,
 ) -> String {
     let text = |args: &mut Vec<SqlValue>, value: &str| args.push(SqlValue::Text(value.to_owned()));
-    let exists = |table: &str, filter: &str| {
+    // `filter` is built after the type and param placeholders, so its own arguments follow.
+    let in_index = |args: &mut Vec<SqlValue>,
+                    table: &str,
+                    negate: bool,
+                    filter: &dyn Fn(&mut Vec<SqlValue>) -> String| {
+        text(args, resource_type);
+        text(args, param);
+        let filter = filter(args);
         format!(
-            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = c.resource_type AND x.id = c.id AND x.param = ? AND {filter})"
+            "c.id {}IN (SELECT x.id FROM {table} x WHERE x.resource_type = ? AND x.param = ? AND {filter})",
+            if negate { "NOT " } else { "" }
         )
     };
     match value {
@@ -492,11 +515,13 @@ fn condition(
             text(args, id);
             "c.id = ?".into()
         }
-        ClauseValue::LastUpdated(prefix, range) => {
-            args.push(SqlValue::Integer(range.low));
-            args.push(SqlValue::Integer(range.high));
-            date_condition(*prefix, "c.last_updated_ms", "c.last_updated_ms")
-        }
+        ClauseValue::LastUpdated(prefix, range) => date_condition(
+            *prefix,
+            "c.last_updated_ms",
+            "c.last_updated_ms",
+            range,
+            args,
+        ),
         ClauseValue::Missing(missing) => {
             let table = match kind {
                 Some(ParamKind::Token) => "fhir_index_token",
@@ -506,16 +531,13 @@ fn condition(
                 // `_id` is never missing.
                 None => return if *missing { "0".into() } else { "1".into() },
             };
-            text(args, param);
-            let any = exists(table, "1");
-            if *missing { format!("NOT {any}") } else { any }
+            in_index(args, table, *missing, &|_| "1".into())
         }
         ClauseValue::Token {
             system,
             code,
             negate,
-        } => {
-            text(args, param);
+        } => in_index(args, "fhir_index_token", *negate, &|args| {
             let mut filter = Vec::new();
             if let Some(code) = code {
                 filter.push("x.code = ?");
@@ -532,74 +554,87 @@ fn condition(
             if filter.is_empty() {
                 filter.push("1");
             }
-            let found = exists("fhir_index_token", &filter.join(" AND "));
-            if *negate {
-                format!("NOT {found}")
-            } else {
-                found
-            }
-        }
+            filter.join(" AND ")
+        }),
         ClauseValue::String { value, mode } => {
-            text(args, param);
-            let escaped = value
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            match mode {
-                StringMode::Exact => {
-                    text(args, value);
-                    exists("fhir_index_string", "x.value = ?")
+            in_index(args, "fhir_index_string", false, &|args| {
+                let escaped = value
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                match mode {
+                    StringMode::Exact => {
+                        text(args, value);
+                        "x.value = ?".into()
+                    }
+                    StringMode::StartsWith => {
+                        text(args, &format!("{escaped}%"));
+                        "x.value LIKE ? ESCAPE '\\'".into()
+                    }
+                    StringMode::Contains => {
+                        text(args, &format!("%{escaped}%"));
+                        "x.value LIKE ? ESCAPE '\\'".into()
+                    }
                 }
-                StringMode::StartsWith => {
-                    text(args, &format!("{escaped}%"));
-                    exists("fhir_index_string", "x.value LIKE ? ESCAPE '\\'")
-                }
-                StringMode::Contains => {
-                    text(args, &format!("%{escaped}%"));
-                    exists("fhir_index_string", "x.value LIKE ? ESCAPE '\\'")
-                }
-            }
+            })
         }
-        ClauseValue::Date(prefix, range) => {
-            text(args, param);
-            args.push(SqlValue::Integer(range.low));
-            args.push(SqlValue::Integer(range.high));
-            exists(
-                "fhir_index_date",
-                &date_condition(*prefix, "x.low_ms", "x.high_ms"),
-            )
-        }
+        ClauseValue::Date(prefix, range) => in_index(args, "fhir_index_date", false, &|args| {
+            date_condition(*prefix, "x.low_ms", "x.high_ms", range, args)
+        }),
         ClauseValue::Reference { target_type, id } => {
-            text(args, param);
-            text(args, id);
-            match target_type {
-                Some(target_type) => {
-                    text(args, target_type);
-                    exists(
-                        "fhir_index_reference",
-                        "x.target_id = ? AND x.target_type = ?",
-                    )
+            in_index(args, "fhir_index_reference", false, &|args| {
+                text(args, id);
+                match target_type {
+                    Some(target_type) => {
+                        text(args, target_type);
+                        "x.target_id = ? AND x.target_type = ?".into()
+                    }
+                    None => "x.target_id = ?".into(),
                 }
-                None => exists("fhir_index_reference", "x.target_id = ?"),
-            }
+            })
         }
     }
 }
 
-/// A prefix over a resource range [low, high] and the parameter range bound as `?1 = low`,
-/// `?2 = high` (in that order in `args`), as `Prefix::matches` defines it.
-fn date_condition(prefix: Prefix, low: &str, high: &str) -> String {
-    // Each placeholder is used once, so the parameter range is bound into a sub-select.
-    let contained = format!("({low} >= p.l AND {high} <= p.h)");
-    let body = match prefix {
-        Prefix::Eq => contained,
-        Prefix::Ne => format!("NOT {contained}"),
-        Prefix::Gt => format!("{high} > p.h"),
-        Prefix::Lt => format!("{low} < p.l"),
-        Prefix::Ge => format!("({high} > p.h OR {contained})"),
-        Prefix::Le => format!("({low} < p.l OR {contained})"),
-        Prefix::Sa => format!("{low} > p.h"),
-        Prefix::Eb => format!("{high} < p.l"),
+/// A prefix over a resource range [`low`, `high`] and the parameter's `range`, as
+/// `Prefix::matches` defines it; the bounds are bound in placeholder order.
+fn date_condition(
+    prefix: Prefix,
+    low: &str,
+    high: &str,
+    range: &DateRange,
+    args: &mut Vec<SqlValue>,
+) -> String {
+    let mut bind = |value: i64| {
+        args.push(SqlValue::Integer(value));
+        "?"
     };
-    format!("EXISTS (SELECT 1 FROM (SELECT ? AS l, ? AS h) p WHERE {body})")
+    match prefix {
+        Prefix::Eq => format!(
+            "({low} >= {} AND {high} <= {})",
+            bind(range.low),
+            bind(range.high)
+        ),
+        Prefix::Ne => format!(
+            "NOT ({low} >= {} AND {high} <= {})",
+            bind(range.low),
+            bind(range.high)
+        ),
+        Prefix::Gt => format!("{high} > {}", bind(range.high)),
+        Prefix::Lt => format!("{low} < {}", bind(range.low)),
+        Prefix::Ge => format!(
+            "({high} > {} OR ({low} >= {} AND {high} <= {}))",
+            bind(range.high),
+            bind(range.low),
+            bind(range.high)
+        ),
+        Prefix::Le => format!(
+            "({low} < {} OR ({low} >= {} AND {high} <= {}))",
+            bind(range.low),
+            bind(range.low),
+            bind(range.high)
+        ),
+        Prefix::Sa => format!("{low} > {}", bind(range.high)),
+        Prefix::Eb => format!("{high} < {}", bind(range.low)),
+    }
 }

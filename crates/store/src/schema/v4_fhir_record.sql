@@ -41,7 +41,7 @@ CREATE TABLE fhir_index_token (
     code          TEXT NOT NULL
 );
 CREATE INDEX fhir_index_token_by_value ON fhir_index_token (resource_type, param, code);
-CREATE INDEX fhir_index_token_by_resource ON fhir_index_token (resource_type, id);
+CREATE INDEX fhir_index_token_by_resource ON fhir_index_token (resource_type, id, param);
 
 -- string: lowercased.
 CREATE TABLE fhir_index_string (
@@ -51,7 +51,7 @@ CREATE TABLE fhir_index_string (
     value         TEXT NOT NULL
 );
 CREATE INDEX fhir_index_string_by_value ON fhir_index_string (resource_type, param, value);
-CREATE INDEX fhir_index_string_by_resource ON fhir_index_string (resource_type, id);
+CREATE INDEX fhir_index_string_by_resource ON fhir_index_string (resource_type, id, param);
 
 -- date: the inclusive range of epoch milliseconds the value covers (a day, a Period, ...).
 CREATE TABLE fhir_index_date (
@@ -62,7 +62,7 @@ CREATE TABLE fhir_index_date (
     high_ms       INTEGER NOT NULL
 );
 CREATE INDEX fhir_index_date_by_value ON fhir_index_date (resource_type, param, low_ms);
-CREATE INDEX fhir_index_date_by_resource ON fhir_index_date (resource_type, id);
+CREATE INDEX fhir_index_date_by_resource ON fhir_index_date (resource_type, id, param);
 
 -- reference: to a resource of this record, as Type/id.
 CREATE TABLE fhir_index_reference (
@@ -73,7 +73,7 @@ CREATE TABLE fhir_index_reference (
     target_id     TEXT NOT NULL
 );
 CREATE INDEX fhir_index_reference_by_target ON fhir_index_reference (resource_type, param, target_id);
-CREATE INDEX fhir_index_reference_by_resource ON fhir_index_reference (resource_type, id);
+CREATE INDEX fhir_index_reference_by_resource ON fhir_index_reference (resource_type, id, param);
 
 CREATE TABLE fhir_identity (
     resource_type TEXT NOT NULL,
