@@ -251,13 +251,14 @@ pub async fn bench(dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "no *.json files in {}", dir.display());
     let data = std::env::temp_dir().join(format!("metaward-bench-import-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
-    let (first, second) = tokio::task::spawn_blocking({
+    let (first, second, (n_searches, search_seconds)) = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || -> anyhow::Result<(ImportReport, ImportReport)> {
+        move || -> anyhow::Result<(ImportReport, ImportReport, (usize, f64))> {
             let mut store = Store::open(data.join("metaward.sqlite"))?;
             let first = import_files(&mut store, &files, &mut |_| {});
             let second = import_files(&mut store, &files, &mut |_| {});
-            Ok((first, second))
+            let searches = time_searches(&store)?;
+            Ok((first, second, searches))
         }
     })
     .await??;
@@ -277,6 +278,8 @@ pub async fn bench(dir: &Path) -> anyhow::Result<()> {
         "rejected                             {}",
         first.summary.total(4)
     );
+    let searches_per_second = n_searches as f64 / search_seconds.max(1e-9);
+    println!("searches/s (a patient's latest obs.) {searches_per_second:.0}");
     println!(
         "{}",
         serde_json::json!({
@@ -287,7 +290,28 @@ pub async fn bench(dir: &Path) -> anyhow::Result<()> {
             "created": first.summary.total(0),
             "rejected": first.summary.total(4),
             "reimport_created": second.summary.total(0),
+            "searches": n_searches,
+            "searches_per_s": searches_per_second,
         })
     );
     Ok(())
+}
+
+/// Times, for every Patient, the search a chart opens with: the patient's newest 50
+/// Observations with the patient included (`patient=…&_sort=-date&_count=50&_include=…`).
+fn time_searches(store: &Store) -> anyhow::Result<(usize, f64)> {
+    let all = record::SearchRequest::parse("Patient", &[("_count".into(), "1000".into())])?;
+    let patients = store.fhir_search(&all)?.resources;
+    let started = Instant::now();
+    for patient in &patients {
+        let query = [
+            ("patient".to_owned(), patient.id.clone()),
+            ("_sort".to_owned(), "-date".to_owned()),
+            ("_count".to_owned(), "50".to_owned()),
+        ];
+        let request = record::SearchRequest::parse("Observation", &query)?;
+        let page = store.fhir_search(&request)?;
+        anyhow::ensure!(page.resources.len() <= 50, "page larger than asked");
+    }
+    Ok((patients.len(), started.elapsed().as_secs_f64()))
 }
