@@ -245,7 +245,8 @@ impl ProgressBar {
 }
 
 /// `metaward bench --import DIR`: imports `dir` into a fresh store twice (the second time
-/// everything is found unchanged) and prints entries per second for each pass.
+/// everything is found unchanged) and prints entries per second for each pass, then times a
+/// search per patient.
 pub async fn bench(dir: &Path) -> anyhow::Result<()> {
     let files = collect_files(&[dir.to_path_buf()])?;
     anyhow::ensure!(!files.is_empty(), "no *.json files in {}", dir.display());
