@@ -184,6 +184,36 @@ async fn all_shared_data_imports_and_the_counts_match_the_files() {
     sample.push(get_json(addr, "/fhir/Observation?code=http://loinc.org%7C55284-4&_count=5&_include=Observation:patient").await);
     validate_r4(&sample);
 
+    // A bundle larger than axum's default body limit (2 MB): three patients' records in one.
+    let mut large = json!({"resourceType": "Bundle", "type": "transaction", "entry": []});
+    for name in [
+        "Adolfo_Marquardt_50635536-8051-4085-bfd4-511a05062ac2.json",
+        "Loma_Johns_0f30cacb-3348-4baf-8946-cd2175a750b3.json",
+        "Dennis_Durgan_78f005f3-7b33-4a5b-84d9-28417b36dbab.json",
+    ] {
+        let entries = read_json(&shared_data().join("synthea").join(name))["entry"].clone();
+        large["entry"]
+            .as_array_mut()
+            .unwrap()
+            .extend(entries.as_array().unwrap().iter().cloned());
+    }
+    let text = serde_json::to_string_pretty(&large).unwrap();
+    assert!(text.len() > 2 * 1024 * 1024, "{} bytes", text.len());
+    let response = http(addr, "POST", "/fhir", Some(&text)).await;
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        &response.body[..response.body.len().min(300)]
+    );
+    assert!(
+        response.json()["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["response"]["status"] == "200 OK")
+    );
+
     // The transaction example's entries as a batch: each stands or falls on its own.
     let mut example = read_json(&shared_data().join("fhir-r4-examples/bundle-transaction.json"));
     example["type"] = json!("batch");

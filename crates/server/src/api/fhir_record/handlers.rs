@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use record::bundle::parse_query;
@@ -41,6 +42,45 @@ fn check_type(resource_type: &str) -> Result<(), RecordError> {
         Err(RecordError::not_found(format!(
             "unknown resource type `{resource_type}`"
         )))
+    }
+}
+
+/// A request body that cannot be read (too large, cut off) as an OperationOutcome.
+fn body_error(rejection: BytesRejection) -> FhirError {
+    let status = rejection.status().as_u16();
+    FhirError(RecordError {
+        status,
+        code: if status == 413 {
+            "too-costly"
+        } else {
+            "invalid"
+        },
+        message: format!(
+            "the request body could not be read: {} (at most {} MiB)",
+            rejection.body_text(),
+            super::MAX_BODY_BYTES / (1024 * 1024)
+        ),
+        expression: None,
+    })
+}
+
+/// The body of a change. One that cannot be read is refused as an OperationOutcome and
+/// counted (there is no body to keep as a dead letter).
+pub struct ChangeBody(pub Bytes);
+
+impl FromRequest<AppState> for ChangeBody {
+    type Rejection = FhirError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(body) => Ok(ChangeBody(body)),
+            Err(rejection) => {
+                let error = body_error(rejection);
+                state.metrics.received(SOURCE);
+                state.metrics.rejected(SOURCE, error.0.code);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -101,7 +141,7 @@ fn stored_response(base: &str, stored: &StoredResource) -> Response {
 }
 
 /// `POST /fhir`: a transaction, batch or collection Bundle into the record.
-pub async fn bundle(State(state): State<AppState>, body: Bytes) -> FhirResult {
+pub async fn bundle(State(state): State<AppState>, ChangeBody(body): ChangeBody) -> FhirResult {
     state.metrics.received(SOURCE);
     // Parsing a bundle of a megabyte takes milliseconds: off the async workers.
     let parsed = {
@@ -141,7 +181,7 @@ pub async fn create(
     State(state): State<AppState>,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ChangeBody(body): ChangeBody,
 ) -> FhirResult {
     write(state, resource_type, None, headers, body).await
 }
@@ -151,7 +191,7 @@ pub async fn update(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    ChangeBody(body): ChangeBody,
 ) -> FhirResult {
     write(state, resource_type, Some(id), headers, body).await
 }
@@ -248,7 +288,7 @@ pub async fn conditional_update(
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    ChangeBody(body): ChangeBody,
 ) -> FhirResult {
     conditional(state, headers, "PUT", resource_type, query, body).await
 }
@@ -491,8 +531,9 @@ pub async fn search_by_post(
     resource_type: Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> FhirResult {
+    let body = body.map_err(body_error)?;
     let form = std::str::from_utf8(&body).map_err(|_| {
         RecordError::invalid("the _search body must be application/x-www-form-urlencoded text")
     })?;

@@ -47,7 +47,13 @@ pub fn routes() -> Router<AppState> {
         )
         .fallback(unknown_interaction)
         .method_not_allowed_fallback(unknown_interaction)
+        // An EMR's transaction Bundle for one patient runs to megabytes (Synthea's reach 1 MB);
+        // axum's default of 2 MB would refuse a long record.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
+
+/// The largest request body the FHIR API takes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Any other path or method under `/fhir`: an OperationOutcome, not an empty 404 or 405.
 async fn unknown_interaction(method: axum::http::Method, uri: axum::http::Uri) -> FhirError {
