@@ -26,12 +26,23 @@ pub struct ImportArgs {
     /// FHIR R4 JSON files, or directories of them
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    #[command(flatten)]
-    listen: ListenArgs,
+    /// Data directory whose SQL store receives the record [default: ./metaward-data]
+    #[arg(long, env = "METAWARD_DATA")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (its `data` applies)
+    #[arg(long, env = "METAWARD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let data_dir = args.listen.resolve()?.data_dir;
+    // The same layering as `serve`, so both find the same directory.
+    let data_dir = ListenArgs {
+        data: args.data,
+        config: args.config,
+        ..ListenArgs::default()
+    }
+    .resolve()?
+    .data_dir;
     let files = collect_files(&args.paths)?;
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<ImportReport> {
         std::fs::create_dir_all(&data_dir)
