@@ -44,9 +44,15 @@ pub struct BenchArgs {
     /// fhir: Observations per request (1: POST /fhir/Observation; more: a transaction Bundle)
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Instead: time importing this directory of FHIR R4 JSON into the medical record
+    #[arg(long)]
+    import: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.import {
+        return crate::import::bench(dir).await;
+    }
     if args.protocol == "fhir" {
         return crate::bench_fhir::run(args).await;
     }

@@ -3,7 +3,8 @@
 //! - `serve`: the server, waiting for real devices.
 //! - `demo`: the server plus a simulated ward publishing over the real MQTT socket.
 //! - `bench`: drives simulated beds through the real sockets and prints throughput, latency
-//!   and memory.
+//!   and memory (or, with `--import DIR`, the medical record's import rate).
+//! - `import`: loads FHIR R4 Bundles and resources into the medical record.
 //! - `score`: NEWS2 for vitals and record context given as JSON, for checking by hand.
 //! - `test-rules`: replays rules files (timelines with expected scores) and reports differences.
 //! - `sql`: analysts' read-only SQL over a data directory's store.
@@ -12,6 +13,7 @@ mod bench;
 mod bench_fhir;
 mod config;
 mod demo;
+mod import;
 mod rules;
 mod score;
 mod sql;
@@ -52,6 +54,8 @@ enum Command {
     },
     /// Measure ingest throughput, end-to-end latency and memory
     Bench(bench::BenchArgs),
+    /// Import FHIR R4 Bundles (transaction, batch, collection) and resources into the record
+    Import(import::ImportArgs),
     /// Compute NEWS2 for vitals and record context given as JSON
     Score(score::ScoreArgs),
     /// Check rules files (timelines of vitals with expected scores)
@@ -84,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { listen } => serve(listen).await,
             Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::Score(_) | Command::TestRules(_) | Command::Sql(_) => {
                 unreachable!("handled above")
             }

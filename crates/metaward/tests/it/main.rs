@@ -6,6 +6,7 @@ pub(crate) mod crash;
 mod device_credentials;
 mod devices;
 mod fhir;
+mod fhir_record;
 mod hl7;
 mod ingest;
 mod mosquitto;

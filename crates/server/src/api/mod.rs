@@ -4,6 +4,8 @@
 mod alarms;
 mod credential;
 mod error;
+mod fhir;
+pub mod fhir_record;
 mod openapi;
 mod rest;
 mod sql;
@@ -29,7 +31,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub log: durable_log::Log,
     pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
-    /// The ingest pipeline, for sources served over HTTP (FHIR).
+    /// The ingest pipeline: for device data over HTTP (FHIR) and dead letters of refused input.
     pub ingest: crate::pipeline::Ingest,
 }
 
@@ -90,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", api)
-        .nest("/fhir", crate::sources::fhir_rest::routes())
+        .nest("/fhir", fhir::routes())
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::prometheus))
         .fallback(web::asset)

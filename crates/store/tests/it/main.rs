@@ -3,6 +3,7 @@
 
 mod alarms;
 mod devices;
+mod fhir_record;
 mod layout;
 mod observations;
 mod patients;

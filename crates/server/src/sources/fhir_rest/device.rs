@@ -1,97 +1,47 @@
-//! Device resources: create (`POST /fhir/Device`), update or create (`PUT /fhir/Device/{id}`),
-//! read, and search by identifier. They write the same device registry as
-//! `POST /api/v1/devices`: the store first (device, details and identifiers in one
-//! transaction), then the live registry. Device changes are configuration, not device data:
-//! refusals are answered with an OperationOutcome but are not dead letters.
+//! Devices in the FHIR record that are ward devices (their kind is known: bedside monitor,
+//! wearable, environmental sensor, gateway) also go into the device registry, under their FHIR
+//! id, with model, manufacturer, serial number, type and identifiers, written the same way as
+//! `POST /api/v1/devices`: the store first (one transaction), then the live registry. So a
+//! device registered through FHIR is the same device over MQTT (topic), HL7 (OBX-18 EUI-64
+//! identifier) and FHIR (`Device/{id}` references). A Device of another kind (an implant, a
+//! wheelchair) stays in the record only.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
 use fhir::device::DeviceDescription;
-use fhir::{Bundle, BundleEntry, Coding, Issue, IssueCode};
+use fhir::{Issue, IssueCode};
 use model::DeviceId;
+use serde_json::Value;
 use store::{DeviceDetails, DeviceIdentifier, DeviceRecord, DeviceType, StoreError};
 use twin::DeviceInfo;
 
-use super::{check_content_type, outcome_response, parse_json, resource_response, server_issue};
+use super::server_issue;
 use crate::api::AppState;
 
-fn parse_device(headers: &HeaderMap, body: &[u8]) -> Result<fhir::Device, Issue> {
-    check_content_type(headers)?;
-    fhir::device::parse(parse_json(body)?)
-}
-
-/// A device id usable both as a FHIR id and on the other channels (MQTT topic).
-fn usable_id(id: &str) -> bool {
-    fhir::observation::valid_id(id)
-}
-
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let device = parse_device(&headers, &body)?;
-        let description = fhir::device::describe(&device)?;
-        // The server names what is created; the name that serves on every channel is the
-        // device's own EUI-64 (16 hex digits) or else its serial number.
-        let id = description
-            .identifiers
-            .iter()
-            .find(|(system, _)| system == fhir::system::EUI64)
-            .map(|(system, value)| store::identifier_key(system, value))
-            .or_else(|| description.serial_number.clone())
-            .filter(|id| usable_id(id))
-            .ok_or_else(|| {
-                Issue::unprocessable(
-                    IssueCode::Required,
-                    "device_id",
-                    "Device.identifier",
-                    format!("POST needs an EUI-64 identifier ({}) or a serialNumber to name the device; otherwise use PUT /fhir/Device/{{id}}", fhir::system::EUI64),
-                )
-            })?;
-        register(&state, DeviceId::new(id), description).await
+/// Registers the record's Device `resource` (already stored under `id`) in the device registry
+/// if it describes a ward device. Returns whether it did; an identifier that already names
+/// another device is refused (409).
+pub async fn register_record_device(
+    state: &AppState,
+    id: &str,
+    resource: &Value,
+) -> Result<bool, Issue> {
+    let Ok(device) = fhir::device::parse(resource.clone()) else {
+        return Ok(false);
+    };
+    let Ok(description) = fhir::device::describe(&device) else {
+        return Ok(false);
+    };
+    if !fhir::observation::valid_id(id) {
+        return Ok(false);
     }
-    .await;
-    result.unwrap_or_else(|issue| outcome_response(&issue))
-}
-
-pub async fn update(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        if !usable_id(&id) {
-            return Err(Issue::new(
-                400,
-                IssueCode::Value,
-                "device_id",
-                None,
-                "the id in the URL must be 1 to 64 of letters, digits, - and .",
-            ));
-        }
-        let device = parse_device(&headers, &body)?;
-        if device.id.as_deref() != Some(id.as_str()) {
-            return Err(Issue::new(
-                400,
-                IssueCode::Invalid,
-                "device_id",
-                Some("Device.id"),
-                "Device.id must be present and equal the id in the URL",
-            ));
-        }
-        let description = fhir::device::describe(&device)?;
-        register(&state, DeviceId::new(id), description).await
-    }
-    .await;
-    result.unwrap_or_else(|issue| outcome_response(&issue))
+    register(state, DeviceId::new(id), description).await?;
+    Ok(true)
 }
 
 async fn register(
     state: &AppState,
     id: DeviceId,
     description: DeviceDescription,
-) -> Result<Response, Issue> {
+) -> Result<(), Issue> {
     let details = DeviceDetails {
         manufacturer: description.manufacturer.clone(),
         serial_number: description.serial_number.clone(),
@@ -134,7 +84,7 @@ async fn register(
         })
         .await
         .map_err(|_| server_issue("the device registry could not be written"))?;
-    let (created, record) = match outcome {
+    let (_created, record) = match outcome {
         Ok(done) => done,
         Err(StoreError::IdentifierTaken {
             system,
@@ -162,140 +112,5 @@ async fn register(
             placement: record.placement,
         })
     });
-    let resource = fhir::device::to_resource(record.id.as_str(), &description, None);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut response = resource_response(status, &resource);
-    if let Ok(location) = HeaderValue::from_str(&format!("/fhir/Device/{}", record.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
-
-fn description_of(record: &DeviceRecord, details: &DeviceDetails) -> DeviceDescription {
-    DeviceDescription {
-        kind: record.kind,
-        model: record.model.clone(),
-        manufacturer: details.manufacturer.clone(),
-        serial_number: details.serial_number.clone(),
-        identifiers: details
-            .identifiers
-            .iter()
-            .map(|identifier| (identifier.system.clone(), identifier.value.clone()))
-            .collect(),
-        type_codings: details
-            .device_type
-            .iter()
-            .map(|device_type| {
-                Coding::new(
-                    &device_type.system,
-                    &device_type.code,
-                    device_type.display.as_deref(),
-                )
-            })
-            .collect(),
-    }
-}
-
-pub async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let device_id = DeviceId::new(&id);
-    let found = state
-        .stores
-        .read(
-            move |store| -> Result<Option<(DeviceRecord, DeviceDetails)>, StoreError> {
-                match store.device(&device_id)? {
-                    Some(record) => {
-                        let details = store.device_details(&device_id)?;
-                        Ok(Some((record, details)))
-                    }
-                    None => Ok(None),
-                }
-            },
-        )
-        .await;
-    match found {
-        Ok(Ok(Some((record, details)))) => resource_response(
-            StatusCode::OK,
-            &fhir::device::to_resource(
-                record.id.as_str(),
-                &description_of(&record, &details),
-                None,
-            ),
-        ),
-        Ok(Ok(None)) => outcome_response(&Issue::new(
-            404,
-            IssueCode::NotFound,
-            "not_found",
-            None,
-            format!("Device/{id} is not known"),
-        )),
-        _ => outcome_response(&server_issue("the device registry could not be read")),
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct SearchParams {
-    identifier: Option<String>,
-}
-
-/// `GET /fhir/Device?identifier=[system|]value`: a searchset Bundle.
-pub async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
-    let found = state
-        .stores
-        .read(
-            move |store| -> Result<Vec<(DeviceRecord, DeviceDetails)>, StoreError> {
-                let mut devices = Vec::new();
-                for record in store.devices()? {
-                    let details = store.device_details(&record.id)?;
-                    let matches = match &params.identifier {
-                        None => true,
-                        Some(token) => {
-                            let (system, value) = match token.split_once('|') {
-                                Some((system, value)) => (Some(system), value),
-                                None => (None, token.as_str()),
-                            };
-                            details.identifiers.iter().any(|identifier| {
-                                system.is_none_or(|system| system == identifier.system)
-                                    && store::identifier_key(&identifier.system, value)
-                                        == store::identifier_key(
-                                            &identifier.system,
-                                            &identifier.value,
-                                        )
-                            })
-                        }
-                    };
-                    if matches {
-                        devices.push((record, details));
-                    }
-                }
-                Ok(devices)
-            },
-        )
-        .await;
-    let Ok(Ok(devices)) = found else {
-        return outcome_response(&server_issue("the device registry could not be read"));
-    };
-    let entry: Vec<BundleEntry> = devices
-        .iter()
-        .map(|(record, details)| BundleEntry {
-            resource: serde_json::to_value(fhir::device::to_resource(
-                record.id.as_str(),
-                &description_of(record, details),
-                None,
-            ))
-            .ok(),
-            ..BundleEntry::default()
-        })
-        .collect();
-    let bundle = Bundle {
-        resource_type: "Bundle".into(),
-        type_: "searchset".into(),
-        total: Some(entry.len() as u64),
-        entry,
-        ..Bundle::default()
-    };
-    resource_response(StatusCode::OK, &bundle)
+    Ok(())
 }

@@ -1,39 +1,25 @@
-//! FHIR R4 over HTTP under `/fhir` (docs/fhir.md): device Observations (single create,
-//! transaction and batch Bundles) into the ingest pipeline, Device resources into the device
-//! registry, and the CapabilityStatement of exactly that.
+//! FHIR R4 device data over HTTP under `/fhir` (docs/fhir.md): device Observations (single
+//! create, transaction and batch Bundles) into the ingest pipeline, and ward Devices from the
+//! record into the device registry. `api::fhir` decides what reaches here.
 //!
 //! Every answer is FHIR: the resource or a Bundle on success, an OperationOutcome with the
 //! FHIRPath of the offending element otherwise. An Observation is answered 201 only once the log
 //! has made it durable; refused input is kept as a dead letter and counted under its reason
 //! before the error is answered.
 
-mod device;
-mod metadata;
-mod observation;
+pub mod device;
+pub mod observation;
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use fhir::{Issue, IssueCode};
 use serde::Serialize;
 
-use crate::api::AppState;
-
 pub const SOURCE: &str = "fhir";
 pub const FHIR_JSON: &str = "application/fhir+json";
-/// The largest request body read (axum's default, stated here so answers can name it).
-pub const BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", post(observation::bundle))
-        .route("/metadata", get(metadata::capability_statement))
-        .route("/Observation", post(observation::create))
-        .route("/Device", post(device::create).get(device::search))
-        .route("/Device/{id}", get(device::read).put(device::update))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-}
+/// The largest request body read: the whole `/fhir` endpoint's (a record Bundle runs to
+/// megabytes), stated here so answers can name it.
+pub const BODY_LIMIT_BYTES: usize = crate::api::fhir_record::MAX_BODY_BYTES;
 
 /// A FHIR resource as the HTTP answer, `application/fhir+json`.
 pub fn resource_response(status: StatusCode, resource: &impl Serialize) -> Response {
