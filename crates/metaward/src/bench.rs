@@ -1,6 +1,8 @@
 //! `metaward bench`: N simulated beds publish through the real MQTT socket to a real server in
 //! this process; a WebSocket client measures how long each numeric takes from its device
-//! timestamp to the browser's socket. Prints a table and one JSON line.
+//! timestamp to the browser's socket, and how long each alarm raised takes from the sample that
+//! raised it (the alarm's `raised_at`: the sample's device time for limit alarms, the receipt
+//! of the message for score and technical ones) to the socket. Prints a table and one JSON line.
 //!
 //! With `--protocol hl7`, one MLLP connection per bed sends IHE PCD-01 ORU^R01 messages (vital
 //! numerics and one second of ECG) back to back, each waiting for its ACK as original mode
@@ -84,6 +86,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let warmup_end = Instant::now() + Duration::from_secs(args.warmup);
     let end = warmup_end + Duration::from_secs(args.seconds);
     let mut latencies_ms: Vec<f64> = Vec::new();
+    let mut alarm_latencies_ms: Vec<f64> = Vec::new();
     let mut at_start = Counts::default();
     let mut started = false;
     while Instant::now() < end {
@@ -109,18 +112,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        if message["type"] == "alarms" {
+            for event in message["items"].as_array().into_iter().flatten() {
+                if event["transition"] == "raised"
+                    && let Some(raised_at) = event["alarm"]["raised_at"].as_f64()
+                {
+                    alarm_latencies_ms.push(received_ms - raised_at);
+                }
+            }
+        }
     }
     let at_end = Counts::of(&server);
     stop.cancel();
     let published = publisher.await??;
     let seconds = args.seconds as f64;
     latencies_ms.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        latencies_ms
-            .get(((latencies_ms.len() as f64 - 1.0) * q).round() as usize)
+    alarm_latencies_ms.sort_by(f64::total_cmp);
+    let quantile_of = |sorted: &[f64], q: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let quantile = |q: f64| quantile_of(&latencies_ms, q);
+    let alarm_quantile = |q: f64| quantile_of(&alarm_latencies_ms, q);
     let result = json!({
         "beds": args.beds,
         "seconds": args.seconds,
@@ -128,6 +143,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "observations_per_s": (at_end.observations - at_start.observations) / seconds,
         "samples_per_s": (at_end.samples - at_start.samples) / seconds,
         "latency_ms": { "n": latencies_ms.len(), "p50": quantile(0.5), "p99": quantile(0.99), "p999": quantile(0.999), "max": latencies_ms.last() },
+        "alarm_latency_ms": { "n": alarm_latencies_ms.len(), "p50": alarm_quantile(0.5), "p99": alarm_quantile(0.99), "max": alarm_latencies_ms.last() },
         "published": published.published,
         "acked": published.acked,
         "peak_rss_mib": peak_rss_mib(),
@@ -150,6 +166,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("latency p99 ms                 {:.1}", quantile(0.99));
     println!("latency p99.9 ms               {:.1}", quantile(0.999));
     println!("values measured                {}", latencies_ms.len());
+    println!("alarm latency p50 ms           {:.1}", alarm_quantile(0.5));
+    println!("alarm latency p99 ms           {:.1}", alarm_quantile(0.99));
+    println!(
+        "alarms raised, measured        {}",
+        alarm_latencies_ms.len()
+    );
     println!(
         "peak RSS MiB (server+load)     {:.1}",
         result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
