@@ -379,11 +379,22 @@ fn parse_region(key: Option<String>) -> Result<Option<BodyRegion>, StoreError> {
 impl Store {
     /// The newest dead letters first.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        self.dead_letters_where(None, None, limit)
+    }
+
+    /// Dead letters, newest first, of one source and/or reason when given.
+    pub fn dead_letters_where(
+        &self,
+        source: Option<&str>,
+        reason: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
         let mut statement = self.conn.prepare_cached(
             "SELECT log_offset, source, origin, received_ms, reason, detail, raw
-             FROM dead_letters ORDER BY log_offset DESC LIMIT ?1",
+             FROM dead_letters WHERE (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR reason = ?3)
+             ORDER BY log_offset DESC LIMIT ?1",
         )?;
-        let rows = statement.query_map([limit as i64], |row| {
+        let rows = statement.query_map(params![limit as i64, source, reason], |row| {
             Ok(DeadLetterRecord {
                 log_offset: row.get::<_, i64>(0)? as u64,
                 source: row.get(1)?,

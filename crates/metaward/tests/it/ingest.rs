@@ -160,6 +160,27 @@ async fn bad_payload_is_dead_lettered_with_mqtt5_reason_and_counted() {
     .await;
     assert_eq!(letter["reason"], "payload", "{letter}");
     assert_eq!(letter["source"], "mqtt", "{letter}");
+    // The bytes exactly as received, and filters by source and reason.
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(letter["raw_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(raw).unwrap(),
+        letter["raw"].as_str().unwrap()
+    );
+    let filtered = get_json(http_addr, "/api/v1/dead-letters?source=mqtt&reason=payload").await;
+    assert!(
+        filtered
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["source"] == "mqtt" && d["reason"] == "payload")
+            && !filtered.as_array().unwrap().is_empty(),
+        "{filtered}"
+    );
+    let other = get_json(http_addr, "/api/v1/dead-letters?source=hl7").await;
+    assert_eq!(other, serde_json::json!([]), "{other}");
 
     let metrics = http(http_addr, "GET", "/metrics", None).await;
     assert_eq!(metrics.status, 200);

@@ -6,6 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use base64::Engine as _;
 use model::{AssociationTarget, BedId, DeviceId, DeviceKind, PatientId, RoomId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -724,6 +725,8 @@ pub async fn end_association(
 #[derive(Deserialize)]
 pub struct DeadLetterQuery {
     limit: Option<usize>,
+    source: Option<String>,
+    reason: Option<String>,
 }
 
 pub async fn dead_letters(
@@ -733,13 +736,18 @@ pub async fn dead_letters(
     let limit = query.limit.unwrap_or(100).min(1000);
     let letters = state
         .stores
-        .read(move |store| store.dead_letters(limit))
+        .read(move |store| {
+            store.dead_letters_where(query.source.as_deref(), query.reason.as_deref(), limit)
+        })
         .await??;
+    // `raw` is for reading (bytes that are not UTF-8 shown as U+FFFD); `raw_base64` is the
+    // bytes exactly as received (an HL7 message in ISO 8859-1, a binary MQTT payload).
     let letters: Vec<Value> = letters
         .iter()
         .map(|d| {
             json!({ "log_offset": d.log_offset, "source": d.source, "origin": d.origin, "received": d.received_ms,
-                    "reason": d.reason, "detail": d.detail, "raw": String::from_utf8_lossy(&d.raw) })
+                    "reason": d.reason, "detail": d.detail, "raw": String::from_utf8_lossy(&d.raw),
+                    "raw_base64": base64::engine::general_purpose::STANDARD.encode(&d.raw) })
         })
         .collect();
     Ok(Json(json!(letters)))
