@@ -361,7 +361,9 @@ async fn record_clinical(
         let stored = stores
             .write(move |store| {
                 store.record_alarm_events(&events)?;
-                store.record_news2(&scores)
+                store.record_news2(&scores)?;
+                record_news2_in_fhir(store, &scores);
+                Ok::<(), store::StoreError>(())
             })
             .await;
         let ok = matches!(stored, Ok(Ok(())));
@@ -372,6 +374,30 @@ async fn record_clinical(
             if let Some(durable) = write.durable {
                 let _ = durable.send(ok);
             }
+        }
+    }
+}
+
+/// Each changed score becomes the new version of the patient's NEWS2 Observation in the FHIR
+/// record (`api::fhir_record::news2`). The score history table is the truth; a FHIR write that
+/// fails is logged and the next change writes the current score again.
+fn record_news2_in_fhir(store: &mut Store, scores: &[(model::PatientId, clinical::News2Result)]) {
+    use api::fhir_record::news2;
+    for (patient, result) in scores {
+        let Some(id) = news2::observation_id(patient) else {
+            continue;
+        };
+        let resource = news2::observation(patient, result, &id);
+        let written = store.fhir_write_resource(
+            Some(&id),
+            &resource,
+            None,
+            None,
+            result.at.millis(),
+            &mut store::fhir_record::new_resource_id,
+        );
+        if let Err(error) = written {
+            tracing::warn!(%error, "a NEWS2 score was not written to the FHIR record");
         }
     }
 }

@@ -118,6 +118,23 @@ async fn vitals_give_a_streamed_stored_and_alarmed_news2() {
         "{stale}"
     );
     assert_eq!(stale["total"], 2, "the rest still counts: {stale}");
+
+    // In the FHIR record: one Observation per patient, a version per change, valid R4.
+    let observation = eventually("the NEWS2 Observation in the record", || async {
+        let response = http(http_addr, "GET", "/fhir/Observation/news2-p1", None).await;
+        (response.status == 200 && response.json()["status"] == "preliminary")
+            .then(|| response.json())
+    })
+    .await;
+    assert_eq!(observation["code"]["coding"][0]["code"], "1104051000000101");
+    assert_eq!(observation["valueInteger"], 2, "{observation}");
+    assert_eq!(observation["subject"]["reference"], "Patient/p1");
+    crate::fhir::check_with_fhir_resources("Observation", &observation);
+    let history = get_json(http_addr, "/fhir/Observation/news2-p1/_history").await;
+    assert!(
+        history["total"].as_u64().unwrap_or(0) >= 2,
+        "a version per change: {history}"
+    );
     server.shutdown().await;
 }
 

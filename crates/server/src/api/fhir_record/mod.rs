@@ -10,6 +10,7 @@
 
 pub mod capability;
 pub mod handlers;
+pub mod news2;
 
 pub use handlers::ChangeBody;
 
