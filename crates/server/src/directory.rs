@@ -49,6 +49,8 @@ pub struct PatientView {
     pub sex: Option<String>,
     pub bed_id: Option<String>,
     pub conditions: Vec<ConditionView>,
+    /// A clinician's prescribed target SpO2 range, `[low, high]` percent (NEWS2 scale).
+    pub oxygen_target: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -144,10 +144,15 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
                 .collect(),
         })
         .collect();
+    let targets: std::collections::HashMap<PatientId, store::OxygenTargetRecord> =
+        store.oxygen_targets()?.into_iter().collect();
     let patients = store
         .patients()?
         .into_iter()
         .map(|patient| PatientView {
+            oxygen_target: targets
+                .get(&patient.id)
+                .map(|t| [t.low_percent, t.high_percent]),
             bed_id: occupancy
                 .iter()
                 .find(|(_, p, _)| p == &patient.id)

@@ -21,6 +21,7 @@ pub mod fhir_record;
 mod layout;
 mod news2;
 mod observations;
+mod oxygen_targets;
 mod patients;
 mod records;
 pub mod waveform_codec;
@@ -35,6 +36,7 @@ pub use device_identifiers::{
 };
 pub use error::StoreError;
 pub use news2::StoredNews2;
+pub use oxygen_targets::OxygenTargetRecord;
 pub use records::{
     AssociationRecord, BedRecord, ConditionRecord, DeadLetterRecord, DeviceRecord, HistoryPoint,
     LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation, StoredWaveform,
@@ -49,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v4_fhir_record.sql"),
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),
+    include_str!("schema/v7_oxygen_targets.sql"),
 ];
 
 /// The schema version this build writes.

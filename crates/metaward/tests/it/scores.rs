@@ -254,3 +254,74 @@ async fn body_regions_and_trends_for_the_avatar() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prescribed_target_of_88_to_92_selects_scale_2() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
+    publish_v311(
+        mqtt,
+        "it-target-1",
+        "dev-1",
+        vitals(now_ms(), 16.0, 89.0, 0.0),
+    )
+    .await;
+    let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+    assert_eq!(
+        twin["news2"]["scale"], 1,
+        "no prescription, no diagnosis: {twin}"
+    );
+    assert_eq!(sub_score(&twin["news2"], "spo2")["sub_score"], 3);
+
+    let bad = http(
+        http_addr,
+        "PUT",
+        "/api/v1/patients/p1/oxygen-target",
+        Some(r#"{"low_percent": 92, "high_percent": 88, "by": "dr.wang"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let set = http(
+        http_addr,
+        "PUT",
+        "/api/v1/patients/p1/oxygen-target",
+        Some(r#"{"low_percent": 88, "high_percent": 92, "by": "dr.wang"}"#),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(
+        get_json(http_addr, "/api/v1/patients/p1/oxygen-target").await["oxygen_target"]["set_by"],
+        "dr.wang"
+    );
+    // Within a second the score is on Scale 2, saying why: 89% scores 0 there.
+    let twin = eventually("NEWS2 on scale 2", || async {
+        let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+        (twin["news2"]["scale"] == 2).then_some(twin)
+    })
+    .await;
+    assert_eq!(sub_score(&twin["news2"], "spo2")["sub_score"], 0, "{twin}");
+    assert!(
+        twin["news2"]["scale_reason"]
+            .as_str()
+            .unwrap()
+            .contains("88"),
+        "{twin}"
+    );
+    assert_eq!(twin["patient"]["oxygen_target"], json!([88.0, 92.0]));
+
+    let withdrawn = http(
+        http_addr,
+        "DELETE",
+        "/api/v1/patients/p1/oxygen-target",
+        None,
+    )
+    .await;
+    assert_eq!(withdrawn.status, 200);
+    eventually("NEWS2 back on scale 1", || async {
+        let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+        (twin["news2"]["scale"] == 1).then_some(())
+    })
+    .await;
+    server.shutdown().await;
+}

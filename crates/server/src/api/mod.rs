@@ -7,6 +7,7 @@ mod error;
 mod fhir;
 pub mod fhir_record;
 mod openapi;
+mod prescriptions;
 mod rest;
 mod sql;
 mod stream;
@@ -46,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/patients/{patient_id}/twin", get(rest::patient_twin))
         .route("/patients/{patient_id}/history", get(rest::patient_history))
         .route("/patients/{patient_id}/regions", get(rest::patient_regions))
+        .route(
+            "/patients/{patient_id}/oxygen-target",
+            get(prescriptions::get)
+                .put(prescriptions::put)
+                .delete(prescriptions::delete),
+        )
         .route("/patients/{patient_id}/trends", get(rest::patient_trends))
         .route(
             "/patients/{patient_id}/news2/history",

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use clinical::alarms::{AlarmCondition, AlarmSubject};
 use clinical::regions::{RegionStatus, RegionValue, SitedCondition, region_statuses};
-use clinical::{CodedCondition, ParameterOutcome, RecordContext};
+use clinical::{CodedCondition, OxygenTarget, ParameterOutcome, RecordContext};
 use model::{PatientId, Timestamp};
 
 use crate::directory::Directory;
@@ -30,7 +30,10 @@ pub fn contexts_of(directory: &Directory) -> HashMap<PatientId, RecordContext> {
                 PatientId::new(&patient.id),
                 RecordContext {
                     conditions,
-                    oxygen_target: None,
+                    oxygen_target: patient.oxygen_target.map(|[low, high]| OxygenTarget {
+                        low_percent: low,
+                        high_percent: high,
+                    }),
                 },
             )
         })
