@@ -5,11 +5,16 @@ import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import "./style.css";
+import { timeSeriesChart, type ChartPoint } from "./chart";
+import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, bandRank, priorityRank } from "./clinical";
 import { EcgStrip } from "./ecg";
-import { formatNumber, shortName, statusWord, unitText } from "./format";
-import type { ServerMessage, SnapshotMessage, ValueItem } from "./protocol";
+import { formatNumber, unitText } from "./format";
+import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } from "./i18n";
+import {
+  resolveRegion, type AlarmInfo, type BodyRegion, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+} from "./protocol";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
-import { SharedKit, Ward } from "./ward";
+import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
 
 interface MetawardHooks {
   ready: boolean;
@@ -24,6 +29,21 @@ interface MetawardHooks {
   focusBed(bedId: string): boolean;
   /** The first bed's id that has a patient, if any. */
   firstOccupiedBed(): string | null;
+  /** The current NEWS2 total and band per patient, as the page holds them. */
+  scores(): Record<string, { total: number; band: string }>;
+  /** Each region's state on a patient's avatar, as coloured now. */
+  regionStates(patientId: string): Record<string, string>;
+  /** How many region refreshes from the server have been applied. */
+  regionRefreshes: number;
+  /** Opens a body region's detail for the selected bed (the same as clicking it). */
+  selectRegion(region: string): boolean;
+  /** The bed ids of the overview list in the order shown. */
+  overviewOrder(): string[];
+  /** Visits the next patient of the acuity worklist; returns its bed id. */
+  nextPatient(): string | null;
+  selectedBed(): string | null;
+  language(): string;
+  xrSupported: boolean;
 }
 
 declare global {
@@ -42,6 +62,12 @@ const tooltip = $("tooltip");
 const panel = $("panel");
 const panelBody = $("panel-body");
 const ecg = new EcgStrip($<HTMLCanvasElement>("ecg"), $("ecg-caption"));
+const regionDetail = $("region-detail");
+const overviewRows = $("overview-rows");
+const sortButton = $<HTMLButtonElement>("sort");
+const clinical = new ClinicalState();
+applyStatic();
+ecg.setLabel((kind, waiting) => `${t(kind === "ecg" ? "wave.ecg" : "wave.pleth")}${waiting ? ` · ${t("wave.waiting")}` : ""}`);
 
 const hooks: MetawardHooks = {
   ready: false,
@@ -56,6 +82,15 @@ const hooks: MetawardHooks = {
     for (const view of ward?.beds.values() ?? []) if (view.patient) return view.bed.id;
     return null;
   },
+  scores: () => Object.fromEntries([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])),
+  regionStates: (patientId) => Object.fromEntries(ward?.bedByPatient.get(patientId)?.avatar?.states ?? []),
+  regionRefreshes: 0,
+  selectRegion: (region) => selectRegion(region),
+  overviewOrder: () => orderedBeds().map((v) => v.bed.id),
+  nextPatient: () => nextPatient(),
+  selectedBed: () => selectedBedId,
+  language: () => language(),
+  xrSupported: false,
 };
 window.__metaward = hooks;
 
@@ -196,7 +231,10 @@ labelRenderer.domElement.addEventListener("pointerup", (event) => {
   if (!downAt || Math.hypot(event.clientX - downAt.x, event.clientY - downAt.y) > 5) return;
   const hit = pick(event);
   const bedId = hit?.object.userData.bedId as string | undefined;
-  if (bedId) focusBed(bedId);
+  const region = hit?.object.userData.region as string | undefined;
+  // At the bed already: a click on the body opens that region's detail.
+  if (bedId && bedId === selectedBedId && region) selectRegion(region);
+  else if (bedId) focusBed(bedId);
 });
 labelRenderer.domElement.addEventListener("dblclick", () => {
   select(null);
@@ -224,10 +262,12 @@ function updateHover(): void {
   const view = ward.beds.get(hit.object.userData.bedId as string);
   const conditions = (hit.object.userData.conditions as string[] | undefined) ?? [];
   const region = hit.object.userData.region as string | undefined;
+  const state = hit.object.userData.state as string | undefined;
   let text: string;
-  if (conditions.length && region) text = `${conditions.join(", ")} (${region.replace(/_/g, " ")})`;
-  else if (view?.patient) text = `${view.patient.name}, ${view.patient.age} · ${view.bed.label}${region ? ` · ${region.replace(/_/g, " ")}` : ""}`;
-  else text = view ? `${view.bed.label} · empty` : "";
+  const where = region ? `${regionName(region)}${state && state !== "normal" ? ` · ${t(`region.${state}`)}` : ""}` : "";
+  if (conditions.length && region) text = `${conditions.join(", ")} (${where})`;
+  else if (view?.patient) text = `${view.patient.name}, ${view.patient.age} · ${view.bed.label}${where ? ` · ${where}` : ""}`;
+  else text = view ? `${view.bed.label} · ${t("panel.empty")}` : "";
   tooltip.textContent = text;
   tooltip.classList.toggle("condition", conditions.length > 0);
   tooltip.style.left = `${event.clientX + 14}px`;
@@ -236,31 +276,97 @@ function updateHover(): void {
 }
 
 // ---- side panel -----------------------------------------------------------------------------------
+const escape = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+let selectedRegion: BodyRegion | null = null;
+
 function select(bedId: string | null): void {
+  if (bedId !== selectedBedId) selectedRegion = null;
   selectedBedId = bedId;
   const view = bedId ? ward?.beds.get(bedId) : undefined;
   panel.hidden = !view;
-  ecg.select(view?.patient?.id ?? null);
+  ecg.select(view?.patient?.id ?? null, ecg.showing);
+  if (view?.patient) regionsWanted.add(view.patient.id);
   renderPanel();
+  renderRegionDetail();
+  overviewDirty = true;
 }
 
 let panelDirty = false;
+// A re-render between a button's press and release would swallow the click: wait for the release.
+let panelPressed = false;
+panel.addEventListener("pointerdown", () => {
+  panelPressed = true;
+});
+window.addEventListener("pointerup", () => {
+  window.setTimeout(() => {
+    panelPressed = false;
+  }, 0);
+});
 function renderPanel(): void {
+  if (panelPressed) {
+    panelDirty = true;
+    return;
+  }
   panelDirty = false;
   const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
   if (!view || !ward) return;
+  // Keep what the user is typing: the panel is re-rendered while they type their name.
+  const focused = document.activeElement?.id;
   const patient = view.patient;
   const rows: string[] = [];
-  const escape = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
   rows.push(`<h2>${escape(patient ? `${patient.name}, ${patient.age}` : view.bed.label)}</h2>`);
-  rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}${patient ? ` · ${patient.sex}` : " · empty"}`)}</div>`);
+  rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}`)}${patient ? ` · ${escape(t(`sex.${patient.sex}`) === `sex.${patient.sex}` ? patient.sex : t(`sex.${patient.sex}`))} · ${escape(patient.id)}` : ` · ${t("panel.empty")}`}</div>`);
   if (patient) {
-    const word = statusWord(view.deviation);
-    rows.push(`<div class="panel-status badge ${word}">${word}${view.deviation != null ? ` · deviation ${Math.round(view.deviation * 100)}%` : ""}${view.worstMetric ? ` · worst ${escape(shortName(view.worstMetric, ward.metrics.get(view.worstMetric)?.display))}` : ""}</div>`);
-    if (patient.conditions?.length) {
-      rows.push(`<h3>Conditions</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).join(", "))}</span></li>`).join("")}</ul>`);
+    const score = clinical.scores.get(patient.id);
+    rows.push(`<h3>${t("panel.news2")}</h3>`);
+    if (score) {
+      const color = BAND_COLOR[score.band] ?? NO_SCORE_COLOR;
+      rows.push(`<div class="panel-score" data-testid="panel-news2" data-total="${score.total}" data-band="${score.band}">
+        <span class="badge news2 band-${score.band}" style="--status:${color}">NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]}</span>
+        <b>${escape(t(`band.${score.band}`))}</b>${score.complete ? "" : ` · <span class="warn">${t("score.incomplete")}</span>`}</div>`);
+      rows.push(`<table class="breakdown" data-testid="news2-breakdown">`);
+      for (const parameter of score.parameters) {
+        const value = parameter.value ?? parameter.charted;
+        const shown = parameter.parameter === "consciousness" && value != null ? "ACVPU".charAt(value) || String(value)
+          : parameter.parameter === "air_or_oxygen" && value != null ? (value > 0 ? `O₂ ${value}` : "air") : value != null ? formatNumber(value, parameter.parameter === "temperature" ? 1 : 0) : "–";
+        const sub = parameter.sub_score;
+        rows.push(`<tr class="${parameter.status === "scored" ? "" : "unscored"} sub-${sub ?? "none"}"><td>${escape(t(`param.${parameter.parameter}`))}</td><td class="num">${escape(shown)}</td><td class="num sub">${sub ?? "–"}</td><td class="muted">${parameter.status === "scored" ? "" : escape(t(`status.${parameter.status}`))}</td></tr>`);
+      }
+      rows.push(`</table>`);
+      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(score.scale_reason_text ?? score.scale_reason)}</div>`);
+      rows.push(`<div class="muted">${t("panel.response")}: ${escape(score.response)}</div>`);
+    } else {
+      rows.push(`<div class="muted">${t("band.none")}</div>`);
     }
-    rows.push(`<h3>Latest values</h3><table>`);
+
+    const alarms = clinical.alarmsOf("patient", patient.id);
+    rows.push(`<h3>${t("panel.alarms")} (${alarms.length})</h3>`);
+    rows.push(`<label class="user-line">${t("alarm.by")} <input id="user-name" data-testid="user-name" placeholder="${escape(t("alarm.ask_name"))}" value="${escape(userName())}"></label>`);
+    if (!alarms.length) rows.push(`<div class="muted">${t("alarm.none")}</div>`);
+    rows.push(`<ul class="alarms" data-testid="panel-alarms">`);
+    for (const alarm of alarms) {
+      const acked = alarm.acknowledged_at != null;
+      rows.push(`<li class="alarm prio-${alarm.priority}${acked ? " acked" : ""}" data-testid="alarm-${alarm.id}" data-alarm-id="${alarm.id}">
+        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> ${escape(alarm.message)}
+        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? " · escalated" : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
+        ${acked ? "" : `<button type="button" class="ack" data-ack="${alarm.id}" data-testid="ack-${alarm.id}">${t("alarm.ack")}</button>`}</li>`);
+    }
+    rows.push(`</ul><div id="ack-error" class="warn" hidden></div>`);
+
+    if (patient.conditions?.length) {
+      rows.push(`<h3>${t("panel.conditions")}</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
+    }
+    // Regions not normal first, as chips; a click opens the detail.
+    const avatar = view.avatar;
+    if (avatar) {
+      const order = { critical: 0, abnormal: 1, condition: 2, normal: 3 } as Record<string, number>;
+      const regions = [...avatar.states.entries()]
+        .filter(([region, state]) => state !== "normal" || view.regionLabels.has(region))
+        .sort((x, y) => (order[x[1]] ?? 4) - (order[y[1]] ?? 4));
+      rows.push(`<h3>${t("panel.regions")}</h3><div class="chips">${regions.map(([region, state]) =>
+        `<button type="button" class="chip region-${state}${region === selectedRegion ? " selected" : ""}" data-region="${region}" data-testid="region-chip-${region}">${escape(regionName(region))}${state === "normal" ? "" : ` · ${escape(t(`region.${state}`))}`}</button>`).join("")}</div>`);
+    }
+    rows.push(`<h3>${t("panel.values")}</h3><table>`);
     const items = [...view.latest.values()].sort((a, b) => a.metric.localeCompare(b.metric));
     for (const item of items) {
       const metric = ward.metrics.get(item.metric);
@@ -269,10 +375,316 @@ function renderPanel(): void {
     rows.push(`</table>`);
   }
   panelBody.innerHTML = rows.join("");
+  if (focused === "user-name") {
+    const input = document.getElementById("user-name") as HTMLInputElement | null;
+    input?.focus();
+    input?.setSelectionRange(input.value.length, input.value.length);
+  }
 }
+
+const USER_KEY = "metaward.user";
+function userName(): string {
+  return localStorage.getItem(USER_KEY) ?? "";
+}
+
+panelBody.addEventListener("input", (event) => {
+  const target = event.target as HTMLInputElement;
+  if (target.id === "user-name") localStorage.setItem(USER_KEY, target.value.trim());
+});
+
+panelBody.addEventListener("click", async (event) => {
+  const target = event.target as HTMLElement;
+  const region = target.closest<HTMLElement>("[data-region]")?.dataset.region;
+  if (region) {
+    selectRegion(region);
+    return;
+  }
+  const ackId = target.closest<HTMLElement>("[data-ack]")?.dataset.ack;
+  if (!ackId) return;
+  const by = userName();
+  const error = document.getElementById("ack-error");
+  if (!by) {
+    const input = document.getElementById("user-name") as HTMLInputElement | null;
+    input?.focus();
+    input?.classList.add("needed");
+    return;
+  }
+  (target as HTMLButtonElement).disabled = true;
+  try {
+    const response = await fetch(`/api/v1/alarms/${encodeURIComponent(ackId)}/acknowledge`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ by }),
+    });
+    if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+    // The stream brings the acknowledged event too; apply the answer now so the list changes at once.
+    const alarm = (await response.json()) as AlarmInfo;
+    clinical.applyAlarmEvents([{ at: Date.now(), transition: "acknowledged", by, alarm }]);
+    alarmsChanged(`${alarm.subject.kind}/${alarm.subject.id}`);
+  } catch (failure) {
+    if (error) {
+      error.hidden = false;
+      error.textContent = `${t("alarm.failed")}: ${String(failure)}`;
+    }
+    (target as HTMLButtonElement).disabled = false;
+  }
+});
+
 $("panel-close").addEventListener("click", () => {
   select(null);
   overview(false);
+});
+
+// ---- region detail: values, a real chart of the last hours, the live strip ----------------------
+const TREND_SPAN_MS = 4 * 3_600_000;
+let regionRequest = 0;
+
+function selectRegion(key: string): boolean {
+  const region = resolveRegion(key);
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  if (!region || !view?.patient) return false;
+  selectedRegion = region;
+  // The strip follows the region: the plethysmogram at the finger, the ECG elsewhere.
+  ecg.select(view.patient.id, region.startsWith("finger") || region.startsWith("hand") ? "pleth" : "ecg");
+  renderPanel();
+  renderRegionDetail();
+  return true;
+}
+
+/** Metrics shown at a region: those whose latest value sits there. */
+function metricsAt(view: BedView, region: BodyRegion): string[] {
+  const metrics: string[] = [];
+  for (const item of view.latest.values()) {
+    const at = resolveRegion(item.region) ?? resolveRegion(ward?.metrics.get(item.metric)?.region);
+    if (at === region) metrics.push(item.metric);
+  }
+  return metrics.sort();
+}
+
+async function renderRegionDetail(): Promise<void> {
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  const region = selectedRegion;
+  if (!view?.patient || !region || !ward) {
+    regionDetail.hidden = true;
+    regionDetail.replaceChildren();
+    return;
+  }
+  const request = ++regionRequest;
+  const patientId = view.patient.id;
+  const state = view.avatar?.states.get(region) ?? "normal";
+  const reasons = (view.avatar?.regions.get(region)?.userData.reasons ?? []) as RegionStatusInfo["reasons"];
+  const metrics = metricsAt(view, region);
+  regionDetail.hidden = false;
+  regionDetail.dataset.region = region;
+  const head = document.createElement("div");
+  head.innerHTML = `<h3>${t("panel.region")}: ${escape(regionName(region))} <span class="chip region-${state}">${escape(t(`region.${state}`))}</span></h3>
+    <ul class="reasons">${reasons.map((r) => `<li>${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ?? ""} ${r.value != null ? formatNumber(r.value, 1) : ""} ${r.why ?? ""}`)}</li>`).join("")}</ul>`;
+  const to = Date.now();
+  const from = to - TREND_SPAN_MS;
+  const charts = await Promise.all(metrics.map(async (metricKey) => {
+    const metric = ward!.metrics.get(metricKey);
+    const box = document.createElement("div");
+    box.className = "trend";
+    box.dataset.testid = `trend-${metricKey}`;
+    const latest = view.latest.get(metricKey);
+    box.innerHTML = `<div class="trend-title"><b>${escape(metricLabel(metricKey, metric?.display))}</b> ${latest ? `${formatNumber(latest.value, metric?.decimals)} ${escape(unitText(latest.unit || metric?.unit))}` : ""} <span class="muted">${t("panel.trend")}</span></div>`;
+    try {
+      const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/history?metric=${encodeURIComponent(metricKey)}&from=${from}&to=${to}&limit=5000`);
+      if (!response.ok) throw new Error(String(response.status));
+      const body = (await response.json()) as { points: ChartPoint[] };
+      if (body.points.length) box.append(timeSeriesChart(body.points, { from, to, normal: metric?.normal, decimals: metric?.decimals }));
+      else box.append(Object.assign(document.createElement("div"), { className: "muted", textContent: t("panel.no_history") }));
+    } catch (failure) {
+      box.append(Object.assign(document.createElement("div"), { className: "warn", textContent: String(failure) }));
+    }
+    return box;
+  }));
+  if (request !== regionRequest) return;
+  regionDetail.replaceChildren(head, ...charts);
+}
+
+// ---- region colours: the twin's judgement, fetched for patients whose data changed ------------
+const regionsWanted = new Set<string>();
+let regionFetchBusy = false;
+async function refreshOneRegion(): Promise<void> {
+  if (regionFetchBusy || !ward || regionsWanted.size === 0) return;
+  // The selected patient first; then any.
+  const selectedPatient = selectedBedId ? ward.beds.get(selectedBedId)?.patient?.id : undefined;
+  const patientId = selectedPatient && regionsWanted.has(selectedPatient) ? selectedPatient : regionsWanted.values().next().value!;
+  regionsWanted.delete(patientId);
+  regionFetchBusy = true;
+  try {
+    const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/regions`);
+    if (response.ok) {
+      const regions = (await response.json()) as RegionStatusInfo[];
+      if (ward?.applyRegions(patientId, regions) && patientId === selectedPatient) panelDirty = true;
+      hooks.regionRefreshes += 1;
+    }
+  } catch {
+    regionsWanted.add(patientId);
+  } finally {
+    regionFetchBusy = false;
+  }
+}
+// 40 beds: every patient with new data is refreshed within a few seconds, at most ~7 requests a second.
+window.setInterval(refreshOneRegion, 150);
+
+// ---- the ward overview: a central-station list beside the 3D view -------------------------------
+type SortMode = "bed" | "acuity";
+let sortMode: SortMode = "bed";
+let overviewDirty = true;
+let worklistIndex = -1;
+
+interface OverviewRow {
+  row: HTMLTableRowElement;
+  cells: HTMLTableCellElement[];
+  texts: string[];
+}
+const overviewByBed = new Map<string, OverviewRow>();
+const OVERVIEW_METRICS = ["heart_rate", "spo2", "respiration_rate", "nibp", "body_temperature"];
+
+/** Acuity: NEWS2 band, then score, then unacknowledged alarms, then bed order. */
+function orderedBeds(mode: SortMode = sortMode): BedView[] {
+  const views = [...(ward?.beds.values() ?? [])];
+  if (mode === "bed") return views;
+  return views
+    .filter((v) => v.patient)
+    .map((v, index) => ({ v, index }))
+    .sort((a, b) => {
+      const sa = clinical.scores.get(a.v.patient!.id);
+      const sb = clinical.scores.get(b.v.patient!.id);
+      return bandRank(sb) - bandRank(sa)
+        || (sb?.total ?? -1) - (sa?.total ?? -1)
+        || priorityRank(clinical.unacknowledgedOf("patient", b.v.patient!.id)[0]?.priority) - priorityRank(clinical.unacknowledgedOf("patient", a.v.patient!.id)[0]?.priority)
+        || a.index - b.index;
+    })
+    .map((x) => x.v);
+}
+
+function nextPatient(): string | null {
+  const list = orderedBeds("acuity");
+  if (!list.length) return null;
+  worklistIndex = (worklistIndex + 1) % list.length;
+  const bedId = list[worklistIndex].bed.id;
+  focusBed(bedId);
+  return bedId;
+}
+
+function buildOverview(): void {
+  overviewByBed.clear();
+  overviewRows.replaceChildren();
+  for (const view of ward?.beds.values() ?? []) {
+    const row = document.createElement("tr");
+    row.dataset.testid = `overview-row-${view.bed.id}`;
+    row.dataset.bed = view.bed.id;
+    if (view.patient) row.dataset.patient = view.patient.id;
+    const cells: HTMLTableCellElement[] = [];
+    for (let i = 0; i < 9; i++) {
+      const cell = document.createElement("td");
+      if (i >= 2 && i <= 6) cell.className = "num";
+      cells.push(cell);
+      row.append(cell);
+    }
+    cells[0].textContent = view.bed.label;
+    cells[1].textContent = view.patient ? `${view.patient.name}, ${view.patient.age}` : t("panel.empty");
+    cells[7].className = "news2-cell";
+    cells[8].className = "alarm-cell";
+    row.addEventListener("click", () => focusBed(view.bed.id));
+    overviewByBed.set(view.bed.id, { row, cells, texts: cells.map((c) => c.textContent ?? "") });
+  }
+  overviewDirty = true;
+}
+
+function setCell(entry: OverviewRow, index: number, text: string): void {
+  if (entry.texts[index] === text) return;
+  entry.texts[index] = text;
+  entry.cells[index].textContent = text;
+}
+
+function renderOverview(): void {
+  overviewDirty = false;
+  if (!ward) return;
+  sortButton.textContent = t(sortMode === "bed" ? "overview.sort.acuity" : "overview.sort.bed");
+  const order = orderedBeds();
+  const shown = new Set(order.map((v) => v.bed.id));
+  for (const [bedId, entry] of overviewByBed) entry.row.hidden = !shown.has(bedId);
+  order.forEach((view, index) => {
+    const entry = overviewByBed.get(view.bed.id)!;
+    if (overviewRows.children[index] !== entry.row) overviewRows.insertBefore(entry.row, overviewRows.children[index] ?? null);
+    entry.row.classList.toggle("selected", view.bed.id === selectedBedId);
+    if (!view.patient) return;
+    for (let i = 0; i < OVERVIEW_METRICS.length; i++) {
+      const key = OVERVIEW_METRICS[i];
+      let text = "–";
+      if (key === "nibp") {
+        const sys = view.latest.get("nibp_systolic");
+        const dia = view.latest.get("nibp_diastolic");
+        if (sys) text = `${formatNumber(sys.value, 0)}/${dia ? formatNumber(dia.value, 0) : "–"}`;
+      } else {
+        const item = view.latest.get(key);
+        if (item) text = `${formatNumber(item.value, ward!.metrics.get(key)?.decimals)}${item.artefact ? "?" : ""}`;
+      }
+      setCell(entry, 2 + i, text);
+    }
+    const score = clinical.scores.get(view.patient.id);
+    const scoreText = score ? `${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : "–";
+    if (entry.texts[7] !== scoreText) {
+      entry.texts[7] = scoreText;
+      entry.cells[7].replaceChildren();
+      const badge = document.createElement("span");
+      badge.className = `badge news2 ${score ? `band-${score.band}` : "none"}`;
+      badge.style.setProperty("--status", score ? BAND_COLOR[score.band] : NO_SCORE_COLOR);
+      badge.textContent = scoreText;
+      badge.dataset.total = score ? String(score.total) : "";
+      badge.dataset.band = score?.band ?? "";
+      entry.cells[7].append(badge);
+    }
+    const alarms = clinical.alarmsOf("patient", view.patient.id);
+    const alarmKey = alarms.map((a) => `${a.id}:${a.priority}:${a.acknowledged_at ?? ""}`).join(",") + language();
+    if (entry.texts[8] !== alarmKey) {
+      entry.texts[8] = alarmKey;
+      let chip = entry.cells[8].firstElementChild as HTMLElement | null;
+      if (!chip) {
+        chip = document.createElement("span");
+        entry.cells[8].append(chip);
+      }
+      paintAlarmChip(chip, alarms);
+    }
+  });
+}
+
+sortButton.addEventListener("click", () => {
+  sortMode = sortMode === "bed" ? "acuity" : "bed";
+  overviewDirty = true;
+});
+$("next").addEventListener("click", () => nextPatient());
+
+function alarmsChanged(subject: string): void {
+  const [kind, id] = subject.split("/");
+  if (kind === "patient") {
+    ward?.applyPatientAlarms(id, clinical.alarmsOf("patient", id));
+    if (selectedBedId && ward?.bedByPatient.get(id)?.bed.id === selectedBedId) panelDirty = true;
+  } else if (kind === "room") {
+    ward?.applyRoomAlarms(id, clinical.alarmsOf("room", id));
+  }
+  overviewDirty = true;
+}
+
+// ---- language -----------------------------------------------------------------------------------
+$("language").addEventListener("click", () => setLanguage(language() === "en" ? "zh" : "en"));
+onLanguageChange(() => {
+  ward?.relabel();
+  for (const entry of overviewByBed.values()) entry.texts = entry.texts.map(() => "");
+  for (const [bedId, entry] of overviewByBed) {
+    const view = ward?.beds.get(bedId);
+    entry.cells[0].textContent = view?.bed.label ?? "";
+    entry.cells[1].textContent = view?.patient ? `${view.patient.name}, ${view.patient.age}` : t("panel.empty");
+    entry.texts[0] = entry.cells[0].textContent;
+    entry.texts[1] = entry.cells[1].textContent ?? "";
+  }
+  ecg.reset();
+  overviewDirty = true;
+  renderPanel();
+  renderRegionDetail();
+  invalidate();
 });
 
 // ---- the stream ---------------------------------------------------------------------------------
@@ -284,6 +696,14 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   scene.add(ward.root);
   hooks.beds = ward.bedCount;
   hooks.patients = ward.patients.size;
+  clinical.reset(snapshot.scores ?? [], snapshot.alarms ?? []);
+  for (const score of clinical.scores.values()) ward.applyScore(score.patient_id, score);
+  for (const patient of ward.patients.values()) {
+    ward.applyPatientAlarms(patient.id, clinical.alarmsOf("patient", patient.id));
+    regionsWanted.add(patient.id);
+  }
+  for (const room of ward.rooms.keys()) ward.applyRoomAlarms(room, clinical.alarmsOf("room", room));
+  buildOverview();
   invalidate();
   for (const item of snapshot.values ?? []) recordValue(item);
   if (firstSnapshot) overview(true);
@@ -312,9 +732,22 @@ const stream = new LiveStream(streamUrl(window.location), {
           recordValue(item);
           hooks.valueUpdates += 1;
           ward?.applyValue(item);
+          if (item.patient_id) regionsWanted.add(item.patient_id);
           if (selectedBedId && item.bed_id === selectedBedId) panelDirty = true;
           else if (selectedBedId && item.patient_id && ward?.bedByPatient.get(item.patient_id)?.bed.id === selectedBedId) panelDirty = true;
         }
+        overviewDirty = true;
+        break;
+      case "scores":
+        for (const patientId of clinical.applyScores(message.items ?? [])) {
+          ward?.applyScore(patientId, clinical.scores.get(patientId) ?? null);
+          regionsWanted.add(patientId);
+          if (selectedBedId && ward?.bedByPatient.get(patientId)?.bed.id === selectedBedId) panelDirty = true;
+        }
+        overviewDirty = true;
+        break;
+      case "alarms":
+        for (const subject of clinical.applyAlarmEvents(message.items ?? [])) alarmsChanged(subject);
         break;
       case "status":
         ward?.applyStatus(message.items ?? []);
@@ -336,10 +769,10 @@ const stream = new LiveStream(streamUrl(window.location), {
     let text: string;
     switch (state.kind) {
       case "open":
-        text = "live";
+        text = t("connection.live");
         break;
       case "connecting":
-        text = state.attempt > 1 ? `reconnecting (attempt ${state.attempt})` : "connecting";
+        text = state.attempt > 1 ? `reconnecting (attempt ${state.attempt})` : t("connection.connecting");
         break;
       case "waiting":
         text = `disconnected · retry in ${(state.retryInMs / 1000).toFixed(1)} s`;
@@ -355,8 +788,12 @@ stream.start();
 // ---- the frame loop -----------------------------------------------------------------------------
 let lastVisibilityCheck = 0;
 let lastPanelRender = 0;
+let lastOverviewRender = 0;
 function frame(now: number): void {
-  requestAnimationFrame(frame);
+  if (overviewDirty && now - lastOverviewRender > 1000) {
+    lastOverviewRender = now;
+    renderOverview();
+  }
   stepFlight(now);
   controls.update();
   updateHover();
@@ -379,4 +816,4 @@ function frame(now: number): void {
   }
   if (!panel.hidden) ecg.draw();
 }
-requestAnimationFrame(frame);
+renderer.setAnimationLoop(frame);
