@@ -23,6 +23,7 @@ mod news2;
 mod observations;
 mod patients;
 mod records;
+mod rounds;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -40,6 +41,7 @@ pub use records::{
     LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation, StoredWaveform,
     Subject, WardLayout, WardRecord,
 };
+pub use rounds::{LastReview, RoundNote};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -49,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v4_fhir_record.sql"),
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),
+    include_str!("schema/v7_rounds.sql"),
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@ mod fhir;
 pub mod fhir_record;
 mod openapi;
 mod rest;
+mod rounds;
 mod sql;
 mod stream;
 mod web;
@@ -77,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dead-letters", get(rest::dead_letters))
         .route("/sql", post(sql::run))
+        .route(
+            "/rounds/notes",
+            get(rounds::list_notes).post(rounds::create_note),
+        )
+        .route("/rounds/reviews", get(rounds::last_reviews))
         .route("/alarms", get(alarms::list))
         .route("/alarms/{alarm_id}", get(alarms::get))
         .route("/alarms/{alarm_id}/acknowledge", post(alarms::acknowledge))
