@@ -9,6 +9,7 @@ const UNIT_TEXT: Record<string, string> = {
   "[ppm]": "ppm",
   "ug/m3": "µg/m³",
   "1": "",
+  "{score}": "",
 };
 
 export function unitText(ucum: string | null | undefined): string {

@@ -39,6 +39,8 @@ interface MetawardHooks {
   selectRegion(region: string): boolean;
   /** The bed ids of the overview list in the order shown. */
   overviewOrder(): string[];
+  /** The current round's fixed worklist (bed ids), empty before the round starts. */
+  roundWorklist(): string[];
   /** Visits the next patient of the acuity worklist; returns its bed id. */
   nextPatient(): string | null;
   selectedBed(): string | null;
@@ -87,6 +89,7 @@ const hooks: MetawardHooks = {
   regionRefreshes: 0,
   selectRegion: (region) => selectRegion(region),
   overviewOrder: () => orderedBeds().map((v) => v.bed.id),
+  roundWorklist: () => roundList ?? [],
   nextPatient: () => nextPatient(),
   selectedBed: () => selectedBedId,
   language: () => language(),
@@ -280,7 +283,12 @@ const escape = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};
 let selectedRegion: BodyRegion | null = null;
 
 function select(bedId: string | null): void {
-  if (bedId !== selectedBedId) selectedRegion = null;
+  if (bedId !== selectedBedId) {
+    selectedRegion = null;
+    Object.assign(draft, { text: "", acvpu: "", reviewed: true, status: "" });
+    const patientId = bedId ? ward?.beds.get(bedId)?.patient?.id : undefined;
+    if (patientId) void loadNotes(patientId);
+  }
   selectedBedId = bedId;
   const view = bedId ? ward?.beds.get(bedId) : undefined;
   panel.hidden = !view;
@@ -303,7 +311,9 @@ window.addEventListener("pointerup", () => {
   }, 0);
 });
 function renderPanel(): void {
-  if (panelPressed) {
+  // Never pull a control from under the user: an open ACVPU list or a checkbox being set.
+  const active = document.activeElement?.id;
+  if (panelPressed || active === "round-acvpu" || active === "round-reviewed") {
     panelDirty = true;
     return;
   }
@@ -353,6 +363,23 @@ function renderPanel(): void {
     }
     rows.push(`</ul><div id="ack-error" class="warn" hidden></div>`);
 
+    const review = lastReview.get(patient.id);
+    rows.push(`<h3>${t("round.title")}</h3>`);
+    rows.push(`<div class="muted" data-testid="last-review">${review ? `${t("round.last_review")} ${new Date(review.at).toLocaleTimeString()} · ${escape(review.author)}` : t("round.never")}</div>`);
+    rows.push(`<div class="round-form" data-testid="round-form">
+      <textarea id="round-text" data-testid="round-text" rows="2" placeholder="${escape(t("round.placeholder"))}">${escape(draft.text)}</textarea>
+      <label>${t("param.consciousness")} (ACVPU) <select id="round-acvpu" data-testid="round-acvpu">
+        <option value="">–</option>${["A", "C", "V", "P", "U"].map((l) => `<option value="${l}"${draft.acvpu === l ? " selected" : ""}>${l} · ${escape(t(`acvpu.${l}`))}</option>`).join("")}
+      </select></label>
+      <label><input type="checkbox" id="round-reviewed" data-testid="round-reviewed"${draft.reviewed ? " checked" : ""}> ${t("round.reviewed")}</label>
+      <button type="button" id="round-save" data-testid="round-save">${t("round.save")}</button>
+      <div id="round-status" class="muted" data-testid="round-status">${escape(draft.status)}</div>
+    </div>`);
+    const notes = notesByPatient.get(patient.id) ?? [];
+    if (notes.length) {
+      rows.push(`<ul class="notes" data-testid="round-notes">${notes.slice(0, 5).map((n) => `<li><span class="muted">${new Date(n.at).toLocaleTimeString()} · ${escape(n.author)}${n.acvpu ? ` · ACVPU ${n.acvpu}` : ""}${n.reviewed ? ` · ${t("round.reviewed")}` : ""}</span><br>${escape(n.text)}</li>`).join("")}</ul>`);
+    }
+
     if (patient.conditions?.length) {
       rows.push(`<h3>${t("panel.conditions")}</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
     }
@@ -375,11 +402,64 @@ function renderPanel(): void {
     rows.push(`</table>`);
   }
   panelBody.innerHTML = rows.join("");
-  if (focused === "user-name") {
-    const input = document.getElementById("user-name") as HTMLInputElement | null;
+  if (focused === "user-name" || focused === "round-text") {
+    const input = document.getElementById(focused) as HTMLInputElement | null;
     input?.focus();
     input?.setSelectionRange(input.value.length, input.value.length);
   }
+}
+
+interface RoundNote {
+  id: number;
+  patient_id: string;
+  author: string;
+  at: number;
+  text: string;
+  acvpu: string | null;
+  reviewed: boolean;
+}
+const notesByPatient = new Map<string, RoundNote[]>();
+/** What the clinician has typed but not saved; kept across the panel's re-renders. */
+const draft = { text: "", acvpu: "", reviewed: true, status: "" };
+
+async function loadNotes(patientId: string): Promise<void> {
+  try {
+    const response = await fetch(`/api/v1/rounds/notes?patient=${encodeURIComponent(patientId)}&limit=20`);
+    if (response.ok) {
+      notesByPatient.set(patientId, (await response.json()) as RoundNote[]);
+      panelDirty = true;
+    }
+  } catch {
+    // Shown as no notes; the next selection tries again.
+  }
+}
+
+async function saveRoundNote(): Promise<void> {
+  const patientId = selectedBedId ? ward?.beds.get(selectedBedId)?.patient?.id : undefined;
+  if (!patientId) return;
+  const author = userName();
+  if (!author) {
+    const input = document.getElementById("user-name") as HTMLInputElement | null;
+    input?.focus();
+    input?.classList.add("needed");
+    return;
+  }
+  draft.status = "…";
+  const response = await fetch("/api/v1/rounds/notes", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ patient_id: patientId, author, text: draft.text, acvpu: draft.acvpu || null, reviewed: draft.reviewed }),
+  }).catch((failure) => new Response(String(failure), { status: 599 }));
+  if (response.status === 201) {
+    const note = (await response.json()) as RoundNote;
+    notesByPatient.set(patientId, [note, ...(notesByPatient.get(patientId) ?? [])]);
+    if (note.reviewed) lastReview.set(patientId, { at: note.at, author: note.author });
+    Object.assign(draft, { text: "", acvpu: "", reviewed: true, status: t("round.saved") });
+    overviewDirty = true;
+  } else {
+    draft.status = `${t("round.failed")}: ${await response.text()}`;
+  }
+  panelDirty = true;
+  renderPanel();
 }
 
 const USER_KEY = "metaward.user";
@@ -390,6 +470,9 @@ function userName(): string {
 panelBody.addEventListener("input", (event) => {
   const target = event.target as HTMLInputElement;
   if (target.id === "user-name") localStorage.setItem(USER_KEY, target.value.trim());
+  if (target.id === "round-text") draft.text = target.value;
+  if (target.id === "round-acvpu") draft.acvpu = target.value;
+  if (target.id === "round-reviewed") draft.reviewed = target.checked;
 });
 
 panelBody.addEventListener("click", async (event) => {
@@ -397,6 +480,10 @@ panelBody.addEventListener("click", async (event) => {
   const region = target.closest<HTMLElement>("[data-region]")?.dataset.region;
   if (region) {
     selectRegion(region);
+    return;
+  }
+  if (target.id === "round-save") {
+    await saveRoundNote();
     return;
   }
   const ackId = target.closest<HTMLElement>("[data-ack]")?.dataset.ack;
@@ -541,7 +628,23 @@ interface OverviewRow {
 const overviewByBed = new Map<string, OverviewRow>();
 const OVERVIEW_METRICS = ["heart_rate", "spo2", "respiration_rate", "nibp", "body_temperature"];
 
-/** Acuity: NEWS2 band, then score, then unacknowledged alarms, then bed order. */
+/** When each patient was last reviewed on a round (`GET /rounds/reviews`), epoch ms. */
+const lastReview = new Map<string, { at: number; author: string }>();
+async function loadReviews(): Promise<void> {
+  try {
+    const response = await fetch("/api/v1/rounds/reviews");
+    if (!response.ok) return;
+    lastReview.clear();
+    for (const review of (await response.json()) as Array<{ patient_id: string; at: number; author: string }>) {
+      lastReview.set(review.patient_id, { at: review.at, author: review.author });
+    }
+    overviewDirty = true;
+  } catch {
+    // The worklist still orders by band and score; the review time is the last key.
+  }
+}
+
+/** Acuity: NEWS2 band, then score, then the longest since last review (never first), then bed order. */
 function orderedBeds(mode: SortMode = sortMode): BedView[] {
   const views = [...(ward?.beds.values() ?? [])];
   if (mode === "bed") return views;
@@ -553,17 +656,26 @@ function orderedBeds(mode: SortMode = sortMode): BedView[] {
       const sb = clinical.scores.get(b.v.patient!.id);
       return bandRank(sb) - bandRank(sa)
         || (sb?.total ?? -1) - (sa?.total ?? -1)
+        || (lastReview.get(a.v.patient!.id)?.at ?? 0) - (lastReview.get(b.v.patient!.id)?.at ?? 0)
         || priorityRank(clinical.unacknowledgedOf("patient", b.v.patient!.id)[0]?.priority) - priorityRank(clinical.unacknowledgedOf("patient", a.v.patient!.id)[0]?.priority)
         || a.index - b.index;
     })
     .map((x) => x.v);
 }
 
+/**
+ * A round's worklist is fixed when the round starts (the first "next"), so a score that moves
+ * during the round does not make anyone skipped or seen twice; re-sorting starts a new round.
+ */
+let roundList: string[] | null = null;
 function nextPatient(): string | null {
-  const list = orderedBeds("acuity");
-  if (!list.length) return null;
-  worklistIndex = (worklistIndex + 1) % list.length;
-  const bedId = list[worklistIndex].bed.id;
+  if (!roundList) {
+    roundList = orderedBeds("acuity").map((v) => v.bed.id);
+    worklistIndex = -1;
+  }
+  if (!roundList.length) return null;
+  worklistIndex = (worklistIndex + 1) % roundList.length;
+  const bedId = roundList[worklistIndex];
   focusBed(bedId);
   return bedId;
 }
@@ -653,6 +765,7 @@ function renderOverview(): void {
 
 sortButton.addEventListener("click", () => {
   sortMode = sortMode === "bed" ? "acuity" : "bed";
+  roundList = null;
   overviewDirty = true;
 });
 $("next").addEventListener("click", () => nextPatient());
@@ -704,6 +817,7 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   }
   for (const room of ward.rooms.keys()) ward.applyRoomAlarms(room, clinical.alarmsOf("room", room));
   buildOverview();
+  void loadReviews();
   invalidate();
   for (const item of snapshot.values ?? []) recordValue(item);
   if (firstSnapshot) overview(true);

@@ -247,6 +247,56 @@ test("the acuity worklist orders by band then score, and next patient flies ther
   await page.click('[data-testid="overview-sort"]');
 });
 
+test("a round visits every patient once in acuity order, and a note with ACVPU reaches the record and NEWS2", async () => {
+  await page.click('[data-testid="overview-sort"]'); // acuity: a new round
+  await page.waitForTimeout(1100);
+  const patients = await page.evaluate(() => window.__metaward.patients);
+  // The first "next" fixes the worklist; read it and the scores in the same tick.
+  const start = await page.evaluate(() => {
+    const bed = window.__metaward.nextPatient();
+    return { bed, list: window.__metaward.roundWorklist(), scores: window.__metaward.scores(),
+      patientOf: Object.fromEntries([...document.querySelectorAll("#overview-rows tr")].map((tr) => [tr.dataset.bed, tr.dataset.patient])) };
+  });
+  assert.equal(start.list.length, patients, "the worklist has every patient");
+  assert.equal(start.bed, start.list[0]);
+  const rank = { zero: 0, low: 1, "low-medium": 2, medium: 3, high: 4 };
+  const keys = start.list.map((bed) => {
+    const s = start.scores[start.patientOf[bed]];
+    return s ? [rank[s.band], s.total] : [-1, -1];
+  });
+  for (let i = 1; i < keys.length; i++) {
+    assert.ok(keys[i - 1][0] > keys[i][0] || (keys[i - 1][0] === keys[i][0] && keys[i - 1][1] >= keys[i][1]),
+      `worklist ${i} out of acuity order: ${keys[i - 1]} before ${keys[i]}`);
+  }
+  const visited = [start.bed];
+  for (let i = 1; i < start.list.length; i++) visited.push(await page.evaluate(() => window.__metaward.nextPatient()));
+  assert.deepEqual(visited, start.list, "the round visits the worklist in order");
+  assert.equal(new Set(visited).size, patients, "everyone is seen once");
+  await page.waitForTimeout(1500);
+
+  // At the last bed: record a note with ACVPU "C" (new confusion) and mark reviewed.
+  const bed = visited.at(-1);
+  const patient = start.patientOf[bed];
+  await page.waitForSelector('[data-testid="round-form"]');
+  await page.fill('[data-testid="user-name"]', "Dr Round");
+  await page.fill('[data-testid="round-text"]', "new confusion since morning; family informed");
+  await page.selectOption('[data-testid="round-acvpu"]', "C");
+  await page.click('[data-testid="round-save"]');
+  await page.waitForFunction(() => /saved/.test(document.querySelector('[data-testid="round-status"]')?.textContent ?? ""), null, { timeout: 10_000 });
+  const notes = await (await fetch(new URL(`/api/v1/rounds/notes?patient=${patient}`, url))).json();
+  assert.equal(notes[0].author, "Dr Round");
+  assert.equal(notes[0].acvpu, "C");
+  assert.equal(notes[0].reviewed, true);
+  // New confusion scores 3 on NEWS2: the consciousness row of the panel shows it.
+  await page.waitForFunction(() => {
+    const row = [...document.querySelectorAll('[data-testid="news2-breakdown"] tr')].find((tr) => /Consciousness/.test(tr.textContent));
+    return row && row.querySelector(".sub")?.textContent === "3";
+  }, null, { timeout: 10_000 });
+  await page.waitForFunction(() => /Dr Round/.test(document.querySelector('[data-testid="last-review"]')?.textContent ?? ""), null, { timeout: 5000 });
+  await page.screenshot({ path: path.join(artifacts, "round-note.png") });
+  await page.click('[data-testid="overview-sort"]');
+});
+
 test("the rooms show their readings and turn amber or red out of range", async () => {
   const rooms = await page.$$eval('[data-testid^="room-r"], .room-panel', (panels) => panels.map((p) => ({ level: p.dataset.level, rows: p.querySelectorAll(".vrow").length, abnormal: p.querySelectorAll(".vrow.abnormal").length })));
   assert.ok(rooms.length > 0);
