@@ -15,6 +15,7 @@ import {
 } from "./protocol";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
+import { VrSession, type VrCardContent } from "./vr";
 
 interface MetawardHooks {
   ready: boolean;
@@ -46,6 +47,10 @@ interface MetawardHooks {
   selectedBed(): string | null;
   language(): string;
   xrSupported: boolean;
+  xrPresenting: boolean;
+  /** Frames rendered in an immersive session, and teleports made there. */
+  xrFrames(): number;
+  xrTeleports(): number;
 }
 
 declare global {
@@ -94,6 +99,9 @@ const hooks: MetawardHooks = {
   selectedBed: () => selectedBedId,
   language: () => language(),
   xrSupported: false,
+  xrPresenting: false,
+  xrFrames: () => vr.frames,
+  xrTeleports: () => vr.teleports,
 };
 window.__metaward = hooks;
 
@@ -143,6 +151,52 @@ const invalidate = () => {
 controls.addEventListener("change", invalidate);
 
 const kit = new SharedKit();
+
+// ---- VR: the round by controller; see vr.ts ---------------------------------------------------
+const vrButton = $<HTMLButtonElement>("vr");
+const vr = new VrSession(renderer, scene, camera, () => vrNext(), (presenting) => {
+  hooks.xrPresenting = presenting;
+  vrButton.dataset.i18n = presenting ? "vr.exit" : "vr.enter";
+  vrButton.textContent = t(vrButton.dataset.i18n);
+  if (presenting) vrNext();
+  invalidate();
+});
+void VrSession.supported().then((supported) => {
+  hooks.xrSupported = supported;
+  vrButton.hidden = !supported;
+});
+vrButton.addEventListener("click", () => {
+  void (vr.presenting ? vr.exit() : vr.enter()).catch((failure) => {
+    vrButton.title = String(failure);
+  });
+});
+
+function vrCard(view: BedView): VrCardContent {
+  const patient = view.patient!;
+  const score = clinical.scores.get(patient.id);
+  const value = (metric: string) => {
+    const item = view.latest.get(metric);
+    return item ? formatNumber(item.value, ward?.metrics.get(metric)?.decimals) : "–";
+  };
+  const alarms = clinical.unacknowledgedOf("patient", patient.id);
+  return {
+    title: `${patient.name}, ${patient.age} · ${view.bed.label}`,
+    accent: score ? BAND_COLOR[score.band] : NO_SCORE_COLOR,
+    lines: [
+      { text: score ? `NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : `NEWS2 – ${t("band.none")}`, color: score ? BAND_COLOR[score.band] : undefined },
+      { text: `HR ${value("heart_rate")}  SpO₂ ${value("spo2")}  RR ${value("respiration_rate")}` },
+      { text: `BP ${value("nibp_systolic")}/${value("nibp_diastolic")}  T ${value("body_temperature")}` },
+      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarms[0].message}`, color: "#ff8a80" }] : []),
+    ],
+  };
+}
+
+/** In VR, the controller's trigger moves to the next patient of the round. */
+function vrNext(): void {
+  const bedId = nextPatient();
+  const view = bedId ? ward?.beds.get(bedId) : undefined;
+  if (view?.patient) vr.standAt(view.group, vrCard(view));
+}
 let ward: Ward | null = null;
 let selectedBedId: string | null = null;
 
@@ -903,6 +957,7 @@ stream.start();
 let lastVisibilityCheck = 0;
 let lastPanelRender = 0;
 let lastOverviewRender = 0;
+let lastCardDraw = 0;
 function frame(now: number): void {
   if (overviewDirty && now - lastOverviewRender > 1000) {
     lastOverviewRender = now;
@@ -922,6 +977,15 @@ function frame(now: number): void {
   if (ward?.dirty) {
     ward.dirty = false;
     needsRender = true;
+  }
+  if (vr.presenting) {
+    vr.frames += 1;
+    needsRender = true;
+    if (now - lastCardDraw > 1000 && selectedBedId) {
+      lastCardDraw = now;
+      const view = ward?.beds.get(selectedBedId);
+      if (view?.patient) vr.drawCard(vrCard(view));
+    }
   }
   if (needsRender) {
     needsRender = false;
