@@ -457,7 +457,11 @@ export class Ward {
     if (!view || !view.badge) return;
     view.score = score;
     const color = score ? BAND_COLOR[score.band] ?? NO_SCORE_COLOR : NO_SCORE_COLOR;
-    view.ringMaterial?.color.set(color);
+    // Only a changed ring needs a new frame; the badge is DOM.
+    if (view.ringMaterial && `#${view.ringMaterial.color.getHexString()}` !== color) {
+      view.ringMaterial.color.set(color);
+      this.dirty = true;
+    }
     const word = score ? `${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band] ?? ""}` : "–";
     const detail = score ? ` ${t(`band.${score.band}`)}${score.complete ? "" : ` · ${t("score.incomplete")}`}` : ` ${t("band.none")}`;
     if (view.badgeWord!.textContent !== word) view.badgeWord!.textContent = word;
@@ -467,7 +471,6 @@ export class Ward {
     view.badge.dataset.total = score ? String(score.total) : "";
     view.badge.dataset.band = score?.band ?? "";
     view.badge.title = score ? `${score.clinical_risk}: ${score.response}` : "";
-    this.dirty = true;
   }
 
   /** Shows a bed's active alarms: how many, and the highest priority in word and colour. */
