@@ -287,6 +287,11 @@ test("a round visits every patient once in acuity order, and a note with ACVPU r
   assert.equal(notes[0].author, "Dr Round");
   assert.equal(notes[0].acvpu, "C");
   assert.equal(notes[0].reviewed, true);
+  // The note reached the medical record.
+  assert.match(notes[0].record, /^ClinicalImpression\//);
+  const impression = await (await fetch(new URL(`/fhir/${notes[0].record}`, url))).json();
+  assert.equal(impression.subject.reference, `Patient/${patient}`);
+  assert.equal(impression.assessor.display, "Dr Round");
   // New confusion scores 3 on NEWS2: the consciousness row of the panel shows it.
   await page.waitForFunction(() => {
     const row = [...document.querySelectorAll('[data-testid="news2-breakdown"] tr')].find((tr) => /Consciousness/.test(tr.textContent));

@@ -17,6 +17,8 @@ pub struct RoundNote {
     /// `A`, `C`, `V`, `P` or `U`.
     pub acvpu: Option<char>,
     pub reviewed: bool,
+    /// Where the note is in the medical record (`ClinicalImpression/{id}`).
+    pub record_reference: Option<String>,
 }
 
 /// A patient's latest review: when and by whom.
@@ -28,36 +30,24 @@ pub struct LastReview {
 }
 
 impl Store {
-    /// Stores a note; returns it with its id.
-    pub fn insert_round_note(
-        &self,
-        patient_id: &PatientId,
-        author: &str,
-        at: Timestamp,
-        text: &str,
-        acvpu: Option<char>,
-        reviewed: bool,
-    ) -> Result<RoundNote, StoreError> {
+    /// Stores a note; returns it with the id the store gave it (the `id` handed in is ignored).
+    pub fn insert_round_note(&self, note: RoundNote) -> Result<RoundNote, StoreError> {
         self.conn.execute(
-            "INSERT INTO round_notes (patient_id, author, at_ms, text, acvpu, reviewed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO round_notes (patient_id, author, at_ms, text, acvpu, reviewed, record_reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                patient_id.as_str(),
-                author,
-                at.millis(),
-                text,
-                acvpu.map(String::from),
-                reviewed
+                note.patient_id.as_str(),
+                note.author,
+                note.at.millis(),
+                note.text,
+                note.acvpu.map(String::from),
+                note.reviewed,
+                note.record_reference
             ],
         )?;
         Ok(RoundNote {
             id: self.conn.last_insert_rowid(),
-            patient_id: patient_id.clone(),
-            author: author.to_owned(),
-            at,
-            text: text.to_owned(),
-            acvpu,
-            reviewed,
+            ..note
         })
     }
 
@@ -68,7 +58,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RoundNote>, StoreError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, patient_id, author, at_ms, text, acvpu, reviewed FROM round_notes
+            "SELECT id, patient_id, author, at_ms, text, acvpu, reviewed, record_reference FROM round_notes
              WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
         )?;
         let rows = statement.query_map(
@@ -84,6 +74,7 @@ impl Store {
                         .get::<_, Option<String>>(5)?
                         .and_then(|s| s.chars().next()),
                     reviewed: row.get(6)?,
+                    record_reference: row.get(7)?,
                 })
             },
         )?;
@@ -113,31 +104,51 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn note(
+        patient: &str,
+        author: &str,
+        at: i64,
+        text: &str,
+        acvpu: Option<char>,
+        reviewed: bool,
+    ) -> RoundNote {
+        RoundNote {
+            id: 0,
+            patient_id: PatientId::new(patient),
+            author: author.into(),
+            at: Timestamp(at),
+            text: text.into(),
+            acvpu,
+            reviewed,
+            record_reference: None,
+        }
+    }
+
     #[test]
     fn notes_are_kept_newest_first_and_the_latest_review_wins() {
         let store = Store::open_in_memory().unwrap();
         let (p1, p2) = (PatientId::new("p1"), PatientId::new("p2"));
-        store
-            .insert_round_note(&p1, "dr.wang", Timestamp(1_000), "settled", Some('A'), true)
+        let first = store
+            .insert_round_note(note("p1", "dr.wang", 1_000, "settled", Some('A'), true))
             .unwrap();
-        store
-            .insert_round_note(
-                &p1,
-                "dr.li",
-                Timestamp(2_000),
-                "new confusion",
-                Some('C'),
-                false,
-            )
+        let second = store
+            .insert_round_note(RoundNote {
+                record_reference: Some("ClinicalImpression/n2".into()),
+                ..note("p1", "dr.li", 2_000, "new confusion", Some('C'), false)
+            })
             .unwrap();
+        assert_ne!(first.id, second.id);
         store
-            .insert_round_note(&p2, "dr.li", Timestamp(3_000), "seen", None, true)
+            .insert_round_note(note("p2", "dr.li", 3_000, "seen", None, true))
             .unwrap();
         let notes = store.round_notes(Some(&p1), 10).unwrap();
         assert_eq!(notes.len(), 2);
-        assert_eq!(notes[0].text, "new confusion");
+        assert_eq!(notes[0], second);
         assert_eq!(notes[0].acvpu, Some('C'));
-        assert!(!notes[0].reviewed);
+        assert_eq!(
+            notes[0].record_reference.as_deref(),
+            Some("ClinicalImpression/n2")
+        );
         assert_eq!(store.round_notes(None, 10).unwrap().len(), 3);
         // p1's latest note was not a review: its last review is the first note.
         let reviews = store.last_reviews().unwrap();
@@ -161,14 +172,10 @@ mod tests {
     #[test]
     fn an_acvpu_outside_the_scale_is_refused_by_the_table() {
         let store = Store::open_in_memory().unwrap();
-        let result = store.insert_round_note(
-            &PatientId::new("p1"),
-            "x",
-            Timestamp(1),
-            "",
-            Some('X'),
-            false,
+        assert!(
+            store
+                .insert_round_note(note("p1", "x", 1, "", Some('X'), false))
+                .is_err()
         );
-        assert!(result.is_err());
     }
 }

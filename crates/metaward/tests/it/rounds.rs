@@ -1,5 +1,5 @@
 //! Virtual rounds over real HTTP: a note with an ACVPU assessment is stored with author and
-//! time, and the assessment reaches NEWS2 through the log like any observation; refused notes
+//! time and written to the record as a FHIR ClinicalImpression, and the assessment reaches NEWS2 through the log like any observation; refused notes
 //! answer with the reason, and are counted and kept as dead letters.
 
 use serde_json::{Value, json};
@@ -39,6 +39,28 @@ async fn a_round_note_is_stored_and_its_acvpu_feeds_news2() {
     assert_eq!(stored["acvpu"], "V");
     assert_eq!(stored["reviewed"], true);
     assert!((stored["at"].as_i64().unwrap() - now_ms()).abs() < 60_000);
+
+    // The note is in the medical record as a FHIR ClinicalImpression about the patient.
+    let reference = stored["record"]
+        .as_str()
+        .expect("a record reference")
+        .to_owned();
+    assert!(reference.starts_with("ClinicalImpression/"), "{reference}");
+    let response = http(http_addr, "GET", &format!("/fhir/{reference}"), None).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let impression = response.json();
+    assert_eq!(impression["subject"]["reference"], "Patient/p1");
+    assert_eq!(impression["assessor"]["display"], "dr.wang");
+    assert_eq!(impression["summary"], "drowsy, responds to voice");
+    assert_eq!(impression["status"], "completed");
+    assert_eq!(
+        impression["finding"][0]["itemCodeableConcept"]["coding"][0]["code"],
+        "80288-4"
+    );
+    assert_eq!(
+        impression["finding"][0]["itemCodeableConcept"]["text"],
+        "ACVPU V"
+    );
 
     // V scores 3 on the NEWS2 chart: the twin's score shows it, scored, within the deadline.
     let deadline = std::time::Instant::now() + DEADLINE;

@@ -2,7 +2,8 @@
 //! assessment (ACVPU) and whether the patient was reviewed. The ACVPU goes through the same
 //! ingest as any device value (durable in the log before the answer, then the twin and NEWS2),
 //! as the observation `consciousness_acvpu` of the pseudo-device `charting` about the patient;
-//! the note itself is stored in `round_notes`. A refused note is counted and kept as a dead
+//! the note itself is stored in `round_notes` and written to the medical record as a FHIR
+//! R4 `ClinicalImpression` (summary = the text, assessor = the author, the ACVPU as a finding). A refused note is counted and kept as a dead
 //! letter, like any refused input.
 
 use axum::Json;
@@ -52,7 +53,8 @@ fn acvpu_code(letter: &str) -> Option<(char, f64)> {
 pub fn note_json(note: &RoundNote) -> Value {
     json!({ "id": note.id, "patient_id": note.patient_id.to_string(), "author": note.author,
             "at": note.at.millis(), "text": note.text,
-            "acvpu": note.acvpu.map(String::from), "reviewed": note.reviewed })
+            "acvpu": note.acvpu.map(String::from), "reviewed": note.reviewed,
+            "record": note.record_reference })
 }
 
 /// `POST /api/v1/rounds/notes`: 201 with the stored note.
@@ -97,20 +99,67 @@ pub async fn create_note(
         request.text.trim().to_owned(),
         request.reviewed,
     );
+    let impression = clinical_impression(&patient_id, &author, at, &text, acvpu.map(|(l, _)| l));
     let note = state
         .stores
         .write(move |store| {
-            store.insert_round_note(
-                &patient_id,
-                &author,
-                at,
-                &text,
-                acvpu.map(|(letter, _)| letter),
-                reviewed,
-            )
+            let written = store
+                .fhir_write_resource(
+                    None,
+                    &impression,
+                    None,
+                    None,
+                    at.millis(),
+                    &mut store::fhir_record::new_resource_id,
+                )
+                .map_err(ApiError::internal)?;
+            let reference = written
+                .id
+                .map(|id| format!("{}/{id}", written.resource_type));
+            store
+                .insert_round_note(RoundNote {
+                    id: 0,
+                    patient_id,
+                    author,
+                    at,
+                    text,
+                    acvpu: acvpu.map(|(letter, _)| letter),
+                    reviewed,
+                    record_reference: reference,
+                })
+                .map_err(ApiError::from)
         })
         .await??;
     Ok((StatusCode::CREATED, Json(note_json(&note))))
+}
+
+/// The note as the record keeps it: a completed ClinicalImpression about the patient.
+fn clinical_impression(
+    patient_id: &PatientId,
+    author: &str,
+    at: model::Timestamp,
+    text: &str,
+    acvpu: Option<char>,
+) -> Value {
+    let mut resource = json!({
+        "resourceType": "ClinicalImpression",
+        "status": "completed",
+        "description": "Virtual ward round note",
+        "subject": { "reference": format!("Patient/{patient_id}") },
+        "effectiveDateTime": record::date::format_instant(at.millis()),
+        "date": record::date::format_instant(at.millis()),
+        "assessor": { "display": author },
+    });
+    if !text.is_empty() {
+        resource["summary"] = json!(text);
+    }
+    if let Some(letter) = acvpu {
+        resource["finding"] = json!([{ "itemCodeableConcept": {
+            "coding": [{ "system": "http://loinc.org", "code": "80288-4",
+                         "display": "Level of consciousness (ACVPU)" }],
+            "text": format!("ACVPU {letter}") } }]);
+    }
+    resource
 }
 
 /// Checks a request; on refusal, the metrics reason and the message.
