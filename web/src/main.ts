@@ -40,6 +40,8 @@ interface MetawardHooks {
   selectRegion(region: string): boolean;
   /** The bed ids of the overview list in the order shown. */
   overviewOrder(): string[];
+  /** Active alarms per subject (`patient/ID`, `room/ID`), as the page holds them. */
+  alarmCounts(): Record<string, number>;
   /** The current round's fixed worklist (bed ids), empty before the round starts. */
   roundWorklist(): string[];
   /** Visits the next patient of the acuity worklist; returns its bed id. */
@@ -95,6 +97,14 @@ const hooks: MetawardHooks = {
   selectRegion: (region) => selectRegion(region),
   overviewOrder: () => orderedBeds().map((v) => v.bed.id),
   roundWorklist: () => roundList ?? [],
+  alarmCounts: () => {
+    const counts: Record<string, number> = {};
+    for (const alarm of clinical.alarms.values()) {
+      const key = `${alarm.subject.kind}/${alarm.subject.id}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
+  },
   nextPatient: () => nextPatient(),
   selectedBed: () => selectedBedId,
   language: () => language(),

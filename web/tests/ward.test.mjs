@@ -147,6 +147,16 @@ test("every bed shows its NEWS2 number and band, and the overview lists every be
     ({ id, n }) => Number(document.querySelector(`[data-testid="bed-alarms-${id}"]`)?.dataset.count) >= 1 && n >= 1,
     { id: alarmPatient, n: list.length }, { timeout: 10_000 },
   );
+  // Every row and every bed shows as many alarms as the page holds, within a refresh.
+  await page.waitForFunction(() => {
+    const counts = window.__metaward.alarmCounts();
+    return [...document.querySelectorAll("#overview-rows tr[data-patient]")].every((tr) => {
+      const want = counts[`patient/${tr.dataset.patient}`] ?? 0;
+      const row = Number(tr.querySelector(".alarm-cell span")?.dataset.count ?? 0);
+      const bed = Number(document.querySelector(`[data-testid="bed-alarms-${tr.dataset.patient}"]`)?.dataset.count ?? 0);
+      return row === want && bed === want;
+    });
+  }, null, { timeout: 10_000, polling: 200 });
   // Clicking a row selects the bed and flies there.
   const rowBed = await page.evaluate(() => document.querySelectorAll("#overview-rows tr[data-patient]")[2].dataset.bed);
   await page.click(`[data-testid="overview-row-${rowBed}"]`);
