@@ -732,17 +732,57 @@ function orderedBeds(mode: SortMode = sortMode): BedView[] {
  * during the round does not make anyone skipped or seen twice; re-sorting starts a new round.
  */
 let roundList: string[] | null = null;
+/** When the round started, and each patient's NEWS2 then: the summary's "what changed". */
+let roundStart: { at: number; scores: Map<string, { total: number; band: string }> } | null = null;
+const roundSeen = new Set<string>();
 function nextPatient(): string | null {
   if (!roundList) {
     roundList = orderedBeds("acuity").map((v) => v.bed.id);
     worklistIndex = -1;
+    roundStart = { at: Date.now(), scores: new Map([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])) };
+    roundSeen.clear();
+    $("summary").hidden = false;
   }
   if (!roundList.length) return null;
   worklistIndex = (worklistIndex + 1) % roundList.length;
   const bedId = roundList[worklistIndex];
+  roundSeen.add(bedId);
   focusBed(bedId);
   return bedId;
 }
+
+/** The end of a round: who was seen and by whom, what changed in NEWS2, what alarms are open. */
+function showRoundSummary(): void {
+  const node = $("round-summary");
+  if (!roundList || !roundStart || !ward) return;
+  const since = roundStart.at;
+  const rows: string[] = [];
+  let seen = 0;
+  for (const bedId of roundList) {
+    const view = ward.beds.get(bedId);
+    const patient = view?.patient;
+    if (!view || !patient) continue;
+    if (roundSeen.has(bedId)) seen += 1;
+    const notes = (notesByPatient.get(patient.id) ?? []).filter((n) => n.at >= since);
+    const before = roundStart.scores.get(patient.id);
+    const now = clinical.scores.get(patient.id);
+    const change = before && now && (before.total !== now.total || before.band !== now.band)
+      ? `${before.total} → ${now.total} ${t(`band.${now.band}`)}` : now ? `${now.total} ${t(`band.${now.band}`)}` : "–";
+    const open = clinical.unacknowledgedOf("patient", patient.id).length;
+    rows.push(`<tr data-testid="summary-${patient.id}" class="${roundSeen.has(bedId) ? "" : "unseen"}"><td>${escape(view.bed.label)}</td><td>${escape(patient.name)}</td>
+      <td>${roundSeen.has(bedId) ? "✓" : "–"}</td><td>${escape([...new Set(notes.map((n) => n.author))].join(", "))}${notes.some((n) => n.acvpu) ? ` · ACVPU ${notes.find((n) => n.acvpu)!.acvpu}` : ""}</td>
+      <td>${escape(change)}</td><td class="num">${open || ""}</td></tr>`);
+  }
+  node.innerHTML = `<button type="button" class="panel-close" data-close>×</button>
+    <h2>${t("round.summary")}</h2>
+    <div class="muted" data-testid="summary-counts" data-seen="${seen}" data-total="${roundList.length}">${t("round.seen")} ${seen} / ${roundList.length} · ${t("round.started")} ${new Date(since).toLocaleTimeString()}</div>
+    <table><thead><tr><th>${t("overview.bed")}</th><th>${t("overview.patient")}</th><th>${t("round.seen")}</th><th>${t("round.by")}</th><th>NEWS2</th><th>${t("round.open_alarms")}</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  node.hidden = false;
+}
+$("summary").addEventListener("click", showRoundSummary);
+$("round-summary").addEventListener("click", (event) => {
+  if ((event.target as HTMLElement).closest("[data-close]")) $("round-summary").hidden = true;
+});
 
 function buildOverview(): void {
   overviewByBed.clear();
@@ -830,6 +870,7 @@ function renderOverview(): void {
 sortButton.addEventListener("click", () => {
   sortMode = sortMode === "bed" ? "acuity" : "bed";
   roundList = null;
+  $("summary").hidden = true;
   overviewDirty = true;
 });
 $("next").addEventListener("click", () => nextPatient());

@@ -309,6 +309,15 @@ test("a round visits every patient once in acuity order, and a note with ACVPU r
   }, null, { timeout: 10_000 });
   await page.waitForFunction(() => /Dr Round/.test(document.querySelector('[data-testid="last-review"]')?.textContent ?? ""), null, { timeout: 5000 });
   await page.screenshot({ path: path.join(artifacts, "round-note.png") });
+
+  // The summary: everyone seen, the note's author against the patient, open alarms counted.
+  await page.click('[data-testid="round-summary-button"]');
+  await page.waitForSelector('[data-testid="round-summary"]:not([hidden])');
+  const counts = await page.$eval('[data-testid="summary-counts"]', (n) => ({ seen: Number(n.dataset.seen), total: Number(n.dataset.total) }));
+  assert.deepEqual(counts, { seen: patients, total: patients });
+  assert.match(await page.textContent(`[data-testid="summary-${patient}"]`), /Dr Round · ACVPU C/);
+  await page.screenshot({ path: path.join(artifacts, "round-summary.png") });
+  await page.click('[data-testid="round-summary"] [data-close]');
   await page.click('[data-testid="overview-sort"]');
 });
 
