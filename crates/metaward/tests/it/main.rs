@@ -12,6 +12,7 @@ mod ingest;
 mod mosquitto;
 mod mqtt_external;
 mod openapi;
+mod presence;
 mod rounds;
 mod rules;
 mod scores;

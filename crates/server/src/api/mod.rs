@@ -7,6 +7,7 @@ mod error;
 mod fhir;
 pub mod fhir_record;
 mod openapi;
+pub mod presence;
 mod rest;
 mod rounds;
 mod sql;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
     /// The ingest pipeline: for device data over HTTP (FHIR) and dead letters of refused input.
     pub ingest: crate::pipeline::Ingest,
+    /// Who is watching the ward (docs/stream.md, presence).
+    pub presence: Arc<presence::Presence>,
 }
 
 pub fn router(state: AppState) -> Router {
