@@ -3,7 +3,7 @@
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
-import { CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
+import { CSS2DObject, CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import "./style.css";
 import { timeSeriesChart, type ChartPoint } from "./chart";
 import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, bandRank, priorityRank } from "./clinical";
@@ -11,7 +11,7 @@ import { EcgStrip } from "./ecg";
 import { formatNumber, unitText } from "./format";
 import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } from "./i18n";
 import {
-  resolveRegion, type AlarmInfo, type BodyRegion, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+  resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
@@ -40,6 +40,8 @@ interface MetawardHooks {
   selectRegion(region: string): boolean;
   /** The bed ids of the overview list in the order shown. */
   overviewOrder(): string[];
+  /** Other clinicians present, as this page shows them. */
+  presence(): Array<{ id: string; name: string; bed_id: string | null }>;
   /** Active alarms per subject (`patient/ID`, `room/ID`), as the page holds them. */
   alarmCounts(): Record<string, number>;
   /** The current round's fixed worklist (bed ids), empty before the round starts. */
@@ -97,6 +99,7 @@ const hooks: MetawardHooks = {
   selectRegion: (region) => selectRegion(region),
   overviewOrder: () => orderedBeds().map((v) => v.bed.id),
   roundWorklist: () => roundList ?? [],
+  presence: () => [...others.values()].map((o) => ({ id: o.item.id, name: o.item.name ?? "", bed_id: o.item.bed_id ?? null })),
   alarmCounts: () => {
     const counts: Record<string, number> = {};
     for (const alarm of clinical.alarms.values()) {
@@ -886,6 +889,88 @@ function alarmsChanged(subject: string): void {
   overviewDirty = true;
 }
 
+// ---- presence: the other clinicians in the ward -------------------------------------------------
+interface Other {
+  item: PresenceItem;
+  marker: THREE.Group;
+  label: CSS2DObject;
+}
+const others = new Map<string, Other>();
+const presenceMarker = new THREE.CapsuleGeometry(0.18, 1.2, 2, 8);
+const presenceMaterial = new THREE.MeshLambertMaterial({ color: 0x4fc3f7 });
+
+function applyPresence(items: PresenceItem[]): void {
+  for (const item of items) {
+    let other = others.get(item.id);
+    if (item.gone) {
+      if (other) {
+        other.marker.removeFromParent();
+        other.label.element.remove();
+        others.delete(item.id);
+      }
+      continue;
+    }
+    if (!other) {
+      const marker = new THREE.Group();
+      const body = new THREE.Mesh(presenceMarker, presenceMaterial);
+      body.position.y = 0.8;
+      marker.add(body);
+      const node = document.createElement("div");
+      node.className = "presence-label";
+      node.dataset.testid = `presence-${item.id}`;
+      const label = new CSS2DObject(node);
+      label.position.y = 1.75;
+      marker.add(label);
+      scene.add(marker);
+      other = { item, marker, label };
+      others.set(item.id, other);
+    }
+    other.item = item;
+    other.label.element.textContent = item.name ?? "";
+    // Where they stand, on the floor; the marker faces where they look.
+    const [x, , z] = item.position ?? [0, 0, 0];
+    other.marker.position.set(x, 0, z);
+    if (item.target) other.marker.lookAt(item.target[0], 0, item.target[2]);
+    other.marker.visible = item.position != null;
+  }
+  // The overview shows who is at which bed.
+  for (const [bedId, entry] of overviewByBed) {
+    const names = [...others.values()].filter((o) => o.item.bed_id === bedId).map((o) => o.item.name ?? "");
+    let tag = entry.cells[0].querySelector<HTMLElement>(".presence-tag");
+    if (!names.length) {
+      tag?.remove();
+      continue;
+    }
+    if (!tag) {
+      tag = document.createElement("span");
+      tag.className = "presence-tag";
+      tag.dataset.testid = `presence-at-${bedId}`;
+      entry.cells[0].append(tag);
+    }
+    tag.textContent = ` ● ${names.join(", ")}`;
+    tag.title = names.join(", ");
+  }
+  invalidate();
+}
+
+/** Tells the others where this viewer is: on a change, at most once a second. */
+let lastPresence = "";
+let lastPresenceAt = 0;
+function sendPresence(now: number): void {
+  const name = userName();
+  if (!name || now - lastPresenceAt < 1000) return;
+  const round = (v: THREE.Vector3) => [v.x, v.y, v.z].map((n) => Math.round(n * 10) / 10);
+  const message = JSON.stringify({
+    type: "presence", name, bed_id: selectedBedId,
+    position: round(camera.getWorldPosition(new THREE.Vector3())), target: round(controls.target),
+  });
+  if (message === lastPresence) return;
+  if (stream.send(message)) {
+    lastPresence = message;
+    lastPresenceAt = now;
+  }
+}
+
 // ---- language -----------------------------------------------------------------------------------
 $("language").addEventListener("click", () => setLanguage(language() === "en" ? "zh" : "en"));
 onLanguageChange(() => {
@@ -922,6 +1007,8 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   }
   for (const room of ward.rooms.keys()) ward.applyRoomAlarms(room, clinical.alarmsOf("room", room));
   buildOverview();
+  applyPresence([...others.keys()].map((id) => ({ id, gone: true })));
+  lastPresence = "";
   void loadReviews();
   invalidate();
   for (const item of snapshot.values ?? []) recordValue(item);
@@ -975,6 +1062,12 @@ const stream = new LiveStream(streamUrl(window.location), {
       case "waveform":
         ecg.push(message.patient_id, message.metric, message.start, message.rate_hz, message.samples ?? []);
         break;
+      case "presence":
+        applyPresence(message.items ?? []);
+        break;
+      case "error":
+        console.warn(`metaward: the server refused a message: ${message.message}`);
+        break;
       case "lagged":
         hooks.skippedWaveformChunks += message.skipped_waveform_chunks ?? 0;
         lagNode.textContent = `lagging: ${hooks.skippedWaveformChunks} waveform chunks skipped`;
@@ -1010,6 +1103,7 @@ let lastPanelRender = 0;
 let lastOverviewRender = 0;
 let lastCardDraw = 0;
 function frame(now: number): void {
+  sendPresence(now);
   if (overviewDirty && now - lastOverviewRender > 1000) {
     lastOverviewRender = now;
     renderOverview();

@@ -200,6 +200,27 @@ export interface LaggedMessage {
   skipped_waveform_chunks: number;
 }
 
+/** Another clinician watching the ward; `gone` when they left. */
+export interface PresenceItem {
+  id: string;
+  name?: string;
+  bed_id?: string | null;
+  position?: [number, number, number] | null;
+  target?: [number, number, number] | null;
+  at?: number;
+  gone?: boolean;
+}
+
+export interface PresenceMessage {
+  type: "presence";
+  items: PresenceItem[];
+}
+
+export interface ErrorMessage {
+  type: "error";
+  message: string;
+}
+
 export type ServerMessage =
   | SnapshotMessage
   | ValuesMessage
@@ -207,6 +228,8 @@ export type ServerMessage =
   | StatusMessage
   | ScoresMessage
   | AlarmsMessage
+  | PresenceMessage
+  | ErrorMessage
   | LaggedMessage;
 
 /** Body-region keys the avatar has, exactly as the catalog and the stream name them. */

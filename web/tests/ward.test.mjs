@@ -328,6 +328,28 @@ test("the rooms show their readings and turn amber or red out of range", async (
   for (const room of rooms) if (room.abnormal > 0) assert.ok(room.level === "amber" || room.level === "red", `a room out of range is ${room.level}`);
 });
 
+test("two clinicians see each other's presence at the bed each is visiting", async () => {
+  // This page's clinician has a name (typed in the alarm test); a second one opens the ward.
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  await context.addInitScript(() => localStorage.setItem("metaward.user", "Dr Second"));
+  const second = await context.newPage();
+  await second.goto(url, { waitUntil: "load" });
+  await second.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
+  const bed = await second.evaluate(() => {
+    const id = window.__metaward.firstOccupiedBed();
+    window.__metaward.focusBed(id);
+    return id;
+  });
+  // The first page sees the second clinician at that bed, in the list and in the 3D ward.
+  await page.waitForFunction((b) => window.__metaward.presence().some((p) => p.name === "Dr Second" && p.bed_id === b), bed, { timeout: 10_000 });
+  await page.waitForFunction((b) => /Dr Second/.test(document.querySelector(`[data-testid="presence-at-${b}"]`)?.textContent ?? ""), bed, { timeout: 5000 });
+  // And the second page sees the first clinician (whose name this page holds).
+  await second.waitForFunction(() => window.__metaward.presence().some((p) => p.name === "Dr Round"), null, { timeout: 10_000 });
+  await page.screenshot({ path: path.join(artifacts, "presence.png") });
+  await context.close();
+  await page.waitForFunction(() => !window.__metaward.presence().some((p) => p.name === "Dr Second"), null, { timeout: 10_000 });
+});
+
 test("the language switches to Simplified Chinese and back", async () => {
   await page.click('[data-testid="language"]');
   await page.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout: 3000 });
