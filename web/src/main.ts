@@ -849,7 +849,9 @@ function renderOverview(): void {
       entry.texts[7] = scoreText;
       entry.cells[7].replaceChildren();
       const badge = document.createElement("span");
-      badge.className = `badge news2 ${score ? `band-${score.band}` : "none"}`;
+      // Striped when an input is missing or stale: the number is then a lower bound.
+      badge.className = `badge news2 ${score ? `band-${score.band}` : "none"}${score && !score.complete ? " incomplete" : ""}`;
+      badge.title = score && !score.complete ? t("score.incomplete") : "";
       badge.style.setProperty("--status", score ? BAND_COLOR[score.band] : NO_SCORE_COLOR);
       badge.textContent = scoreText;
       badge.dataset.total = score ? String(score.total) : "";
