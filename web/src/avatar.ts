@@ -73,6 +73,16 @@ export class AvatarKit {
     depthWrite: false,
   });
 
+  /** A region whose values are out of normal (amber) or critical (red), as the twin judges it. */
+  readonly abnormal = new THREE.MeshLambertMaterial({ color: 0xf0a020, emissive: 0x6a4000, emissiveIntensity: 0.5 });
+  readonly critical = new THREE.MeshLambertMaterial({ color: 0xe0302a, emissive: 0x7a0c08, emissiveIntensity: 0.7 });
+  readonly abnormalOrgan = new THREE.MeshLambertMaterial({
+    color: 0xf0a020, emissive: 0x6a4000, emissiveIntensity: 0.8, transparent: true, opacity: 0.9, depthWrite: false,
+  });
+  readonly criticalOrgan = new THREE.MeshLambertMaterial({
+    color: 0xff3a30, emissive: 0x901010, emissiveIntensity: 0.9, transparent: true, opacity: 0.9, depthWrite: false,
+  });
+
   /** A body material for one patient; its colour follows the patient's status. */
   bodyMaterial(): THREE.MeshLambertMaterial {
     return new THREE.MeshLambertMaterial({ color: 0xd9b89c });
@@ -80,7 +90,7 @@ export class AvatarKit {
 
   dispose(): void {
     for (const g of [this.sphere, this.capsule, this.box]) g.dispose();
-    for (const m of [this.heart, this.lung, this.condition, this.conditionOrgan]) m.dispose();
+    for (const m of [this.heart, this.lung, this.condition, this.conditionOrgan, this.abnormal, this.critical, this.abnormalOrgan, this.criticalOrgan]) m.dispose();
   }
 }
 
@@ -88,6 +98,37 @@ export interface Avatar {
   root: THREE.Group;
   regions: Map<BodyRegion, THREE.Mesh>;
   body: THREE.MeshLambertMaterial;
+  /** Each region's state as last applied (`normal` until the twin says otherwise). */
+  states: Map<BodyRegion, string>;
+}
+
+/**
+ * Colours one region by the twin's state: critical red, abnormal amber, a condition's own
+ * violet, normal skin (or the organ's own colour). Materials are shared; only the mesh's
+ * reference changes. Returns true when it changed.
+ */
+export function setRegionState(avatar: Avatar, kit: AvatarKit, region: BodyRegion, state: string): boolean {
+  const mesh = avatar.regions.get(region);
+  if (!mesh || avatar.states.get(region) === state) return false;
+  avatar.states.set(region, state);
+  const organ = REGION_SPECS[region].organ;
+  let material: THREE.Material;
+  switch (state) {
+    case "critical":
+      material = organ ? kit.criticalOrgan : kit.critical;
+      break;
+    case "abnormal":
+      material = organ ? kit.abnormalOrgan : kit.abnormal;
+      break;
+    case "condition":
+      material = organ ? kit.conditionOrgan : kit.condition;
+      break;
+    default:
+      material = organ ? (organ === "heart" ? kit.heart : kit.lung) : avatar.body;
+  }
+  mesh.material = material;
+  mesh.userData.state = state;
+  return true;
 }
 
 /**
@@ -99,6 +140,7 @@ export function buildAvatar(kit: AvatarKit, conditionNames: Map<string, string[]
   root.name = "avatar";
   const body = kit.bodyMaterial();
   const regions = new Map<BodyRegion, THREE.Mesh>();
+  const states = new Map<BodyRegion, string>();
   for (const region of BODY_REGIONS) {
     const spec = REGION_SPECS[region];
     const conditions = conditionNames.get(region) ?? [];
@@ -121,10 +163,12 @@ export function buildAvatar(kit: AvatarKit, conditionNames: Map<string, string[]
     if (spec.organ) mesh.renderOrder = 1;
     mesh.userData.region = region;
     mesh.userData.conditions = conditions;
+    mesh.userData.state = conditions.length ? "condition" : "normal";
     root.add(mesh);
     regions.set(region, mesh);
+    states.set(region, mesh.userData.state as string);
   }
-  return { root, regions, body };
+  return { root, regions, body, states };
 }
 
 /** Where a label for a region should float, in the avatar frame: above it, and outward for limbs. */

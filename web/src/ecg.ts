@@ -16,26 +16,42 @@ export class EcgStrip {
   private clockOffset: number | null = null;
   private patientId: string | null = null;
   private metric = "ecg_ii";
+  /** Which waveform family the strip shows: ECG leads (heart) or the plethysmogram (finger). */
+  private kind: "ecg" | "pleth" = "ecg";
+  private label: (kind: "ecg" | "pleth", waiting: boolean) => string = (kind, waiting) =>
+    `${kind === "ecg" ? "ECG lead II" : "Plethysmogram"}${waiting ? " · waiting for waveform" : ""}`;
 
   constructor(private readonly canvas: HTMLCanvasElement, private readonly caption: HTMLElement) {
     this.context = canvas.getContext("2d")!;
   }
 
-  select(patientId: string | null): void {
-    if (patientId === this.patientId) return;
+  select(patientId: string | null, kind: "ecg" | "pleth" = "ecg"): void {
+    if (patientId === this.patientId && kind === this.kind) return;
     this.patientId = patientId;
+    this.kind = kind;
+    this.metric = kind === "ecg" ? "ecg_ii" : "pleth";
     this.reset();
+  }
+
+  /** The caption's words, in the page's language. */
+  setLabel(label: (kind: "ecg" | "pleth", waiting: boolean) => string): void {
+    this.label = label;
+    this.reset();
+  }
+
+  get showing(): "ecg" | "pleth" {
+    return this.kind;
   }
 
   reset(): void {
     this.times = [];
     this.samples = [];
     this.clockOffset = null;
-    this.caption.textContent = this.patientId ? "ECG II · waiting for waveform" : "";
+    this.caption.textContent = this.patientId ? this.label(this.kind, true) : "";
   }
 
   push(patientId: string, metric: string, start: number, rateHz: number, chunk: number[]): void {
-    if (patientId !== this.patientId || !metric.startsWith("ecg") || rateHz <= 0) return;
+    if (patientId !== this.patientId || !metric.startsWith(this.kind) || rateHz <= 0) return;
     if (this.metric !== metric) {
       this.metric = metric;
       this.reset();
@@ -58,8 +74,8 @@ export class EcgStrip {
       this.times.splice(0, drop);
       this.samples.splice(0, drop);
     }
-    const lead = this.metric === "ecg_ii" ? "ECG lead II" : this.metric;
-    this.caption.textContent = `${lead} · ${rateHz} Hz · 5 s window`;
+    const lead = this.metric === "ecg_ii" || this.metric === "pleth" ? this.label(this.kind, false) : this.metric;
+    this.caption.textContent = `${lead} · ${rateHz} Hz · 5 s`;
   }
 
   draw(): void {

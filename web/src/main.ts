@@ -3,13 +3,19 @@
 
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
-import { CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
+import { CSS2DObject, CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import "./style.css";
+import { timeSeriesChart, type ChartPoint } from "./chart";
+import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, bandRank, priorityRank } from "./clinical";
 import { EcgStrip } from "./ecg";
-import { formatNumber, shortName, statusWord, unitText } from "./format";
-import type { ServerMessage, SnapshotMessage, ValueItem } from "./protocol";
+import { formatNumber, unitText } from "./format";
+import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } from "./i18n";
+import {
+  resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+} from "./protocol";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
-import { SharedKit, Ward } from "./ward";
+import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
+import { VrSession, type VrCardContent } from "./vr";
 
 interface MetawardHooks {
   ready: boolean;
@@ -24,6 +30,31 @@ interface MetawardHooks {
   focusBed(bedId: string): boolean;
   /** The first bed's id that has a patient, if any. */
   firstOccupiedBed(): string | null;
+  /** The current NEWS2 total and band per patient, as the page holds them. */
+  scores(): Record<string, { total: number; band: string }>;
+  /** Each region's state on a patient's avatar, as coloured now. */
+  regionStates(patientId: string): Record<string, string>;
+  /** How many region refreshes from the server have been applied. */
+  regionRefreshes: number;
+  /** Opens a body region's detail for the selected bed (the same as clicking it). */
+  selectRegion(region: string): boolean;
+  /** The bed ids of the overview list in the order shown. */
+  overviewOrder(): string[];
+  /** Other clinicians present, as this page shows them. */
+  presence(): Array<{ id: string; name: string; bed_id: string | null }>;
+  /** Active alarms per subject (`patient/ID`, `room/ID`), as the page holds them. */
+  alarmCounts(): Record<string, number>;
+  /** The current round's fixed worklist (bed ids), empty before the round starts. */
+  roundWorklist(): string[];
+  /** Visits the next patient of the acuity worklist; returns its bed id. */
+  nextPatient(): string | null;
+  selectedBed(): string | null;
+  language(): string;
+  xrSupported: boolean;
+  xrPresenting: boolean;
+  /** Frames rendered in an immersive session, and teleports made there. */
+  xrFrames(): number;
+  xrTeleports(): number;
 }
 
 declare global {
@@ -42,6 +73,12 @@ const tooltip = $("tooltip");
 const panel = $("panel");
 const panelBody = $("panel-body");
 const ecg = new EcgStrip($<HTMLCanvasElement>("ecg"), $("ecg-caption"));
+const regionDetail = $("region-detail");
+const overviewRows = $("overview-rows");
+const sortButton = $<HTMLButtonElement>("sort");
+const clinical = new ClinicalState();
+applyStatic();
+ecg.setLabel((kind, waiting) => `${t(kind === "ecg" ? "wave.ecg" : "wave.pleth")}${waiting ? ` · ${t("wave.waiting")}` : ""}`);
 
 const hooks: MetawardHooks = {
   ready: false,
@@ -56,6 +93,28 @@ const hooks: MetawardHooks = {
     for (const view of ward?.beds.values() ?? []) if (view.patient) return view.bed.id;
     return null;
   },
+  scores: () => Object.fromEntries([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])),
+  regionStates: (patientId) => Object.fromEntries(ward?.bedByPatient.get(patientId)?.avatar?.states ?? []),
+  regionRefreshes: 0,
+  selectRegion: (region) => selectRegion(region),
+  overviewOrder: () => orderedBeds().map((v) => v.bed.id),
+  roundWorklist: () => roundList ?? [],
+  presence: () => [...others.values()].map((o) => ({ id: o.item.id, name: o.item.name ?? "", bed_id: o.item.bed_id ?? null })),
+  alarmCounts: () => {
+    const counts: Record<string, number> = {};
+    for (const alarm of clinical.alarms.values()) {
+      const key = `${alarm.subject.kind}/${alarm.subject.id}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
+  },
+  nextPatient: () => nextPatient(),
+  selectedBed: () => selectedBedId,
+  language: () => language(),
+  xrSupported: false,
+  xrPresenting: false,
+  xrFrames: () => vr.frames,
+  xrTeleports: () => vr.teleports,
 };
 window.__metaward = hooks;
 
@@ -105,6 +164,52 @@ const invalidate = () => {
 controls.addEventListener("change", invalidate);
 
 const kit = new SharedKit();
+
+// ---- VR: the round by controller; see vr.ts ---------------------------------------------------
+const vrButton = $<HTMLButtonElement>("vr");
+const vr = new VrSession(renderer, scene, camera, () => vrNext(), (presenting) => {
+  hooks.xrPresenting = presenting;
+  vrButton.dataset.i18n = presenting ? "vr.exit" : "vr.enter";
+  vrButton.textContent = t(vrButton.dataset.i18n);
+  if (presenting) vrNext();
+  invalidate();
+});
+void VrSession.supported().then((supported) => {
+  hooks.xrSupported = supported;
+  vrButton.hidden = !supported;
+});
+vrButton.addEventListener("click", () => {
+  void (vr.presenting ? vr.exit() : vr.enter()).catch((failure) => {
+    vrButton.title = String(failure);
+  });
+});
+
+function vrCard(view: BedView): VrCardContent {
+  const patient = view.patient!;
+  const score = clinical.scores.get(patient.id);
+  const value = (metric: string) => {
+    const item = view.latest.get(metric);
+    return item ? formatNumber(item.value, ward?.metrics.get(metric)?.decimals) : "–";
+  };
+  const alarms = clinical.unacknowledgedOf("patient", patient.id);
+  return {
+    title: `${patient.name}, ${patient.age} · ${view.bed.label}`,
+    accent: score ? BAND_COLOR[score.band] : NO_SCORE_COLOR,
+    lines: [
+      { text: score ? `NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : `NEWS2 – ${t("band.none")}`, color: score ? BAND_COLOR[score.band] : undefined },
+      { text: `HR ${value("heart_rate")}  SpO₂ ${value("spo2")}  RR ${value("respiration_rate")}` },
+      { text: `BP ${value("nibp_systolic")}/${value("nibp_diastolic")}  T ${value("body_temperature")}` },
+      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarms[0].message}`, color: "#ff8a80" }] : []),
+    ],
+  };
+}
+
+/** In VR, the controller's trigger moves to the next patient of the round. */
+function vrNext(): void {
+  const bedId = nextPatient();
+  const view = bedId ? ward?.beds.get(bedId) : undefined;
+  if (view?.patient) vr.standAt(view.group, vrCard(view));
+}
 let ward: Ward | null = null;
 let selectedBedId: string | null = null;
 
@@ -196,7 +301,10 @@ labelRenderer.domElement.addEventListener("pointerup", (event) => {
   if (!downAt || Math.hypot(event.clientX - downAt.x, event.clientY - downAt.y) > 5) return;
   const hit = pick(event);
   const bedId = hit?.object.userData.bedId as string | undefined;
-  if (bedId) focusBed(bedId);
+  const region = hit?.object.userData.region as string | undefined;
+  // At the bed already: a click on the body opens that region's detail.
+  if (bedId && bedId === selectedBedId && region) selectRegion(region);
+  else if (bedId) focusBed(bedId);
 });
 labelRenderer.domElement.addEventListener("dblclick", () => {
   select(null);
@@ -224,10 +332,12 @@ function updateHover(): void {
   const view = ward.beds.get(hit.object.userData.bedId as string);
   const conditions = (hit.object.userData.conditions as string[] | undefined) ?? [];
   const region = hit.object.userData.region as string | undefined;
+  const state = hit.object.userData.state as string | undefined;
   let text: string;
-  if (conditions.length && region) text = `${conditions.join(", ")} (${region.replace(/_/g, " ")})`;
-  else if (view?.patient) text = `${view.patient.name}, ${view.patient.age} · ${view.bed.label}${region ? ` · ${region.replace(/_/g, " ")}` : ""}`;
-  else text = view ? `${view.bed.label} · empty` : "";
+  const where = region ? `${regionName(region)}${state && state !== "normal" ? ` · ${t(`region.${state}`)}` : ""}` : "";
+  if (conditions.length && region) text = `${conditions.join(", ")} (${where})`;
+  else if (view?.patient) text = `${view.patient.name}, ${view.patient.age} · ${view.bed.label}${where ? ` · ${where}` : ""}`;
+  else text = view ? `${view.bed.label} · ${t("panel.empty")}` : "";
   tooltip.textContent = text;
   tooltip.classList.toggle("condition", conditions.length > 0);
   tooltip.style.left = `${event.clientX + 14}px`;
@@ -236,31 +346,121 @@ function updateHover(): void {
 }
 
 // ---- side panel -----------------------------------------------------------------------------------
+const escape = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+let selectedRegion: BodyRegion | null = null;
+
 function select(bedId: string | null): void {
+  if (bedId !== selectedBedId) {
+    selectedRegion = null;
+    Object.assign(draft, { text: "", acvpu: "", reviewed: true, status: "" });
+    const patientId = bedId ? ward?.beds.get(bedId)?.patient?.id : undefined;
+    if (patientId) void loadNotes(patientId);
+  }
   selectedBedId = bedId;
   const view = bedId ? ward?.beds.get(bedId) : undefined;
   panel.hidden = !view;
-  ecg.select(view?.patient?.id ?? null);
+  ecg.select(view?.patient?.id ?? null, ecg.showing);
+  if (view?.patient) regionsWanted.add(view.patient.id);
   renderPanel();
+  renderRegionDetail();
+  overviewDirty = true;
 }
 
 let panelDirty = false;
+// A re-render between a button's press and release would swallow the click: wait for the release.
+let panelPressed = false;
+panel.addEventListener("pointerdown", () => {
+  panelPressed = true;
+});
+window.addEventListener("pointerup", () => {
+  window.setTimeout(() => {
+    panelPressed = false;
+  }, 0);
+});
 function renderPanel(): void {
+  // Never pull a control from under the user: an open ACVPU list or a checkbox being set.
+  const active = document.activeElement?.id;
+  if (panelPressed || active === "round-acvpu" || active === "round-reviewed") {
+    panelDirty = true;
+    return;
+  }
   panelDirty = false;
   const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
   if (!view || !ward) return;
+  // Keep what the user is typing: the panel is re-rendered while they type their name.
+  const focused = document.activeElement?.id;
   const patient = view.patient;
   const rows: string[] = [];
-  const escape = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
   rows.push(`<h2>${escape(patient ? `${patient.name}, ${patient.age}` : view.bed.label)}</h2>`);
-  rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}${patient ? ` · ${patient.sex}` : " · empty"}`)}</div>`);
+  rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}`)}${patient ? ` · ${escape(t(`sex.${patient.sex}`) === `sex.${patient.sex}` ? patient.sex : t(`sex.${patient.sex}`))} · ${escape(patient.id)}` : ` · ${t("panel.empty")}`}</div>`);
   if (patient) {
-    const word = statusWord(view.deviation);
-    rows.push(`<div class="panel-status badge ${word}">${word}${view.deviation != null ? ` · deviation ${Math.round(view.deviation * 100)}%` : ""}${view.worstMetric ? ` · worst ${escape(shortName(view.worstMetric, ward.metrics.get(view.worstMetric)?.display))}` : ""}</div>`);
-    if (patient.conditions?.length) {
-      rows.push(`<h3>Conditions</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).join(", "))}</span></li>`).join("")}</ul>`);
+    const score = clinical.scores.get(patient.id);
+    rows.push(`<h3>${t("panel.news2")}</h3>`);
+    if (score) {
+      const color = BAND_COLOR[score.band] ?? NO_SCORE_COLOR;
+      rows.push(`<div class="panel-score" data-testid="panel-news2" data-total="${score.total}" data-band="${score.band}">
+        <span class="badge news2 band-${score.band}" style="--status:${color}">NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]}</span>
+        <b>${escape(t(`band.${score.band}`))}</b>${score.complete ? "" : ` · <span class="warn">${t("score.incomplete")}</span>`}</div>`);
+      rows.push(`<table class="breakdown" data-testid="news2-breakdown">`);
+      for (const parameter of score.parameters) {
+        const value = parameter.value ?? parameter.charted;
+        const shown = parameter.parameter === "consciousness" && value != null ? "ACVPU".charAt(value) || String(value)
+          : parameter.parameter === "air_or_oxygen" && value != null ? (value > 0 ? `O₂ ${value}` : "air") : value != null ? formatNumber(value, parameter.parameter === "temperature" ? 1 : 0) : "–";
+        const sub = parameter.sub_score;
+        rows.push(`<tr class="${parameter.status === "scored" ? "" : "unscored"} sub-${sub ?? "none"}"><td>${escape(t(`param.${parameter.parameter}`))}</td><td class="num">${escape(shown)}</td><td class="num sub">${sub ?? "–"}</td><td class="muted">${parameter.status === "scored" ? "" : escape(t(`status.${parameter.status}`))}</td></tr>`);
+      }
+      rows.push(`</table>`);
+      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(score.scale_reason_text ?? score.scale_reason)}</div>`);
+      rows.push(`<div class="muted">${t("panel.response")}: ${escape(score.response)}</div>`);
+    } else {
+      rows.push(`<div class="muted">${t("band.none")}</div>`);
     }
-    rows.push(`<h3>Latest values</h3><table>`);
+
+    const alarms = clinical.alarmsOf("patient", patient.id);
+    rows.push(`<h3>${t("panel.alarms")} (${alarms.length})</h3>`);
+    rows.push(`<label class="user-line">${t("alarm.by")} <input id="user-name" data-testid="user-name" placeholder="${escape(t("alarm.ask_name"))}" value="${escape(userName())}"></label>`);
+    if (!alarms.length) rows.push(`<div class="muted">${t("alarm.none")}</div>`);
+    rows.push(`<ul class="alarms" data-testid="panel-alarms">`);
+    for (const alarm of alarms) {
+      const acked = alarm.acknowledged_at != null;
+      rows.push(`<li class="alarm prio-${alarm.priority}${acked ? " acked" : ""}" data-testid="alarm-${alarm.id}" data-alarm-id="${alarm.id}">
+        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> ${escape(alarm.message)}
+        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? " · escalated" : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
+        ${acked ? "" : `<button type="button" class="ack" data-ack="${alarm.id}" data-testid="ack-${alarm.id}">${t("alarm.ack")}</button>`}</li>`);
+    }
+    rows.push(`</ul><div id="ack-error" class="warn" hidden></div>`);
+
+    const review = lastReview.get(patient.id);
+    rows.push(`<h3>${t("round.title")}</h3>`);
+    rows.push(`<div class="muted" data-testid="last-review">${review ? `${t("round.last_review")} ${new Date(review.at).toLocaleTimeString()} · ${escape(review.author)}` : t("round.never")}</div>`);
+    rows.push(`<div class="round-form" data-testid="round-form">
+      <textarea id="round-text" data-testid="round-text" rows="2" placeholder="${escape(t("round.placeholder"))}">${escape(draft.text)}</textarea>
+      <label>${t("param.consciousness")} (ACVPU) <select id="round-acvpu" data-testid="round-acvpu">
+        <option value="">–</option>${["A", "C", "V", "P", "U"].map((l) => `<option value="${l}"${draft.acvpu === l ? " selected" : ""}>${l} · ${escape(t(`acvpu.${l}`))}</option>`).join("")}
+      </select></label>
+      <label><input type="checkbox" id="round-reviewed" data-testid="round-reviewed"${draft.reviewed ? " checked" : ""}> ${t("round.reviewed")}</label>
+      <button type="button" id="round-save" data-testid="round-save">${t("round.save")}</button>
+      <div id="round-status" class="muted" data-testid="round-status">${escape(draft.status)}</div>
+    </div>`);
+    const notes = notesByPatient.get(patient.id) ?? [];
+    if (notes.length) {
+      rows.push(`<ul class="notes" data-testid="round-notes">${notes.slice(0, 5).map((n) => `<li><span class="muted">${new Date(n.at).toLocaleTimeString()} · ${escape(n.author)}${n.acvpu ? ` · ACVPU ${n.acvpu}` : ""}${n.reviewed ? ` · ${t("round.reviewed")}` : ""}</span><br>${escape(n.text)}</li>`).join("")}</ul>`);
+    }
+
+    if (patient.conditions?.length) {
+      rows.push(`<h3>${t("panel.conditions")}</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
+    }
+    // Regions not normal first, as chips; a click opens the detail.
+    const avatar = view.avatar;
+    if (avatar) {
+      const order = { critical: 0, abnormal: 1, condition: 2, normal: 3 } as Record<string, number>;
+      const regions = [...avatar.states.entries()]
+        .filter(([region, state]) => state !== "normal" || view.regionLabels.has(region))
+        .sort((x, y) => (order[x[1]] ?? 4) - (order[y[1]] ?? 4));
+      rows.push(`<h3>${t("panel.regions")}</h3><div class="chips">${regions.map(([region, state]) =>
+        `<button type="button" class="chip region-${state}${region === selectedRegion ? " selected" : ""}" data-region="${region}" data-testid="region-chip-${region}">${escape(regionName(region))}${state === "normal" ? "" : ` · ${escape(t(`region.${state}`))}`}</button>`).join("")}</div>`);
+    }
+    rows.push(`<h3>${t("panel.values")}</h3><table>`);
     const items = [...view.latest.values()].sort((a, b) => a.metric.localeCompare(b.metric));
     for (const item of items) {
       const metric = ward.metrics.get(item.metric);
@@ -269,10 +469,527 @@ function renderPanel(): void {
     rows.push(`</table>`);
   }
   panelBody.innerHTML = rows.join("");
+  if (focused === "user-name" || focused === "round-text") {
+    const input = document.getElementById(focused) as HTMLInputElement | null;
+    input?.focus();
+    input?.setSelectionRange(input.value.length, input.value.length);
+  }
 }
+
+interface RoundNote {
+  id: number;
+  patient_id: string;
+  author: string;
+  at: number;
+  text: string;
+  acvpu: string | null;
+  reviewed: boolean;
+}
+const notesByPatient = new Map<string, RoundNote[]>();
+/** What the clinician has typed but not saved; kept across the panel's re-renders. */
+const draft = { text: "", acvpu: "", reviewed: true, status: "" };
+
+async function loadNotes(patientId: string): Promise<void> {
+  try {
+    const response = await fetch(`/api/v1/rounds/notes?patient=${encodeURIComponent(patientId)}&limit=20`);
+    if (response.ok) {
+      notesByPatient.set(patientId, (await response.json()) as RoundNote[]);
+      panelDirty = true;
+    }
+  } catch {
+    // Shown as no notes; the next selection tries again.
+  }
+}
+
+async function saveRoundNote(): Promise<void> {
+  const patientId = selectedBedId ? ward?.beds.get(selectedBedId)?.patient?.id : undefined;
+  if (!patientId) return;
+  const author = userName();
+  if (!author) {
+    const input = document.getElementById("user-name") as HTMLInputElement | null;
+    input?.focus();
+    input?.classList.add("needed");
+    return;
+  }
+  draft.status = "…";
+  const response = await fetch("/api/v1/rounds/notes", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ patient_id: patientId, author, text: draft.text, acvpu: draft.acvpu || null, reviewed: draft.reviewed }),
+  }).catch((failure) => new Response(String(failure), { status: 599 }));
+  if (response.status === 201) {
+    const note = (await response.json()) as RoundNote;
+    notesByPatient.set(patientId, [note, ...(notesByPatient.get(patientId) ?? [])]);
+    if (note.reviewed) lastReview.set(patientId, { at: note.at, author: note.author });
+    Object.assign(draft, { text: "", acvpu: "", reviewed: true, status: t("round.saved") });
+    overviewDirty = true;
+  } else {
+    draft.status = `${t("round.failed")}: ${await response.text()}`;
+  }
+  panelDirty = true;
+  renderPanel();
+}
+
+const USER_KEY = "metaward.user";
+function userName(): string {
+  return localStorage.getItem(USER_KEY) ?? "";
+}
+
+panelBody.addEventListener("input", (event) => {
+  const target = event.target as HTMLInputElement;
+  if (target.id === "user-name") localStorage.setItem(USER_KEY, target.value.trim());
+  if (target.id === "round-text") draft.text = target.value;
+  if (target.id === "round-acvpu") draft.acvpu = target.value;
+  if (target.id === "round-reviewed") draft.reviewed = target.checked;
+});
+
+panelBody.addEventListener("click", async (event) => {
+  const target = event.target as HTMLElement;
+  const region = target.closest<HTMLElement>("[data-region]")?.dataset.region;
+  if (region) {
+    selectRegion(region);
+    return;
+  }
+  if (target.id === "round-save") {
+    await saveRoundNote();
+    return;
+  }
+  const ackId = target.closest<HTMLElement>("[data-ack]")?.dataset.ack;
+  if (!ackId) return;
+  const by = userName();
+  const error = document.getElementById("ack-error");
+  if (!by) {
+    const input = document.getElementById("user-name") as HTMLInputElement | null;
+    input?.focus();
+    input?.classList.add("needed");
+    return;
+  }
+  (target as HTMLButtonElement).disabled = true;
+  try {
+    const response = await fetch(`/api/v1/alarms/${encodeURIComponent(ackId)}/acknowledge`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ by }),
+    });
+    if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+    // The stream brings the acknowledged event too; apply the answer now so the list changes at once.
+    const alarm = (await response.json()) as AlarmInfo;
+    clinical.applyAlarmEvents([{ at: Date.now(), transition: "acknowledged", by, alarm }]);
+    alarmsChanged(`${alarm.subject.kind}/${alarm.subject.id}`);
+  } catch (failure) {
+    if (error) {
+      error.hidden = false;
+      error.textContent = `${t("alarm.failed")}: ${String(failure)}`;
+    }
+    (target as HTMLButtonElement).disabled = false;
+  }
+});
+
 $("panel-close").addEventListener("click", () => {
   select(null);
   overview(false);
+});
+
+// ---- region detail: values, a real chart of the last hours, the live strip ----------------------
+const TREND_SPAN_MS = 4 * 3_600_000;
+let regionRequest = 0;
+
+function selectRegion(key: string): boolean {
+  const region = resolveRegion(key);
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  if (!region || !view?.patient) return false;
+  selectedRegion = region;
+  // The strip follows the region: the plethysmogram at the finger, the ECG elsewhere.
+  ecg.select(view.patient.id, region.startsWith("finger") || region.startsWith("hand") ? "pleth" : "ecg");
+  renderPanel();
+  renderRegionDetail();
+  return true;
+}
+
+/** Metrics shown at a region: those whose latest value sits there. */
+function metricsAt(view: BedView, region: BodyRegion): string[] {
+  const metrics: string[] = [];
+  for (const item of view.latest.values()) {
+    const at = resolveRegion(item.region) ?? resolveRegion(ward?.metrics.get(item.metric)?.region);
+    if (at === region) metrics.push(item.metric);
+  }
+  return metrics.sort();
+}
+
+async function renderRegionDetail(): Promise<void> {
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  const region = selectedRegion;
+  if (!view?.patient || !region || !ward) {
+    regionDetail.hidden = true;
+    regionDetail.replaceChildren();
+    return;
+  }
+  const request = ++regionRequest;
+  const patientId = view.patient.id;
+  const state = view.avatar?.states.get(region) ?? "normal";
+  const reasons = (view.avatar?.regions.get(region)?.userData.reasons ?? []) as RegionStatusInfo["reasons"];
+  const metrics = metricsAt(view, region);
+  regionDetail.hidden = false;
+  regionDetail.dataset.region = region;
+  const head = document.createElement("div");
+  head.innerHTML = `<h3>${t("panel.region")}: ${escape(regionName(region))} <span class="chip region-${state}">${escape(t(`region.${state}`))}</span></h3>
+    <ul class="reasons">${reasons.map((r) => `<li>${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ?? ""} ${r.value != null ? formatNumber(r.value, 1) : ""} ${r.why ?? ""}`)}</li>`).join("")}</ul>`;
+  const to = Date.now();
+  const from = to - TREND_SPAN_MS;
+  const charts = await Promise.all(metrics.map(async (metricKey) => {
+    const metric = ward!.metrics.get(metricKey);
+    const box = document.createElement("div");
+    box.className = "trend";
+    box.dataset.testid = `trend-${metricKey}`;
+    const latest = view.latest.get(metricKey);
+    box.innerHTML = `<div class="trend-title"><b>${escape(metricLabel(metricKey, metric?.display))}</b> ${latest ? `${formatNumber(latest.value, metric?.decimals)} ${escape(unitText(latest.unit || metric?.unit))}` : ""} <span class="muted">${t("panel.trend")}</span></div>`;
+    try {
+      const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/history?metric=${encodeURIComponent(metricKey)}&from=${from}&to=${to}&limit=5000`);
+      if (!response.ok) throw new Error(String(response.status));
+      const body = (await response.json()) as { points: ChartPoint[] };
+      if (body.points.length) box.append(timeSeriesChart(body.points, { from, to, normal: metric?.normal, decimals: metric?.decimals }));
+      else box.append(Object.assign(document.createElement("div"), { className: "muted", textContent: t("panel.no_history") }));
+    } catch (failure) {
+      box.append(Object.assign(document.createElement("div"), { className: "warn", textContent: String(failure) }));
+    }
+    return box;
+  }));
+  if (request !== regionRequest) return;
+  regionDetail.replaceChildren(head, ...charts);
+}
+
+// ---- region colours: the twin's judgement, fetched for patients whose data changed ------------
+const regionsWanted = new Set<string>();
+let regionFetchBusy = false;
+async function refreshOneRegion(): Promise<void> {
+  if (regionFetchBusy || !ward || regionsWanted.size === 0) return;
+  // The selected patient first; then any.
+  const selectedPatient = selectedBedId ? ward.beds.get(selectedBedId)?.patient?.id : undefined;
+  const patientId = selectedPatient && regionsWanted.has(selectedPatient) ? selectedPatient : regionsWanted.values().next().value!;
+  regionsWanted.delete(patientId);
+  regionFetchBusy = true;
+  try {
+    const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/regions`);
+    if (response.ok) {
+      const regions = (await response.json()) as RegionStatusInfo[];
+      if (ward?.applyRegions(patientId, regions) && patientId === selectedPatient) panelDirty = true;
+      hooks.regionRefreshes += 1;
+    }
+  } catch {
+    regionsWanted.add(patientId);
+  } finally {
+    regionFetchBusy = false;
+  }
+}
+// 40 beds: every patient with new data is refreshed within a few seconds, at most ~7 requests a second.
+window.setInterval(refreshOneRegion, 150);
+
+// ---- the ward overview: a central-station list beside the 3D view -------------------------------
+type SortMode = "bed" | "acuity";
+let sortMode: SortMode = "bed";
+let overviewDirty = true;
+let worklistIndex = -1;
+
+interface OverviewRow {
+  row: HTMLTableRowElement;
+  cells: HTMLTableCellElement[];
+  texts: string[];
+}
+const overviewByBed = new Map<string, OverviewRow>();
+const OVERVIEW_METRICS = ["heart_rate", "spo2", "respiration_rate", "nibp", "body_temperature"];
+
+/** When each patient was last reviewed on a round (`GET /rounds/reviews`), epoch ms. */
+const lastReview = new Map<string, { at: number; author: string }>();
+async function loadReviews(): Promise<void> {
+  try {
+    const response = await fetch("/api/v1/rounds/reviews");
+    if (!response.ok) return;
+    lastReview.clear();
+    for (const review of (await response.json()) as Array<{ patient_id: string; at: number; author: string }>) {
+      lastReview.set(review.patient_id, { at: review.at, author: review.author });
+    }
+    overviewDirty = true;
+  } catch {
+    // The worklist still orders by band and score; the review time is the last key.
+  }
+}
+
+/** Acuity: NEWS2 band, then score, then the longest since last review (never first), then bed order. */
+function orderedBeds(mode: SortMode = sortMode): BedView[] {
+  const views = [...(ward?.beds.values() ?? [])];
+  if (mode === "bed") return views;
+  return views
+    .filter((v) => v.patient)
+    .map((v, index) => ({ v, index }))
+    .sort((a, b) => {
+      const sa = clinical.scores.get(a.v.patient!.id);
+      const sb = clinical.scores.get(b.v.patient!.id);
+      return bandRank(sb) - bandRank(sa)
+        || (sb?.total ?? -1) - (sa?.total ?? -1)
+        || (lastReview.get(a.v.patient!.id)?.at ?? 0) - (lastReview.get(b.v.patient!.id)?.at ?? 0)
+        || priorityRank(clinical.unacknowledgedOf("patient", b.v.patient!.id)[0]?.priority) - priorityRank(clinical.unacknowledgedOf("patient", a.v.patient!.id)[0]?.priority)
+        || a.index - b.index;
+    })
+    .map((x) => x.v);
+}
+
+/**
+ * A round's worklist is fixed when the round starts (the first "next"), so a score that moves
+ * during the round does not make anyone skipped or seen twice; re-sorting starts a new round.
+ */
+let roundList: string[] | null = null;
+/** When the round started, and each patient's NEWS2 then: the summary's "what changed". */
+let roundStart: { at: number; scores: Map<string, { total: number; band: string }> } | null = null;
+const roundSeen = new Set<string>();
+function nextPatient(): string | null {
+  if (!roundList) {
+    roundList = orderedBeds("acuity").map((v) => v.bed.id);
+    worklistIndex = -1;
+    roundStart = { at: Date.now(), scores: new Map([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])) };
+    roundSeen.clear();
+    $("summary").hidden = false;
+  }
+  if (!roundList.length) return null;
+  worklistIndex = (worklistIndex + 1) % roundList.length;
+  const bedId = roundList[worklistIndex];
+  roundSeen.add(bedId);
+  focusBed(bedId);
+  return bedId;
+}
+
+/** The end of a round: who was seen and by whom, what changed in NEWS2, what alarms are open. */
+function showRoundSummary(): void {
+  const node = $("round-summary");
+  if (!roundList || !roundStart || !ward) return;
+  const since = roundStart.at;
+  const rows: string[] = [];
+  let seen = 0;
+  for (const bedId of roundList) {
+    const view = ward.beds.get(bedId);
+    const patient = view?.patient;
+    if (!view || !patient) continue;
+    if (roundSeen.has(bedId)) seen += 1;
+    const notes = (notesByPatient.get(patient.id) ?? []).filter((n) => n.at >= since);
+    const before = roundStart.scores.get(patient.id);
+    const now = clinical.scores.get(patient.id);
+    const change = before && now && (before.total !== now.total || before.band !== now.band)
+      ? `${before.total} → ${now.total} ${t(`band.${now.band}`)}` : now ? `${now.total} ${t(`band.${now.band}`)}` : "–";
+    const open = clinical.unacknowledgedOf("patient", patient.id).length;
+    rows.push(`<tr data-testid="summary-${patient.id}" class="${roundSeen.has(bedId) ? "" : "unseen"}"><td>${escape(view.bed.label)}</td><td>${escape(patient.name)}</td>
+      <td>${roundSeen.has(bedId) ? "✓" : "–"}</td><td>${escape([...new Set(notes.map((n) => n.author))].join(", "))}${notes.some((n) => n.acvpu) ? ` · ACVPU ${notes.find((n) => n.acvpu)!.acvpu}` : ""}</td>
+      <td>${escape(change)}</td><td class="num">${open || ""}</td></tr>`);
+  }
+  node.innerHTML = `<button type="button" class="panel-close" data-close>×</button>
+    <h2>${t("round.summary")}</h2>
+    <div class="muted" data-testid="summary-counts" data-seen="${seen}" data-total="${roundList.length}">${t("round.seen")} ${seen} / ${roundList.length} · ${t("round.started")} ${new Date(since).toLocaleTimeString()}</div>
+    <table><thead><tr><th>${t("overview.bed")}</th><th>${t("overview.patient")}</th><th>${t("round.seen")}</th><th>${t("round.by")}</th><th>NEWS2</th><th>${t("round.open_alarms")}</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  node.hidden = false;
+}
+$("summary").addEventListener("click", showRoundSummary);
+$("round-summary").addEventListener("click", (event) => {
+  if ((event.target as HTMLElement).closest("[data-close]")) $("round-summary").hidden = true;
+});
+
+function buildOverview(): void {
+  overviewByBed.clear();
+  overviewRows.replaceChildren();
+  for (const view of ward?.beds.values() ?? []) {
+    const row = document.createElement("tr");
+    row.dataset.testid = `overview-row-${view.bed.id}`;
+    row.dataset.bed = view.bed.id;
+    if (view.patient) row.dataset.patient = view.patient.id;
+    const cells: HTMLTableCellElement[] = [];
+    for (let i = 0; i < 9; i++) {
+      const cell = document.createElement("td");
+      if (i >= 2 && i <= 6) cell.className = "num";
+      cells.push(cell);
+      row.append(cell);
+    }
+    cells[0].textContent = view.bed.label;
+    cells[1].textContent = view.patient ? `${view.patient.name}, ${view.patient.age}` : t("panel.empty");
+    cells[7].className = "news2-cell";
+    cells[8].className = "alarm-cell";
+    row.addEventListener("click", () => focusBed(view.bed.id));
+    overviewByBed.set(view.bed.id, { row, cells, texts: cells.map((c) => c.textContent ?? "") });
+  }
+  overviewDirty = true;
+}
+
+function setCell(entry: OverviewRow, index: number, text: string): void {
+  if (entry.texts[index] === text) return;
+  entry.texts[index] = text;
+  entry.cells[index].textContent = text;
+}
+
+function renderOverview(): void {
+  overviewDirty = false;
+  if (!ward) return;
+  sortButton.textContent = t(sortMode === "bed" ? "overview.sort.acuity" : "overview.sort.bed");
+  const order = orderedBeds();
+  const shown = new Set(order.map((v) => v.bed.id));
+  for (const [bedId, entry] of overviewByBed) entry.row.hidden = !shown.has(bedId);
+  order.forEach((view, index) => {
+    const entry = overviewByBed.get(view.bed.id)!;
+    if (overviewRows.children[index] !== entry.row) overviewRows.insertBefore(entry.row, overviewRows.children[index] ?? null);
+    entry.row.classList.toggle("selected", view.bed.id === selectedBedId);
+    if (!view.patient) return;
+    for (let i = 0; i < OVERVIEW_METRICS.length; i++) {
+      const key = OVERVIEW_METRICS[i];
+      let text = "–";
+      if (key === "nibp") {
+        const sys = view.latest.get("nibp_systolic");
+        const dia = view.latest.get("nibp_diastolic");
+        if (sys) text = `${formatNumber(sys.value, 0)}/${dia ? formatNumber(dia.value, 0) : "–"}`;
+      } else {
+        const item = view.latest.get(key);
+        if (item) text = `${formatNumber(item.value, ward!.metrics.get(key)?.decimals)}${item.artefact ? "?" : ""}`;
+      }
+      setCell(entry, 2 + i, text);
+    }
+    const score = clinical.scores.get(view.patient.id);
+    const scoreText = score ? `${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : "–";
+    if (entry.texts[7] !== scoreText) {
+      entry.texts[7] = scoreText;
+      entry.cells[7].replaceChildren();
+      const badge = document.createElement("span");
+      // Striped when an input is missing or stale: the number is then a lower bound.
+      badge.className = `badge news2 ${score ? `band-${score.band}` : "none"}${score && !score.complete ? " incomplete" : ""}`;
+      badge.title = score && !score.complete ? t("score.incomplete") : "";
+      badge.style.setProperty("--status", score ? BAND_COLOR[score.band] : NO_SCORE_COLOR);
+      badge.textContent = scoreText;
+      badge.dataset.total = score ? String(score.total) : "";
+      badge.dataset.band = score?.band ?? "";
+      entry.cells[7].append(badge);
+    }
+    const alarms = clinical.alarmsOf("patient", view.patient.id);
+    const alarmKey = alarms.map((a) => `${a.id}:${a.priority}:${a.acknowledged_at ?? ""}`).join(",") + language();
+    if (entry.texts[8] !== alarmKey) {
+      entry.texts[8] = alarmKey;
+      let chip = entry.cells[8].firstElementChild as HTMLElement | null;
+      if (!chip) {
+        chip = document.createElement("span");
+        entry.cells[8].append(chip);
+      }
+      paintAlarmChip(chip, alarms);
+    }
+  });
+}
+
+sortButton.addEventListener("click", () => {
+  sortMode = sortMode === "bed" ? "acuity" : "bed";
+  roundList = null;
+  $("summary").hidden = true;
+  overviewDirty = true;
+});
+$("next").addEventListener("click", () => nextPatient());
+
+function alarmsChanged(subject: string): void {
+  const [kind, id] = subject.split("/");
+  if (kind === "patient") {
+    ward?.applyPatientAlarms(id, clinical.alarmsOf("patient", id));
+    if (selectedBedId && ward?.bedByPatient.get(id)?.bed.id === selectedBedId) panelDirty = true;
+  } else if (kind === "room") {
+    ward?.applyRoomAlarms(id, clinical.alarmsOf("room", id));
+  }
+  overviewDirty = true;
+}
+
+// ---- presence: the other clinicians in the ward -------------------------------------------------
+interface Other {
+  item: PresenceItem;
+  marker: THREE.Group;
+  label: CSS2DObject;
+}
+const others = new Map<string, Other>();
+const presenceMarker = new THREE.CapsuleGeometry(0.18, 1.2, 2, 8);
+const presenceMaterial = new THREE.MeshLambertMaterial({ color: 0x4fc3f7 });
+
+function applyPresence(items: PresenceItem[]): void {
+  for (const item of items) {
+    let other = others.get(item.id);
+    if (item.gone) {
+      if (other) {
+        other.marker.removeFromParent();
+        other.label.element.remove();
+        others.delete(item.id);
+      }
+      continue;
+    }
+    if (!other) {
+      const marker = new THREE.Group();
+      const body = new THREE.Mesh(presenceMarker, presenceMaterial);
+      body.position.y = 0.8;
+      marker.add(body);
+      const node = document.createElement("div");
+      node.className = "presence-label";
+      node.dataset.testid = `presence-${item.id}`;
+      const label = new CSS2DObject(node);
+      label.position.y = 1.75;
+      marker.add(label);
+      scene.add(marker);
+      other = { item, marker, label };
+      others.set(item.id, other);
+    }
+    other.item = item;
+    other.label.element.textContent = item.name ?? "";
+    // Where they stand, on the floor; the marker faces where they look.
+    const [x, , z] = item.position ?? [0, 0, 0];
+    other.marker.position.set(x, 0, z);
+    if (item.target) other.marker.lookAt(item.target[0], 0, item.target[2]);
+    other.marker.visible = item.position != null;
+  }
+  // The overview shows who is at which bed.
+  for (const [bedId, entry] of overviewByBed) {
+    const names = [...others.values()].filter((o) => o.item.bed_id === bedId).map((o) => o.item.name ?? "");
+    let tag = entry.cells[0].querySelector<HTMLElement>(".presence-tag");
+    if (!names.length) {
+      tag?.remove();
+      continue;
+    }
+    if (!tag) {
+      tag = document.createElement("span");
+      tag.className = "presence-tag";
+      tag.dataset.testid = `presence-at-${bedId}`;
+      entry.cells[0].append(tag);
+    }
+    tag.textContent = ` ● ${names.join(", ")}`;
+    tag.title = names.join(", ");
+  }
+  invalidate();
+}
+
+/** Tells the others where this viewer is: on a change, at most once a second. */
+let lastPresence = "";
+let lastPresenceAt = 0;
+function sendPresence(now: number): void {
+  const name = userName();
+  if (!name || now - lastPresenceAt < 1000) return;
+  const round = (v: THREE.Vector3) => [v.x, v.y, v.z].map((n) => Math.round(n * 10) / 10);
+  const message = JSON.stringify({
+    type: "presence", name, bed_id: selectedBedId,
+    position: round(camera.getWorldPosition(new THREE.Vector3())), target: round(controls.target),
+  });
+  if (message === lastPresence) return;
+  if (stream.send(message)) {
+    lastPresence = message;
+    lastPresenceAt = now;
+  }
+}
+
+// ---- language -----------------------------------------------------------------------------------
+$("language").addEventListener("click", () => setLanguage(language() === "en" ? "zh" : "en"));
+onLanguageChange(() => {
+  ward?.relabel();
+  for (const entry of overviewByBed.values()) entry.texts = entry.texts.map(() => "");
+  for (const [bedId, entry] of overviewByBed) {
+    const view = ward?.beds.get(bedId);
+    entry.cells[0].textContent = view?.bed.label ?? "";
+    entry.cells[1].textContent = view?.patient ? `${view.patient.name}, ${view.patient.age}` : t("panel.empty");
+    entry.texts[0] = entry.cells[0].textContent;
+    entry.texts[1] = entry.cells[1].textContent ?? "";
+  }
+  ecg.reset();
+  overviewDirty = true;
+  renderPanel();
+  renderRegionDetail();
+  invalidate();
 });
 
 // ---- the stream ---------------------------------------------------------------------------------
@@ -284,6 +1001,17 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   scene.add(ward.root);
   hooks.beds = ward.bedCount;
   hooks.patients = ward.patients.size;
+  clinical.reset(snapshot.scores ?? [], snapshot.alarms ?? []);
+  for (const score of clinical.scores.values()) ward.applyScore(score.patient_id, score);
+  for (const patient of ward.patients.values()) {
+    ward.applyPatientAlarms(patient.id, clinical.alarmsOf("patient", patient.id));
+    regionsWanted.add(patient.id);
+  }
+  for (const room of ward.rooms.keys()) ward.applyRoomAlarms(room, clinical.alarmsOf("room", room));
+  buildOverview();
+  applyPresence([...others.keys()].map((id) => ({ id, gone: true })));
+  lastPresence = "";
+  void loadReviews();
   invalidate();
   for (const item of snapshot.values ?? []) recordValue(item);
   if (firstSnapshot) overview(true);
@@ -312,9 +1040,22 @@ const stream = new LiveStream(streamUrl(window.location), {
           recordValue(item);
           hooks.valueUpdates += 1;
           ward?.applyValue(item);
+          if (item.patient_id) regionsWanted.add(item.patient_id);
           if (selectedBedId && item.bed_id === selectedBedId) panelDirty = true;
           else if (selectedBedId && item.patient_id && ward?.bedByPatient.get(item.patient_id)?.bed.id === selectedBedId) panelDirty = true;
         }
+        overviewDirty = true;
+        break;
+      case "scores":
+        for (const patientId of clinical.applyScores(message.items ?? [])) {
+          ward?.applyScore(patientId, clinical.scores.get(patientId) ?? null);
+          regionsWanted.add(patientId);
+          if (selectedBedId && ward?.bedByPatient.get(patientId)?.bed.id === selectedBedId) panelDirty = true;
+        }
+        overviewDirty = true;
+        break;
+      case "alarms":
+        for (const subject of clinical.applyAlarmEvents(message.items ?? [])) alarmsChanged(subject);
         break;
       case "status":
         ward?.applyStatus(message.items ?? []);
@@ -322,6 +1063,12 @@ const stream = new LiveStream(streamUrl(window.location), {
         break;
       case "waveform":
         ecg.push(message.patient_id, message.metric, message.start, message.rate_hz, message.samples ?? []);
+        break;
+      case "presence":
+        applyPresence(message.items ?? []);
+        break;
+      case "error":
+        console.warn(`metaward: the server refused a message: ${message.message}`);
         break;
       case "lagged":
         hooks.skippedWaveformChunks += message.skipped_waveform_chunks ?? 0;
@@ -336,10 +1083,10 @@ const stream = new LiveStream(streamUrl(window.location), {
     let text: string;
     switch (state.kind) {
       case "open":
-        text = "live";
+        text = t("connection.live");
         break;
       case "connecting":
-        text = state.attempt > 1 ? `reconnecting (attempt ${state.attempt})` : "connecting";
+        text = state.attempt > 1 ? `reconnecting (attempt ${state.attempt})` : t("connection.connecting");
         break;
       case "waiting":
         text = `disconnected · retry in ${(state.retryInMs / 1000).toFixed(1)} s`;
@@ -355,8 +1102,14 @@ stream.start();
 // ---- the frame loop -----------------------------------------------------------------------------
 let lastVisibilityCheck = 0;
 let lastPanelRender = 0;
+let lastOverviewRender = 0;
+let lastCardDraw = 0;
 function frame(now: number): void {
-  requestAnimationFrame(frame);
+  sendPresence(now);
+  if (overviewDirty && now - lastOverviewRender > 1000) {
+    lastOverviewRender = now;
+    renderOverview();
+  }
   stepFlight(now);
   controls.update();
   updateHover();
@@ -372,6 +1125,15 @@ function frame(now: number): void {
     ward.dirty = false;
     needsRender = true;
   }
+  if (vr.presenting) {
+    vr.frames += 1;
+    needsRender = true;
+    if (now - lastCardDraw > 1000 && selectedBedId) {
+      lastCardDraw = now;
+      const view = ward?.beds.get(selectedBedId);
+      if (view?.patient) vr.drawCard(vrCard(view));
+    }
+  }
   if (needsRender) {
     needsRender = false;
     renderer.render(scene, camera);
@@ -379,4 +1141,4 @@ function frame(now: number): void {
   }
   if (!panel.hidden) ecg.draw();
 }
-requestAnimationFrame(frame);
+renderer.setAnimationLoop(frame);

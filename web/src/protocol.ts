@@ -79,6 +79,100 @@ export interface SnapshotMessage {
   metrics: MetricInfo[];
   values: ValueItem[];
   status: StatusItem[];
+  /** The active alarms the filter allows (docs/alarms.md). */
+  alarms?: AlarmInfo[];
+  /** The current NEWS2 per patient (docs/news2.md). */
+  scores?: ScoreInfo[];
+}
+
+/** One NEWS2 parameter's line of the breakdown. */
+export interface ScoreParameter {
+  parameter: string;
+  sub_score: number | null;
+  /** `scored`, or why it could not be: `missing`, `stale`, `artefact-only`, `invalid`, `needs-air-or-oxygen`. */
+  status: string;
+  value?: number;
+  charted?: number;
+  metric?: string;
+  time?: number;
+  age_ms?: number;
+  window_ms?: number;
+}
+
+export type Band = "zero" | "low" | "low-medium" | "medium" | "high";
+
+export interface ScoreInfo {
+  patient_id: string;
+  score: "news2";
+  at: number;
+  total: number;
+  complete: boolean;
+  band: Band;
+  clinical_risk: string;
+  response: string;
+  scale: 1 | 2;
+  scale_reason: string;
+  scale_reason_text?: string;
+  parameters: ScoreParameter[];
+}
+
+export type AlarmPriority = "low" | "medium" | "high";
+
+export interface AlarmInfo {
+  id: number;
+  subject: { kind: "patient" | "room" | "device"; id: string };
+  kind: string;
+  condition: string;
+  side?: string | null;
+  priority: AlarmPriority;
+  state: string;
+  latched: boolean;
+  message: string;
+  value?: number | null;
+  limit?: number | null;
+  raised_at: number;
+  condition_present: boolean;
+  acknowledged_by: string | null;
+  acknowledged_at: number | null;
+  escalations: number;
+  silenced: unknown;
+  resolved_at: number | null;
+}
+
+export interface AlarmEvent {
+  at: number;
+  transition: string;
+  by: string | null;
+  alarm: AlarmInfo;
+}
+
+export interface ScoresMessage {
+  type: "scores";
+  items: ScoreInfo[];
+}
+
+export interface AlarmsMessage {
+  type: "alarms";
+  items: AlarmEvent[];
+}
+
+/** A body region's status from `GET /patients/{id}/twin` or `/regions`. */
+export type RegionState = "normal" | "condition" | "abnormal" | "critical";
+
+export interface RegionReason {
+  kind: "value" | "unusable" | "condition";
+  metric?: string;
+  value?: number;
+  state?: string;
+  why?: string;
+  code?: string;
+  display?: string;
+}
+
+export interface RegionStatusInfo {
+  region: string;
+  state: RegionState;
+  reasons: RegionReason[];
 }
 
 export interface ValuesMessage {
@@ -106,11 +200,36 @@ export interface LaggedMessage {
   skipped_waveform_chunks: number;
 }
 
+/** Another clinician watching the ward; `gone` when they left. */
+export interface PresenceItem {
+  id: string;
+  name?: string;
+  bed_id?: string | null;
+  position?: [number, number, number] | null;
+  target?: [number, number, number] | null;
+  at?: number;
+  gone?: boolean;
+}
+
+export interface PresenceMessage {
+  type: "presence";
+  items: PresenceItem[];
+}
+
+export interface ErrorMessage {
+  type: "error";
+  message: string;
+}
+
 export type ServerMessage =
   | SnapshotMessage
   | ValuesMessage
   | WaveformMessage
   | StatusMessage
+  | ScoresMessage
+  | AlarmsMessage
+  | PresenceMessage
+  | ErrorMessage
   | LaggedMessage;
 
 /** Body-region keys the avatar has, exactly as the catalog and the stream name them. */

@@ -53,6 +53,13 @@ export class LiveStream {
     this.socket = null;
   }
 
+  /** Sends a text frame if connected (presence); false when not connected. */
+  send(text: string): boolean {
+    if (this.socket?.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(text);
+    return true;
+  }
+
   /** Called by the page once a snapshot has been applied: the connection is known good. */
   markHealthy(): void {
     this.attempt = 0;

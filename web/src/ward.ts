@@ -7,14 +7,19 @@
 
 import * as THREE from "three";
 import { CSS2DObject } from "three/examples/jsm/renderers/CSS2DRenderer.js";
-import { AvatarKit, buildAvatar, type Avatar } from "./avatar";
+import { AvatarKit, buildAvatar, setRegionState, type Avatar } from "./avatar";
+import { BAND_COLOR, BAND_SYMBOL, NO_SCORE_COLOR } from "./clinical";
+import { formatNumber, isOutOfNormal, shortName, unitText } from "./format";
+import { t, tOr } from "./i18n";
 import {
-  formatNumber, isOutOfNormal, shortName, statusColor, statusWord, unitText,
-} from "./format";
-import {
-  resolveRegion, type BodyRegion, type MetricInfo, type PatientInfo, type RoomInfo,
-  type SnapshotMessage, type StatusItem, type ValueItem, type BedInfo,
+  resolveRegion, type AlarmInfo, type BodyRegion, type MetricInfo, type PatientInfo, type RoomInfo,
+  type RegionStatusInfo, type ScoreInfo, type SnapshotMessage, type StatusItem, type ValueItem, type BedInfo,
 } from "./protocol";
+
+/** A metric's short name in the page's language. */
+export function metricLabel(metric: string, display?: string): string {
+  return tOr(`metric.${metric.startsWith("nibp") ? "nibp" : metric}`, metric.startsWith("nibp") ? "NIBP" : shortName(metric, display));
+}
 
 const WALL_HEIGHT = 1.0;
 const WALL_THICKNESS = 0.06;
@@ -73,10 +78,12 @@ class ValueRow {
   private readonly unit: LiveText;
   private artefactMetrics = new Set<string>();
   private abnormalMetrics = new Set<string>();
+  readonly nameNode: HTMLSpanElement;
 
-  constructor(subjectId: string, metrics: readonly string[], name: string, testIdPrefix: string) {
+  constructor(subjectId: string, metrics: readonly string[], name: string, testIdPrefix: string, readonly metricKey = metrics[0]) {
     this.node = el("div", "vrow");
-    this.node.append(el("span", "vname", name));
+    this.nameNode = el("span", "vname", name);
+    this.node.append(this.nameNode);
     const value = el("span", "vval");
     this.values = new Map();
     metrics.forEach((metric, i) => {
@@ -110,6 +117,10 @@ class ValueRow {
     this.node.classList.toggle("abnormal", this.abnormalMetrics.size > 0);
     this.node.title = this.artefactMetrics.size > 0 ? "flagged as artefact (outside the plausible range)" : "";
   }
+
+  get abnormal(): boolean {
+    return this.abnormalMetrics.size > 0;
+  }
 }
 
 function toggle(set: Set<string>, key: string, on: boolean): void {
@@ -134,6 +145,9 @@ export interface BedView {
   badge: HTMLSpanElement | null;
   badgeWord: HTMLSpanElement | null;
   badgeDetail: HTMLSpanElement | null;
+  alarmChip: HTMLSpanElement | null;
+  score: ScoreInfo | null;
+  alarms: AlarmInfo[];
   far: boolean;
   regionLabels: Map<BodyRegion, RegionLabel>;
   rows: Map<string, ValueRow>;
@@ -149,10 +163,10 @@ interface RoomView {
   far: boolean;
   panel: HTMLDivElement;
   rows: Map<string, ValueRow>;
+  alarmLine: HTMLDivElement;
+  alarms: AlarmInfo[];
 }
 
-const SKIN = new THREE.Color(0xd9b89c);
-const scratchColor = new THREE.Color();
 
 export class Ward {
   readonly root = new THREE.Group();
@@ -246,11 +260,15 @@ export class Ward {
     const panel = el("div", "room-panel");
     panel.dataset.testid = `room-${room.id}`;
     panel.append(el("div", "room-name", room.name));
+    const alarmLine = el("div", "room-alarm");
+    alarmLine.dataset.testid = `room-alarm-${room.id}`;
+    alarmLine.hidden = true;
+    panel.append(alarmLine);
     const panelObject = new CSS2DObject(panel);
     panelObject.position.set(room.width / 2, WALL_HEIGHT + 0.45, 0.1);
     roomGroup.add(panelObject);
     this.addLabel(panelObject);
-    this.rooms.set(room.id, { room, panel, panelObject, far: false, rows: new Map() });
+    this.rooms.set(room.id, { room, panel, panelObject, far: false, rows: new Map(), alarmLine, alarms: [] });
 
     // Beds are placed in ward coordinates (docs/stream.md); the room group sits at its corner.
     for (const bed of room.beds ?? []) {
@@ -288,21 +306,28 @@ export class Ward {
     const nameNode = el("div", "bed-label");
     const view: BedView = {
       bed, room, group, patient, avatar: null, ringMaterial: null,
-      nameLabel: new CSS2DObject(nameNode), nameNode, badge: null, badgeWord: null, badgeDetail: null, far: false, regionLabels: new Map(), rows: new Map(),
+      nameLabel: new CSS2DObject(nameNode), nameNode, badge: null, badgeWord: null, badgeDetail: null,
+      alarmChip: null, score: null, alarms: [], far: false, regionLabels: new Map(), rows: new Map(),
       deviation: null, worstMetric: null, latest: new Map(),
     };
     nameNode.dataset.testid = `bed-${bed.id}`;
     if (patient) {
       nameNode.append(el("div", "patient-name", `${patient.name}, ${patient.age}`));
-      const badge = el("span", "badge unknown");
-      badge.dataset.testid = `status-${patient.id}`;
-      view.badgeWord = el("span", "badge-word", "no status");
+      // NEWS2: the number, the band's word and shape, on the band's colour.
+      const badge = el("span", "badge news2 none");
+      badge.dataset.testid = `news2-${patient.id}`;
+      badge.append(el("span", "badge-name", "NEWS2 "));
+      view.badgeWord = el("span", "badge-word");
       view.badgeDetail = el("span", "badge-detail");
       badge.append(view.badgeWord, view.badgeDetail);
+      const alarmChip = el("span", "alarm-chip");
+      alarmChip.dataset.testid = `bed-alarms-${patient.id}`;
+      alarmChip.hidden = true;
       const line = el("div", "bed-line");
-      line.append(el("span", "bed-text", `${bed.label} `), badge);
+      line.append(el("span", "bed-text", `${bed.label} `), badge, alarmChip);
       nameNode.append(line);
       view.badge = badge;
+      view.alarmChip = alarmChip;
 
       const conditionNames = new Map<string, string[]>();
       for (const condition of patient.conditions ?? []) {
@@ -334,13 +359,14 @@ export class Ward {
       view.ringMaterial = ringMaterial;
       this.bedByPatient.set(patient.id, view);
     } else {
-      nameNode.append(el("div", "bed-line", `${bed.label} · empty`));
+      nameNode.append(el("div", "bed-line", `${bed.label} · ${t("panel.empty")}`));
       nameNode.classList.add("empty");
     }
     view.nameLabel.position.set(0, 1.45, -0.6);
     group.add(view.nameLabel);
     this.addLabel(view.nameLabel);
     this.beds.set(bed.id, view);
+    if (patient) this.applyScore(patient.id, null);
   }
 
   /** Applies one value; returns false if nothing in the scene shows it. */
@@ -356,8 +382,8 @@ export class Ward {
         const region = resolveRegion(item.region) ?? resolveRegion(metric?.region) ?? "chest";
         const label = this.regionLabel(view, region);
         row = rowKey === "nibp"
-          ? new ValueRow(item.patient_id, NIBP, "NIBP", "value")
-          : new ValueRow(item.patient_id, [item.metric], shortName(item.metric, metric?.display), "value");
+          ? new ValueRow(item.patient_id, NIBP, metricLabel("nibp"), "value", "nibp")
+          : new ValueRow(item.patient_id, [item.metric], metricLabel(item.metric, metric?.display), "value");
         if (metric?.display) row.node.title = metric.display;
         label.node.append(row.node);
         view.rows.set(rowKey, row);
@@ -370,11 +396,12 @@ export class Ward {
       if (!room) return false;
       let row = room.rows.get(item.metric);
       if (!row) {
-        row = new ValueRow(item.room_id, [item.metric], shortName(item.metric, metric?.display), "room");
+        row = new ValueRow(item.room_id, [item.metric], metricLabel(item.metric, metric?.display), "room");
         room.panel.append(row.node);
         room.rows.set(item.metric, row);
       }
       row.update(item, metric);
+      this.paintRoom(room);
       return true;
     }
     return false;
@@ -411,25 +438,101 @@ export class Ward {
     this.labels.push(object);
   }
 
+  /**
+   * The deviation status is kept for the panel only; the bed's colour is its NEWS2 band
+   * (applyScore), which is the published early-warning score, not our own measure.
+   */
   applyStatus(items: StatusItem[]): void {
-    this.dirty = true;
     for (const item of items) {
       const view = this.bedByPatient.get(item.patient_id);
       if (!view) continue;
       view.deviation = item.deviation;
       view.worstMetric = item.worst_metric;
-      statusColor(item.deviation, scratchColor);
-      view.ringMaterial?.color.copy(scratchColor);
-      view.avatar?.body.color.copy(SKIN).lerp(scratchColor, 0.6);
-      if (view.badge) {
-        const word = statusWord(item.deviation);
-        const worst = item.worst_metric ? ` · ${shortName(item.worst_metric, this.metrics.get(item.worst_metric)?.display)}` : "";
-        const detail = ` ${Math.round(item.deviation * 100)}%${word === "stable" ? "" : worst}`;
-        if (view.badgeWord!.textContent !== word) view.badgeWord!.textContent = word;
-        if (view.badgeDetail!.textContent !== detail) view.badgeDetail!.textContent = detail;
-        view.badge.className = `badge ${word}`;
-        view.badge.style.setProperty("--status", `#${scratchColor.getHexString()}`);
+    }
+  }
+
+  /** Shows a patient's NEWS2 on the bed: ring colour, number, band word and shape. */
+  applyScore(patientId: string, score: ScoreInfo | null): void {
+    const view = this.bedByPatient.get(patientId);
+    if (!view || !view.badge) return;
+    view.score = score;
+    const color = score ? BAND_COLOR[score.band] ?? NO_SCORE_COLOR : NO_SCORE_COLOR;
+    // Only a changed ring needs a new frame; the badge is DOM.
+    if (view.ringMaterial && `#${view.ringMaterial.color.getHexString()}` !== color) {
+      view.ringMaterial.color.set(color);
+      this.dirty = true;
+    }
+    const word = score ? `${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band] ?? ""}` : "–";
+    const detail = score ? ` ${t(`band.${score.band}`)}${score.complete ? "" : ` · ${t("score.incomplete")}`}` : ` ${t("band.none")}`;
+    if (view.badgeWord!.textContent !== word) view.badgeWord!.textContent = word;
+    if (view.badgeDetail!.textContent !== detail) view.badgeDetail!.textContent = detail;
+    view.badge.className = `badge news2 ${score ? `band-${score.band}` : "none"}${score && !score.complete ? " incomplete" : ""}`;
+    view.badge.style.setProperty("--status", color);
+    view.badge.dataset.total = score ? String(score.total) : "";
+    view.badge.dataset.band = score?.band ?? "";
+    view.badge.title = score ? `${score.clinical_risk}: ${score.response}` : "";
+  }
+
+  /** Shows a bed's active alarms: how many, and the highest priority in word and colour. */
+  applyPatientAlarms(patientId: string, alarms: AlarmInfo[]): void {
+    const view = this.bedByPatient.get(patientId);
+    if (!view || !view.alarmChip) return;
+    view.alarms = alarms;
+    paintAlarmChip(view.alarmChip, alarms);
+  }
+
+  applyRoomAlarms(roomId: string, alarms: AlarmInfo[]): void {
+    const room = this.rooms.get(roomId);
+    if (!room) return;
+    room.alarms = alarms;
+    this.paintRoom(room);
+  }
+
+  /** A room turns amber when a reading is out of range, red when it alarms at medium or high. */
+  private paintRoom(room: RoomView): void {
+    const outOfRange = [...room.rows.values()].some((row) => row.abnormal);
+    const top = room.alarms[0]?.priority;
+    const level = top === "high" || top === "medium" ? "red" : outOfRange || top === "low" ? "amber" : "";
+    const className = `room-panel${room.far ? " far" : ""}${level ? ` room-${level}` : ""}`;
+    if (room.panel.className !== className) room.panel.className = className;
+    room.panel.dataset.level = level || "normal";
+    const text = room.alarms.length
+      ? `⚠ ${room.alarms.map((a) => metricLabel(a.condition, this.metrics.get(a.condition)?.display)).join(", ")} · ${t("room.alarm")}`
+      : outOfRange ? `! ${t("room.alarm")}` : "";
+    room.alarmLine.hidden = text === "";
+    if (room.alarmLine.textContent !== text) room.alarmLine.textContent = text;
+  }
+
+  /** Colours a patient's avatar by the twin's region states. Returns true if anything changed. */
+  applyRegions(patientId: string, regions: RegionStatusInfo[]): boolean {
+    const view = this.bedByPatient.get(patientId);
+    if (!view?.avatar) return false;
+    let changed = false;
+    const seen = new Set<BodyRegion>();
+    for (const status of regions) {
+      const region = resolveRegion(status.region);
+      if (!region || seen.has(region)) continue;
+      seen.add(region);
+      if (setRegionState(view.avatar, this.kit.avatar, region, status.state)) changed = true;
+      const mesh = view.avatar.regions.get(region);
+      if (mesh) mesh.userData.reasons = status.reasons;
+    }
+    if (changed) this.dirty = true;
+    return changed;
+  }
+
+  /** Re-writes every text that depends on the language. */
+  relabel(): void {
+    for (const view of this.beds.values()) {
+      for (const row of view.rows.values()) row.nameNode.textContent = metricLabel(row.metricKey, this.metrics.get(row.metricKey)?.display);
+      if (view.patient) {
+        this.applyScore(view.patient.id, view.score);
+        this.applyPatientAlarms(view.patient.id, view.alarms);
       }
+    }
+    for (const room of this.rooms.values()) {
+      for (const row of room.rows.values()) row.nameNode.textContent = metricLabel(row.metricKey, this.metrics.get(row.metricKey)?.display);
+      this.paintRoom(room);
     }
   }
 
@@ -458,7 +561,7 @@ export class Ward {
       const far = position.distanceTo(camera.position) > maxDistance * 2;
       if (far !== room.far) {
         room.far = far;
-        room.panel.classList.toggle("far", far);
+        this.paintRoom(room);
       }
     }
     return changed;
@@ -477,6 +580,18 @@ export class Ward {
     for (const material of this.ownMaterials) material.dispose();
     this.root.removeFromParent();
   }
+}
+
+export function paintAlarmChip(chip: HTMLElement, alarms: AlarmInfo[]): void {
+  const open = alarms.filter((a) => a.acknowledged_at == null);
+  const top = alarms[0]?.priority;
+  chip.hidden = alarms.length === 0;
+  const text = alarms.length ? `⚠ ${alarms.length} ${t(`priority.${top}`)}` : "";
+  if (chip.textContent !== text) chip.textContent = text;
+  chip.className = `alarm-chip${top ? ` prio-${top}` : ""}${alarms.length && open.length === 0 ? " acked" : ""}`;
+  chip.dataset.count = String(alarms.length);
+  chip.dataset.priority = top ?? "";
+  chip.title = alarms.map((a) => `${t(`priority.${a.priority}`)}: ${a.message}`).join("\n");
 }
 
 /** Everything shared across all beds and rooms of every Ward built in this page. */

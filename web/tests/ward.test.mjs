@@ -102,5 +102,263 @@ test("the ward page renders the snapshot and shows live values", async () => {
   }
   await page.screenshot({ path: path.join(artifacts, "ward-zoom.png") });
 
+});
+
+// The tests below run in order on the same page, after the first has loaded the ward.
+
+test("every bed shows its NEWS2 number and band, and the overview lists every bed in sync", async () => {
+  const beds = await page.evaluate(() => window.__metaward.beds);
+  await page.waitForFunction((n) => document.querySelectorAll("#overview-rows tr").length === n, beds, { timeout: 10_000 });
+  // Wait for the overview's one-second refresh to have written every patient's score.
+  await page.waitForFunction(() => {
+    const scores = window.__metaward.scores();
+    return Object.keys(scores).length > 0 && Object.entries(scores).every(([patient, score]) => {
+      const badge = document.querySelector(`#overview-rows tr[data-patient="${patient}"] .badge.news2`);
+      return badge && badge.dataset.total === String(score.total);
+    });
+  }, null, { timeout: 10_000 });
+  const check = await page.evaluate(() => {
+    const scores = window.__metaward.scores();
+    const problems = [];
+    for (const [patient, score] of Object.entries(scores)) {
+      const bed = document.querySelector(`[data-testid="news2-${patient}"]`);
+      if (!bed) { problems.push(`${patient}: no bed badge`); continue; }
+      // Not by colour alone: the number and the band's word are in the text.
+      if (!bed.textContent.includes(String(score.total))) problems.push(`${patient}: bed badge ${bed.textContent} lacks ${score.total}`);
+      if (bed.dataset.band !== score.band) problems.push(`${patient}: bed band ${bed.dataset.band} != ${score.band}`);
+      const row = document.querySelector(`#overview-rows tr[data-patient="${patient}"] .badge.news2`);
+      if (!row.textContent.includes(score.band === "low-medium" ? "low-medium" : score.band)) problems.push(`${patient}: row ${row.textContent} lacks band word`);
+    }
+    return { problems, n: Object.keys(scores).length };
+  });
+  console.log(`scores shown for ${check.n} patients`);
+  assert.deepEqual(check.problems, []);
+  // The scores the page holds are the server's.
+  const patient = await page.evaluate(() => document.querySelector("#overview-rows tr[data-patient]").dataset.patient);
+  const twin = await (await fetch(new URL(`/api/v1/patients/${patient}/twin`, url))).json();
+  assert.ok(twin.news2, "the twin has no NEWS2");
+  // Each active patient alarm is counted on its bed with its priority.
+  const alarms = await (await fetch(new URL("/api/v1/alarms", url))).json();
+  const byPatient = new Map();
+  for (const alarm of alarms) if (alarm.subject.kind === "patient") byPatient.set(alarm.subject.id, [...(byPatient.get(alarm.subject.id) ?? []), alarm]);
+  assert.ok(byPatient.size > 0, "the demo raised no patient alarm to show");
+  const [alarmPatient, list] = [...byPatient][0];
+  await page.waitForFunction(
+    ({ id, n }) => Number(document.querySelector(`[data-testid="bed-alarms-${id}"]`)?.dataset.count) >= 1 && n >= 1,
+    { id: alarmPatient, n: list.length }, { timeout: 10_000 },
+  );
+  // Every row and every bed shows as many alarms as the page holds, within a refresh.
+  await page.waitForFunction(() => {
+    const counts = window.__metaward.alarmCounts();
+    return [...document.querySelectorAll("#overview-rows tr[data-patient]")].every((tr) => {
+      const want = counts[`patient/${tr.dataset.patient}`] ?? 0;
+      const row = Number(tr.querySelector(".alarm-cell span")?.dataset.count ?? 0);
+      const bed = Number(document.querySelector(`[data-testid="bed-alarms-${tr.dataset.patient}"]`)?.dataset.count ?? 0);
+      return row === want && bed === want;
+    });
+  }, null, { timeout: 10_000, polling: 200 });
+  // Clicking a row selects the bed and flies there.
+  const rowBed = await page.evaluate(() => document.querySelectorAll("#overview-rows tr[data-patient]")[2].dataset.bed);
+  await page.click(`[data-testid="overview-row-${rowBed}"]`);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => window.__metaward.selectedBed()), rowBed);
+  await page.waitForSelector(`[data-testid="overview-row-${rowBed}"].selected`, { timeout: 3000 });
+  await page.screenshot({ path: path.join(artifacts, "overview.png") });
+});
+
+test("the avatar's regions are coloured as the twin's regions say", async () => {
+  const patient = await page.evaluate(() => document.querySelector("#overview-rows tr.selected").dataset.patient);
+  let mismatches = [];
+  // The twin moves on while we compare: retry a few times until one REST answer is matched.
+  for (let attempt = 0; attempt < 6; attempt++) {
+    const regions = await (await fetch(new URL(`/api/v1/patients/${patient}/regions`, url))).json();
+    const expected = Object.fromEntries(regions.map((r) => [r.region, r.state]));
+    try {
+      await page.waitForFunction(({ id, want }) => {
+        const shown = window.__metaward.regionStates(id);
+        return Object.entries(want).every(([region, state]) => !(region in shown) || shown[region] === state);
+      }, { id: patient, want: expected }, { timeout: 4000 });
+      mismatches = [];
+      const shown = await page.evaluate((id) => window.__metaward.regionStates(id), patient);
+      console.log(`regions ${patient}: ${Object.entries(shown).filter(([, s]) => s !== "normal").map(([r, s]) => `${r}=${s}`).join(" ")}`);
+      assert.ok(Object.keys(expected).some((r) => r in shown), "no REST region is on the avatar");
+      break;
+    } catch {
+      const shown = await page.evaluate((id) => window.__metaward.regionStates(id), patient);
+      mismatches = Object.entries(expected).filter(([r, s]) => r in shown && shown[r] !== s);
+    }
+  }
+  assert.deepEqual(mismatches, []);
+});
+
+test("the patient panel shows the NEWS2 breakdown and scale; a region opens its chart and strip", async () => {
+  await page.waitForSelector('[data-testid="news2-breakdown"]', { timeout: 5000 });
+  const rows = await page.$$eval('[data-testid="news2-breakdown"] tr', (trs) => trs.length);
+  assert.equal(rows, 7, "NEWS2 has seven parameters");
+  const scale = await page.textContent('[data-testid="news2-scale"]');
+  assert.match(scale, /scale [12]: \S/i);
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("heart")));
+  await page.waitForSelector('[data-testid="region-detail"] .trend svg.chart', { timeout: 10_000 });
+  const points = await page.$$eval('[data-testid="region-detail"] svg.chart', (charts) => charts.map((c) => Number(c.dataset.points)));
+  assert.ok(points.some((n) => n > 1), `no chart has stored points: ${points}`);
+  await page.waitForFunction(() => /Hz/.test(document.getElementById("ecg-caption").textContent), null, { timeout: 10_000 });
+  assert.match(await page.textContent("#ecg-caption"), /ECG/);
+  await page.$eval("#panel", (p) => { p.scrollTop = p.scrollHeight; });
+  await page.screenshot({ path: path.join(artifacts, "region-heart.png") });
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("finger_left")));
+  await page.waitForFunction(() => /Pleth/.test(document.getElementById("ecg-caption").textContent) && /Hz/.test(document.getElementById("ecg-caption").textContent), null, { timeout: 10_000 });
+});
+
+test("an alarm acknowledged from the panel is acknowledged on the server", async () => {
+  const alarms = await (await fetch(new URL("/api/v1/alarms", url))).json();
+  const alarm = alarms.find((a) => a.subject.kind === "patient" && a.acknowledged_at == null);
+  assert.ok(alarm, "no unacknowledged patient alarm to acknowledge");
+  const bed = await page.evaluate((id) => document.querySelector(`#overview-rows tr[data-patient="${id}"]`).dataset.bed, alarm.subject.id);
+  assert.ok(await page.evaluate((id) => window.__metaward.focusBed(id), bed));
+  await page.waitForSelector(`[data-testid="ack-${alarm.id}"]`, { timeout: 5000 });
+  await page.fill('[data-testid="user-name"]', "Nurse Test");
+  await page.click(`[data-testid="ack-${alarm.id}"]`);
+  await page.waitForFunction((id) => {
+    const item = document.querySelector(`[data-testid="alarm-${id}"]`);
+    return !item || item.classList.contains("acked");
+  }, alarm.id, { timeout: 5000 });
+  assert.equal(await page.$(`[data-testid="ack-${alarm.id}"]`), null, "the acknowledge button is still there");
+  const after = await (await fetch(new URL(`/api/v1/alarms/${alarm.id}`, url))).json();
+  assert.equal(after.acknowledged_by, "Nurse Test");
+  assert.ok(after.history.some((h) => h.state === "acknowledged" || /acknowledged|resolved/.test(h.transition ?? "")));
+  await page.screenshot({ path: path.join(artifacts, "alarm-acknowledged.png") });
+});
+
+test("the acuity worklist orders by band then score, and next patient flies there", async () => {
+  await page.click('[data-testid="overview-sort"]');
+  await page.waitForTimeout(1200);
+  // Read the order and the scores in one tick, so they belong together.
+  const order = await page.evaluate(() => {
+    const scores = window.__metaward.scores();
+    const patientOf = Object.fromEntries([...document.querySelectorAll("#overview-rows tr")].map((tr) => [tr.dataset.bed, tr.dataset.patient]));
+    const rank = { zero: 0, low: 1, "low-medium": 2, medium: 3, high: 4 };
+    return window.__metaward.overviewOrder().map((bed) => {
+      const s = scores[patientOf[bed]];
+      return s ? [rank[s.band], s.total] : [-1, -1];
+    });
+  });
+  assert.ok(order.length > 0);
+  for (let i = 1; i < order.length; i++) {
+    const [b0, t0] = order[i - 1];
+    const [b1, t1] = order[i];
+    assert.ok(b0 > b1 || (b0 === b1 && t0 >= t1), `row ${i} out of acuity order: ${order[i - 1]} before ${order[i]}`);
+  }
+  const shownFirst = await page.evaluate(() => document.querySelector("#overview-rows tr:not([hidden])").dataset.bed);
+  assert.ok(shownFirst, "the acuity list shows no row");
+  const first = await page.evaluate(() => window.__metaward.overviewOrder()[0]);
+  await page.click('[data-testid="next-patient"]');
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => window.__metaward.selectedBed()), first);
+  await page.click('[data-testid="overview-sort"]');
+});
+
+test("a round visits every patient once in acuity order, and a note with ACVPU reaches the record and NEWS2", async () => {
+  await page.click('[data-testid="overview-sort"]'); // acuity: a new round
+  await page.waitForTimeout(1100);
+  const patients = await page.evaluate(() => window.__metaward.patients);
+  // The first "next" fixes the worklist; read it and the scores in the same tick.
+  const start = await page.evaluate(() => {
+    const bed = window.__metaward.nextPatient();
+    return { bed, list: window.__metaward.roundWorklist(), scores: window.__metaward.scores(),
+      patientOf: Object.fromEntries([...document.querySelectorAll("#overview-rows tr")].map((tr) => [tr.dataset.bed, tr.dataset.patient])) };
+  });
+  assert.equal(start.list.length, patients, "the worklist has every patient");
+  assert.equal(start.bed, start.list[0]);
+  const rank = { zero: 0, low: 1, "low-medium": 2, medium: 3, high: 4 };
+  const keys = start.list.map((bed) => {
+    const s = start.scores[start.patientOf[bed]];
+    return s ? [rank[s.band], s.total] : [-1, -1];
+  });
+  for (let i = 1; i < keys.length; i++) {
+    assert.ok(keys[i - 1][0] > keys[i][0] || (keys[i - 1][0] === keys[i][0] && keys[i - 1][1] >= keys[i][1]),
+      `worklist ${i} out of acuity order: ${keys[i - 1]} before ${keys[i]}`);
+  }
+  const visited = [start.bed];
+  for (let i = 1; i < start.list.length; i++) visited.push(await page.evaluate(() => window.__metaward.nextPatient()));
+  assert.deepEqual(visited, start.list, "the round visits the worklist in order");
+  assert.equal(new Set(visited).size, patients, "everyone is seen once");
+  await page.waitForTimeout(1500);
+
+  // At the last bed: record a note with ACVPU "C" (new confusion) and mark reviewed.
+  const bed = visited.at(-1);
+  const patient = start.patientOf[bed];
+  await page.waitForSelector('[data-testid="round-form"]');
+  await page.fill('[data-testid="user-name"]', "Dr Round");
+  await page.fill('[data-testid="round-text"]', "new confusion since morning; family informed");
+  await page.selectOption('[data-testid="round-acvpu"]', "C");
+  await page.click('[data-testid="round-save"]');
+  await page.waitForFunction(() => /saved/.test(document.querySelector('[data-testid="round-status"]')?.textContent ?? ""), null, { timeout: 10_000 });
+  const notes = await (await fetch(new URL(`/api/v1/rounds/notes?patient=${patient}`, url))).json();
+  assert.equal(notes[0].author, "Dr Round");
+  assert.equal(notes[0].acvpu, "C");
+  assert.equal(notes[0].reviewed, true);
+  // The note reached the medical record.
+  assert.match(notes[0].record, /^ClinicalImpression\//);
+  const impression = await (await fetch(new URL(`/fhir/${notes[0].record}`, url))).json();
+  assert.equal(impression.subject.reference, `Patient/${patient}`);
+  assert.equal(impression.assessor.display, "Dr Round");
+  // New confusion scores 3 on NEWS2: the consciousness row of the panel shows it.
+  await page.waitForFunction(() => {
+    const row = [...document.querySelectorAll('[data-testid="news2-breakdown"] tr')].find((tr) => /Consciousness/.test(tr.textContent));
+    return row && row.querySelector(".sub")?.textContent === "3";
+  }, null, { timeout: 10_000 });
+  await page.waitForFunction(() => /Dr Round/.test(document.querySelector('[data-testid="last-review"]')?.textContent ?? ""), null, { timeout: 5000 });
+  await page.screenshot({ path: path.join(artifacts, "round-note.png") });
+
+  // The summary: everyone seen, the note's author against the patient, open alarms counted.
+  await page.click('[data-testid="round-summary-button"]');
+  await page.waitForSelector('[data-testid="round-summary"]:not([hidden])');
+  const counts = await page.$eval('[data-testid="summary-counts"]', (n) => ({ seen: Number(n.dataset.seen), total: Number(n.dataset.total) }));
+  assert.deepEqual(counts, { seen: patients, total: patients });
+  assert.match(await page.textContent(`[data-testid="summary-${patient}"]`), /Dr Round · ACVPU C/);
+  await page.screenshot({ path: path.join(artifacts, "round-summary.png") });
+  await page.click('[data-testid="round-summary"] [data-close]');
+  await page.click('[data-testid="overview-sort"]');
+});
+
+test("the rooms show their readings and turn amber or red out of range", async () => {
+  const rooms = await page.$$eval('[data-testid^="room-r"], .room-panel', (panels) => panels.map((p) => ({ level: p.dataset.level, rows: p.querySelectorAll(".vrow").length, abnormal: p.querySelectorAll(".vrow.abnormal").length })));
+  assert.ok(rooms.length > 0);
+  assert.ok(rooms.some((r) => r.rows > 0), "no room shows a reading");
+  for (const room of rooms) if (room.abnormal > 0) assert.ok(room.level === "amber" || room.level === "red", `a room out of range is ${room.level}`);
+});
+
+test("two clinicians see each other's presence at the bed each is visiting", async () => {
+  // This page's clinician has a name (typed in the alarm test); a second one opens the ward.
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  await context.addInitScript(() => localStorage.setItem("metaward.user", "Dr Second"));
+  const second = await context.newPage();
+  await second.goto(url, { waitUntil: "load" });
+  await second.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
+  const bed = await second.evaluate(() => {
+    const id = window.__metaward.firstOccupiedBed();
+    window.__metaward.focusBed(id);
+    return id;
+  });
+  // The first page sees the second clinician at that bed, in the list and in the 3D ward.
+  await page.waitForFunction((b) => window.__metaward.presence().some((p) => p.name === "Dr Second" && p.bed_id === b), bed, { timeout: 10_000 });
+  await page.waitForFunction((b) => /Dr Second/.test(document.querySelector(`[data-testid="presence-at-${b}"]`)?.textContent ?? ""), bed, { timeout: 5000 });
+  // And the second page sees the first clinician (whose name this page holds).
+  await second.waitForFunction(() => window.__metaward.presence().some((p) => p.name === "Dr Round"), null, { timeout: 10_000 });
+  await page.screenshot({ path: path.join(artifacts, "presence.png") });
+  await context.close();
+  await page.waitForFunction(() => !window.__metaward.presence().some((p) => p.name === "Dr Second"), null, { timeout: 10_000 });
+});
+
+test("the language switches to Simplified Chinese and back", async () => {
+  await page.click('[data-testid="language"]');
+  await page.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout: 3000 });
+  assert.equal(await page.textContent(".overview-head h2"), "病区总览");
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid^="news2-"] .badge-detail')].some((n) => /危|零分/.test(n.textContent)), null, { timeout: 3000 });
+  await page.waitForFunction(() => /危|零分/.test(document.querySelector("#overview-rows .badge.news2")?.textContent ?? ""), null, { timeout: 3000 });
+  await page.screenshot({ path: path.join(artifacts, "zh.png") });
+  await page.click('[data-testid="language"]');
+  await page.waitForFunction(() => document.documentElement.lang === "en", null, { timeout: 3000 });
+  assert.equal(await page.textContent(".overview-head h2"), "Ward overview");
   assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), [], "the page logged errors");
 });

@@ -252,6 +252,7 @@ impl Server {
             log: log.clone(),
             credentials,
             ingest,
+            presence: Default::default(),
         });
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {

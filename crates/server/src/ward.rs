@@ -26,6 +26,9 @@ use crate::hub::{Filter, Hub, Subscriber, WardEvent};
 
 pub use alarms::{AlarmChange, ClinicalRecorder, ClinicalWrite};
 
+/// The source of observations charted by a clinician (a round's ACVPU), not measured by a device.
+pub const CHARTING_SOURCE: &str = "charting";
+
 pub struct Ward {
     pub catalog: &'static Catalog,
     registry: RwLock<Registry>,
@@ -191,7 +194,14 @@ impl Ward {
             })
             .collect();
         let mut judged = live.clinical.message(device_id, received, &measured);
-        if let Some(change) = live.devices.heard(device_id, source, received, &heard) {
+        // A charted assessment comes from a person, not a device that can go offline: it has
+        // no technical state, so its silence never raises a device alarm.
+        let device_change = if source == CHARTING_SOURCE {
+            None
+        } else {
+            live.devices.heard(device_id, source, received, &heard)
+        };
+        if let Some(change) = device_change {
             let online = live.clinical.device_online(device_id, true, received);
             judged.alarm_events.extend(online.alarm_events);
             events.push(live.device_event(change));

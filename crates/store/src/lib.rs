@@ -24,6 +24,7 @@ mod observations;
 mod oxygen_targets;
 mod patients;
 mod records;
+mod rounds;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -42,6 +43,7 @@ pub use records::{
     LatestValue, PatientRecord, RoomLayout, RoomRecord, Stay, StoredObservation, StoredWaveform,
     Subject, WardLayout, WardRecord,
 };
+pub use rounds::{LastReview, RoundNote};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -52,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),
     include_str!("schema/v7_oxygen_targets.sql"),
+    include_str!("schema/v8_rounds.sql"),
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,8 @@ mod ingest;
 mod mosquitto;
 mod mqtt_external;
 mod openapi;
+mod presence;
+mod rounds;
 mod rules;
 mod scores;
 mod sql;

@@ -8,7 +8,9 @@ mod fhir;
 pub mod fhir_record;
 mod openapi;
 mod prescriptions;
+pub mod presence;
 mod rest;
+mod rounds;
 mod sql;
 mod stream;
 mod web;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub credentials: Arc<crate::sources::mqtt::DeviceCredentials>,
     /// The ingest pipeline: for device data over HTTP (FHIR) and dead letters of refused input.
     pub ingest: crate::pipeline::Ingest,
+    /// Who is watching the ward (docs/stream.md, presence).
+    pub presence: Arc<presence::Presence>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -84,6 +88,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dead-letters", get(rest::dead_letters))
         .route("/sql", post(sql::run))
+        .route(
+            "/rounds/notes",
+            get(rounds::list_notes).post(rounds::create_note),
+        )
+        .route("/rounds/reviews", get(rounds::last_reviews))
         .route("/alarms", get(alarms::list))
         .route("/alarms/{alarm_id}", get(alarms::get))
         .route("/alarms/{alarm_id}/acknowledge", post(alarms::acknowledge))

@@ -10,6 +10,7 @@ use clinical::{News2Result, ParameterOutcome};
 use model::{Catalog, MetricKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use twin::{Attribution, DeviceHealth, PatientStatus, TwinEvent, ValueState};
 
 use super::AppState;
@@ -22,6 +23,9 @@ pub struct StreamQuery {
     ward: Option<String>,
     patient: Option<String>,
 }
+
+/// The metrics source of presence messages from stream clients.
+const PRESENCE_SOURCE: &str = "stream_presence";
 
 pub async fn stream(
     State(state): State<AppState>,
@@ -47,6 +51,15 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
         state
             .ward
             .alarms_delivered(&undelivered_alarms(snapshot.alarms.iter()), now());
+        let (presence_id, present, mut presence_feed) = state.presence.join();
+        if !present.is_empty()
+            && send(&mut socket, json!({ "type": "presence", "items": present }))
+                .await
+                .is_err()
+        {
+            state.metrics.stream_clients.dec();
+            return;
+        }
         loop {
             tokio::select! {
                 pending = subscriber.next() => {
@@ -58,13 +71,39 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
                     }
                     state.ward.alarms_delivered(&undelivered, now());
                 }
+                change = presence_feed.recv() => match change {
+                    Ok((from, item)) if from != presence_id => {
+                        if send(&mut socket, json!({ "type": "presence", "items": [item] })).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed moves are replaced by the next one; a closed channel never happens
+                    // while the state lives.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
                 incoming = socket.recv() => match incoming {
-                    // The stream is one-way; pings are answered by axum, anything else is ignored.
+                    // Pings are answered by axum; a text frame is the client's presence.
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Text(text))) => {
+                        state.metrics.received(PRESENCE_SOURCE);
+                        let updated = state.presence.update(presence_id, text.as_str(), now().millis());
+                        if updated.is_ok() {
+                            state.metrics.accepted(PRESENCE_SOURCE, 0, 0);
+                        }
+                        if let Err(why) = updated {
+                            state.metrics.rejected(PRESENCE_SOURCE, "invalid_presence");
+                            if send(&mut socket, json!({ "type": "error", "message": why })).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                     Some(Ok(_)) => {}
                 },
             }
         }
+        state.presence.leave(presence_id);
     }
     state.metrics.stream_clients.dec();
 }

@@ -1,0 +1,188 @@
+//! Virtual rounds over real HTTP: a note with an ACVPU assessment is stored with author and
+//! time and written to the record as a FHIR ClinicalImpression, and the assessment reaches NEWS2 through the log like any observation; refused notes
+//! answer with the reason, and are counted and kept as dead letters.
+
+use serde_json::{Value, json};
+
+use crate::*;
+
+fn consciousness(twin: &Value) -> Value {
+    twin["news2"]["parameters"]
+        .as_array()
+        .and_then(|parameters| {
+            parameters
+                .iter()
+                .find(|p| p["parameter"] == "consciousness")
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_note_is_stored_and_its_acvpu_feeds_news2() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let http_addr = server.http_addr();
+
+    let note = json!({ "patient_id": "p1", "author": "dr.wang", "text": "drowsy, responds to voice",
+                       "acvpu": "V", "reviewed": true });
+    let response = http(
+        http_addr,
+        "POST",
+        "/api/v1/rounds/notes",
+        Some(&note.to_string()),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let stored = response.json();
+    assert_eq!(stored["author"], "dr.wang");
+    assert_eq!(stored["acvpu"], "V");
+    assert_eq!(stored["reviewed"], true);
+    assert!((stored["at"].as_i64().unwrap() - now_ms()).abs() < 60_000);
+
+    // The note is in the medical record as a FHIR ClinicalImpression about the patient.
+    let reference = stored["record"]
+        .as_str()
+        .expect("a record reference")
+        .to_owned();
+    assert!(reference.starts_with("ClinicalImpression/"), "{reference}");
+    let response = http(http_addr, "GET", &format!("/fhir/{reference}"), None).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let impression = response.json();
+    assert_eq!(impression["subject"]["reference"], "Patient/p1");
+    assert_eq!(impression["assessor"]["display"], "dr.wang");
+    assert_eq!(impression["summary"], "drowsy, responds to voice");
+    assert_eq!(impression["status"], "completed");
+    assert_eq!(
+        impression["finding"][0]["itemCodeableConcept"]["coding"][0]["code"],
+        "80288-4"
+    );
+    assert_eq!(
+        impression["finding"][0]["itemCodeableConcept"]["text"],
+        "ACVPU V"
+    );
+
+    // V scores 3 on the NEWS2 chart: the twin's score shows it, scored, within the deadline.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let twin = get_json(http_addr, "/api/v1/patients/p1/twin").await;
+        let parameter = consciousness(&twin);
+        if parameter["status"] == "scored" {
+            assert_eq!(parameter["sub_score"], 3, "{parameter}");
+            assert_eq!(parameter["value"], 2.0);
+            assert_eq!(twin["news2"]["band"], "low-medium", "a 3 in one parameter");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ACVPU never reached NEWS2: {twin}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A note without an assessment, not a review.
+    let plain = json!({ "patient_id": "p1", "author": "nurse.li", "text": "family informed" });
+    let response = http(
+        http_addr,
+        "POST",
+        "/api/v1/rounds/notes",
+        Some(&plain.to_string()),
+    )
+    .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.json()["acvpu"], Value::Null);
+
+    let notes = get_json(http_addr, "/api/v1/rounds/notes?patient=p1").await;
+    let texts: Vec<&str> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["family informed", "drowsy, responds to voice"]);
+    let reviews = get_json(http_addr, "/api/v1/rounds/reviews").await;
+    assert_eq!(reviews.as_array().unwrap().len(), 1);
+    assert_eq!(reviews[0]["patient_id"], "p1");
+    assert_eq!(reviews[0]["author"], "dr.wang");
+
+    // The charting pseudo-device has no technical state: it can never go "offline".
+    let technical = get_json(http_addr, "/api/v1/devices/technical").await;
+    assert!(
+        !technical.to_string().contains("\"charting\""),
+        "charting has a technical state: {technical}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_round_notes_say_why_and_are_kept() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let http_addr = server.http_addr();
+    let cases = [
+        (
+            json!({ "patient_id": "p1", "author": "dr.wang", "acvpu": "X" }),
+            400,
+            "acvpu",
+        ),
+        (
+            json!({ "patient_id": "p1", "author": " ", "text": "x" }),
+            400,
+            "author",
+        ),
+        (
+            json!({ "patient_id": "p1", "author": "dr.wang" }),
+            400,
+            "text",
+        ),
+        (
+            json!({ "patient_id": "nobody", "author": "dr.wang", "text": "x" }),
+            404,
+            "patient",
+        ),
+        (
+            json!({ "patient_id": "p1", "author": "dr.wang", "text": "x", "extra": 1 }),
+            400,
+            "extra",
+        ),
+    ];
+    for (body, status, word) in &cases {
+        let response = http(
+            http_addr,
+            "POST",
+            "/api/v1/rounds/notes",
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(response.status, *status, "{body}: {}", response.body);
+        assert!(response.body.contains(word), "{body}: {}", response.body);
+    }
+    // Dead letters reach the store from the log a moment after the answer.
+    let reasons = [
+        "invalid_acvpu",
+        "missing_author",
+        "empty_note",
+        "unknown_patient",
+        "invalid_json",
+    ];
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let text = get_json(http_addr, "/api/v1/dead-letters?source=rounds")
+            .await
+            .to_string();
+        if reasons.iter().all(|reason| text.contains(reason)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead letters missing: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = http(http_addr, "GET", "/metrics", None).await.body;
+    assert!(
+        metrics.contains("invalid_acvpu"),
+        "the refusal is not counted"
+    );
+    // Nothing was stored.
+    assert_eq!(get_json(http_addr, "/api/v1/rounds/notes").await, json!([]));
+}
