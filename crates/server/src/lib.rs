@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod projector;
 pub mod record;
+pub mod record_ward;
 pub mod setup;
 pub mod sources;
 pub mod ward;

@@ -12,6 +12,7 @@ mod ingest;
 mod mosquitto;
 mod mqtt_external;
 mod openapi;
+mod record_twin;
 mod rules;
 mod scores;
 mod sql;
