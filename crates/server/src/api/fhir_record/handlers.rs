@@ -520,6 +520,13 @@ pub async fn read(
             .await??
     };
     match found {
+        // Not in the record: a device Observation's id (`{log offset}-{k}`) reads the log.
+        None if resource_type == "Observation" => {
+            match crate::sources::fhir_rest::read::device_observation(&state, &id).await {
+                Some(observation) => Ok(fhir_response(StatusCode::OK, &observation)),
+                None => Err(RecordError::not_found("no Observation with this id").into()),
+            }
+        }
         None => Err(RecordError::not_found(format!("no {resource_type} with this id")).into()),
         Some(stored) if stored.deleted => {
             Err(RecordError::gone(format!("this {resource_type} was deleted")).into())
