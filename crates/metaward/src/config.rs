@@ -71,6 +71,20 @@ struct FileConfig {
     /// NEWS2 freshness windows in minutes, per parameter (`respiration_rate = 60`, ...).
     #[serde(default)]
     news2_freshness_minutes: std::collections::BTreeMap<String, f64>,
+    emr: Option<EmrFile>,
+}
+
+/// `[emr]`: the external EMR (docs/emr.md). `push = true` sends device vitals to it.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct EmrFile {
+    base_url: Option<String>,
+    token: Option<String>,
+    pull_interval_secs: Option<u64>,
+    #[serde(default)]
+    push: bool,
+    /// Names this metaward in the identifiers of what it sends [default: metaward].
+    source: Option<String>,
 }
 
 /// `mqtt = "127.0.0.1:1883"`, or a `[mqtt]` table with the listener, the device policy and an
@@ -103,6 +117,30 @@ struct ExternalFile {
 }
 
 pub const DEFAULT_SHARE_GROUP: &str = "metaward";
+
+/// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
+/// (`METAWARD_EMR_TOKEN`) rather than the file.
+fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::FhirPushConfig>> {
+    if file.pull_interval_secs.is_some() {
+        anyhow::bail!(
+            "emr.pull_interval_secs: pulling from the EMR is not implemented yet (docs/emr.md)"
+        );
+    }
+    if !file.push {
+        return Ok(None);
+    }
+    let Some(base_url) = file.base_url else {
+        anyhow::bail!("emr.push needs emr.base_url (http://host:port/fhir)");
+    };
+    server::sinks::http_client::split_base_url(&base_url)
+        .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
+    let mut push = server::sinks::fhir_push::FhirPushConfig::new(base_url);
+    push.token = std::env::var("METAWARD_EMR_TOKEN").ok().or(file.token);
+    if let Some(source) = file.source {
+        push.source = source;
+    }
+    Ok(Some(push))
+}
 
 impl ListenArgs {
     pub fn resolve(&self) -> anyhow::Result<server::ServerConfig> {
@@ -165,6 +203,7 @@ impl ListenArgs {
                 None => server::AlarmConfig::default(),
             },
             news2: crate::score::config_with(&file.news2_freshness_minutes)?,
+            emr_push: emr_push(file.emr.unwrap_or_default())?,
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
         for (name, addr) in [

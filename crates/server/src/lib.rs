@@ -14,6 +14,7 @@ pub mod projector;
 pub mod record;
 pub mod record_ward;
 pub mod setup;
+pub mod sinks;
 pub mod sources;
 pub mod ward;
 
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub mqtt_external: Option<sources::mqtt::ExternalBrokerConfig>,
     /// HL7 v2 over MLLP (IHE PCD-01 ORU^R01, ADT).
     pub mllp: SocketAddr,
+    /// Write-back of device vitals to an external EMR (`[emr]` with `push = true`).
+    pub emr_push: Option<sinks::fhir_push::FhirPushConfig>,
 }
 
 impl ServerConfig {
@@ -71,6 +74,7 @@ impl ServerConfig {
             news2: News2Config::default(),
             mqtt_device_auth: Default::default(),
             mqtt_external: None,
+            emr_push: None,
         }
     }
 }
@@ -211,6 +215,16 @@ impl Server {
                 .device_credentials()
                 .context("loading device credentials")?,
         ));
+        if let Some(push) = config.emr_push.clone() {
+            tasks.push(tokio::spawn(sinks::fhir_push::run(
+                push,
+                log.clone(),
+                stores.writer.clone(),
+                Catalog::embedded(),
+                metrics.clone(),
+                shutdown.clone(),
+            )));
+        }
         if let Some(external) = config.mqtt_external.clone() {
             tasks.push(sources::mqtt::external::spawn(
                 external,

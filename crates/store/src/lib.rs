@@ -16,6 +16,7 @@ pub mod analytics;
 mod credentials;
 mod device_identifiers;
 mod devices;
+mod emr;
 mod error;
 pub mod fhir_record;
 mod layout;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v4_fhir_record.sql"),
     include_str!("schema/v5_alarms.sql"),
     include_str!("schema/v6_news2_scores.sql"),
+    include_str!("schema/v8_emr.sql"),
 ];
 
 /// The schema version this build writes.
