@@ -118,6 +118,33 @@ struct ExternalFile {
 
 pub const DEFAULT_SHARE_GROUP: &str = "metaward";
 
+/// The pull of admitted patients' record changes, when `[emr]` names an interval.
+fn emr_pull(
+    file: Option<&EmrFile>,
+) -> anyhow::Result<Option<server::sources::fhir_pull::FhirPullConfig>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let Some(interval) = file.pull_interval_secs else {
+        return Ok(None);
+    };
+    if interval == 0 {
+        anyhow::bail!("emr.pull_interval_secs must be at least 1");
+    }
+    let Some(base_url) = file.base_url.clone() else {
+        anyhow::bail!("emr.pull_interval_secs needs emr.base_url (http://host:port/fhir)");
+    };
+    server::sinks::http_client::split_base_url(&base_url)
+        .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
+    Ok(Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url,
+        token: std::env::var("METAWARD_EMR_TOKEN")
+            .ok()
+            .or(file.token.clone()),
+        interval: std::time::Duration::from_secs(interval),
+    }))
+}
+
 /// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
 /// (`METAWARD_EMR_TOKEN`) rather than the file.
 fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::FhirPushConfig>> {
@@ -203,6 +230,7 @@ impl ListenArgs {
                 None => server::AlarmConfig::default(),
             },
             news2: crate::score::config_with(&file.news2_freshness_minutes)?,
+            emr_pull: emr_pull(file.emr.as_ref())?,
             emr_push: emr_push(file.emr.unwrap_or_default())?,
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.

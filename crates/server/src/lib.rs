@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub mllp: SocketAddr,
     /// Write-back of device vitals to an external EMR (`[emr]` with `push = true`).
     pub emr_push: Option<sinks::fhir_push::FhirPushConfig>,
+    /// Polling an external EMR for admitted patients' record changes (`[emr]` with
+    /// `pull_interval_secs`).
+    pub emr_pull: Option<sources::fhir_pull::FhirPullConfig>,
 }
 
 impl ServerConfig {
@@ -75,6 +78,7 @@ impl ServerConfig {
             mqtt_device_auth: Default::default(),
             mqtt_external: None,
             emr_push: None,
+            emr_pull: None,
         }
     }
 }
@@ -222,6 +226,14 @@ impl Server {
                 stores.writer.clone(),
                 Catalog::embedded(),
                 metrics.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(pull) = config.emr_pull.clone() {
+            tasks.push(tokio::spawn(sources::fhir_pull::run(
+                pull,
+                stores.clone(),
+                ward.clone(),
                 shutdown.clone(),
             )));
         }

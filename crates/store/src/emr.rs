@@ -44,6 +44,41 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The newest `meta.lastUpdated` pulled for a patient's resources of one type.
+    pub fn emr_pull_watermark(
+        &self,
+        patient_id: &str,
+        resource_type: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_updated_ms FROM emr_pull_watermark
+                 WHERE patient_id = ?1 AND resource_type = ?2",
+                [patient_id, resource_type],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_emr_pull_watermark(
+        &mut self,
+        patient_id: &str,
+        resource_type: &str,
+        last_updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO emr_pull_watermark (patient_id, resource_type, last_updated_ms)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (patient_id, resource_type) DO UPDATE
+                 SET last_updated_ms = max(last_updated_ms, excluded.last_updated_ms)",
+            params![patient_id, resource_type, last_updated_ms],
+        )?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Store;
@@ -56,5 +91,17 @@ mod tests {
         store.set_emr_cursor("push", 9, 2).unwrap();
         assert_eq!(store.emr_cursor("push").unwrap(), Some(9));
         assert_eq!(store.emr_cursor("other").unwrap(), None);
+    }
+
+    #[test]
+    fn a_watermark_only_moves_forward() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.emr_pull_watermark("p1", "Condition").unwrap(), None);
+        store.set_emr_pull_watermark("p1", "Condition", 50).unwrap();
+        store.set_emr_pull_watermark("p1", "Condition", 40).unwrap();
+        assert_eq!(
+            store.emr_pull_watermark("p1", "Condition").unwrap(),
+            Some(50)
+        );
     }
 }

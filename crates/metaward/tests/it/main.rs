@@ -5,7 +5,7 @@ mod alarms;
 pub(crate) mod crash;
 mod device_credentials;
 mod devices;
-mod emr_push;
+mod emr;
 mod fhir;
 mod fhir_record;
 mod hl7;

@@ -166,3 +166,129 @@ async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     ward.shutdown().await;
     emr.shutdown().await;
 }
+
+async fn put_at(addr: SocketAddr, path: &str, body: Value) {
+    let response = http(addr, "PUT", path, Some(&body.to_string())).await;
+    assert!(
+        matches!(response.status, 200 | 201),
+        "PUT {path}: {}",
+        response.body
+    );
+}
+
+fn ward_patient(twin: &Value) -> &Value {
+    &twin["patient"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_patients_record_is_pulled_from_the_emr() {
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    // The EMR knows p1 (the ward's patient in b1) and one who is not on the ward.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/p1",
+        json!({"resourceType": "Patient", "id": "p1"}),
+    )
+    .await;
+    let condition = |id: &str, patient: &str, system: &str, code: &str| {
+        json!({"resourceType": "Condition", "id": id,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": format!("Patient/{patient}")}})
+    };
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-c1",
+        condition("emr-c1", "p1", "http://snomed.info/sct", "13645005"),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-other",
+        condition(
+            "emr-other",
+            "elsewhere",
+            "http://snomed.info/sct",
+            "49436004",
+        ),
+    )
+    .await;
+
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url: format!("http://{emr_addr}/fhir"),
+        token: Some("test-token".into()),
+        interval: Duration::from_millis(200),
+    });
+    let ward = Server::start(config).await.expect("the ward starts");
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    let twin = eventually("the emr's condition in the twin", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        let found = ward_patient(&twin)["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "13645005" && c["source"] == "record");
+        found.then_some(twin)
+    })
+    .await;
+    assert_eq!(
+        ward_patient(&twin)["conditions"].as_array().unwrap().len(),
+        1,
+        "{twin}"
+    );
+    // Kept in our record under the EMR's id; the other patient's record was not pulled.
+    assert_eq!(
+        get_json(addr, "/fhir/Condition/emr-c1").await["id"],
+        "emr-c1"
+    );
+    let other = http(addr, "GET", "/fhir/Condition/emr-other", None).await;
+    assert_eq!(other.status, 404);
+
+    // Changes after the first poll: a new medication, a new lab, the condition resolved.
+    put_at(
+        emr_addr,
+        "/fhir/MedicationRequest/emr-m1",
+        json!({"resourceType": "MedicationRequest", "id": "emr-m1", "status": "active",
+            "intent": "order", "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "745752", "display": "Albuterol inhaler"}]}}),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Observation/emr-lab1",
+        json!({"resourceType": "Observation", "id": "emr-lab1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2019-8", "display": "Carbon dioxide [Partial pressure] in Arterial blood"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-25T06:00:00Z",
+            "valueQuantity": {"value": 58, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}),
+    )
+    .await;
+    let mut resolved = condition("emr-c1", "p1", "http://snomed.info/sct", "13645005");
+    resolved["clinicalStatus"]["coding"][0]["code"] = json!("resolved");
+    put_at(emr_addr, "/fhir/Condition/emr-c1", resolved).await;
+
+    let twin = eventually("the changes in the twin", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        let patient = ward_patient(&twin);
+        let done = patient["medications"].as_array().unwrap().len() == 1
+            && patient["labs"].as_array().unwrap().len() == 1
+            && patient["conditions"].as_array().unwrap().is_empty();
+        done.then_some(twin)
+    })
+    .await;
+    let patient = ward_patient(&twin);
+    assert_eq!(patient["medications"][0]["display"], "Albuterol inhaler");
+    assert_eq!(patient["labs"][0]["value"], 58.0);
+    // The resolved condition is a new version of the same resource here too.
+    let history = get_json(addr, "/fhir/Condition/emr-c1/_history").await;
+    assert_eq!(history["total"], 2, "{history}");
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
