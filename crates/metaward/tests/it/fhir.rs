@@ -191,7 +191,7 @@ async fn fhir_counts(addr: SocketAddr) -> (u64, u64, Vec<(String, u64)>) {
     (received, accepted, rejected)
 }
 
-fn check_with_fhir_resources(kind: &str, resource: &Value) {
+pub(crate) fn check_with_fhir_resources(kind: &str, resource: &Value) {
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.tools/venv/bin/python");
     assert!(
         std::path::Path::new(python).exists(),
