@@ -233,7 +233,7 @@ impl Server {
             tasks.push(tokio::spawn(sources::fhir_pull::run(
                 pull,
                 stores.clone(),
-                ward.clone(),
+                ingest.clone(),
                 shutdown.clone(),
             )));
         }

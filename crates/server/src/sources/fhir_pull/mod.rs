@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Stores;
-use crate::pipeline::now;
+use crate::pipeline::{Ingest, now};
+use crate::record::DeadLetter;
 use crate::sinks::http_client;
 use crate::ward::Ward;
 
@@ -96,13 +97,24 @@ async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Resu
     Ok(resources)
 }
 
+/// The source label in metrics and dead letters.
+pub const SOURCE: &str = "emr_pull";
+
+/// A resource the record refused, to be kept as a dead letter.
+struct Refused {
+    reason: &'static str,
+    detail: String,
+    raw: Vec<u8>,
+}
+
 /// One poll of one patient: returns how many resources were written.
 async fn pull_patient(
     config: &FhirPullConfig,
     stores: &Stores,
-    ward: &Arc<Ward>,
+    ingest: &Ingest,
     patient_id: &str,
 ) -> anyhow::Result<usize> {
+    let ward = ingest.ward();
     let (_, base_path) = http_client::split_base_url(&config.base_url)?;
     let mut written = 0;
     for (resource_type, query) in PULLED {
@@ -123,51 +135,87 @@ async fn pull_patient(
                 encode(&record::date::format_instant(since))
             ));
         }
+        let origin = format!("GET {path}");
         let resources = search_all(config, path).await?;
         if resources.is_empty() {
             continue;
+        }
+        for _ in &resources {
+            ingest.metrics().received(SOURCE);
         }
         let (patient, kind, ward) = (
             patient_id.to_owned(),
             (*resource_type).to_owned(),
             ward.clone(),
         );
-        let count = stores
-            .write(move |store| -> anyhow::Result<usize> {
-                let mut changed = Vec::new();
-                let mut newest = None;
-                for resource in &resources {
-                    if let Some(updated) = resource["meta"]["lastUpdated"]
-                        .as_str()
-                        .and_then(record::date::parse)
-                    {
-                        newest = newest.max(Some(updated.low));
-                    }
-                    // Kept under the EMR's id: a collection entry with an id is an upsert.
-                    let outcome = store
-                        .fhir_import_resource(
+        let (count, kept, refused) = stores
+            .write(
+                move |store| -> anyhow::Result<(usize, usize, Vec<Refused>)> {
+                    let mut changed = Vec::new();
+                    let mut newest = None;
+                    let mut refused = Vec::new();
+                    let mut kept = 0;
+                    for resource in &resources {
+                        if let Some(updated) = resource["meta"]["lastUpdated"]
+                            .as_str()
+                            .and_then(record::date::parse)
+                        {
+                            newest = newest.max(Some(updated.low));
+                        }
+                        // Kept under the EMR's id: a collection entry with an id is an upsert. A
+                        // resource the record refuses is kept as a dead letter, not retried forever.
+                        let outcome = match store.fhir_import_resource(
                             resource,
                             now().millis(),
                             &mut store::fhir_record::new_resource_id,
-                        )
-                        .map_err(|error| anyhow::anyhow!("keeping a pulled {kind}: {error}"))?;
-                    if matches!(
-                        outcome.result,
-                        record::EntryResult::Created | record::EntryResult::Updated
-                    ) && let Some(id) = outcome.id
-                    {
-                        changed.push((outcome.resource_type, id));
+                        ) {
+                            Ok(outcome) => outcome,
+                            Err(error) if error.status < 500 => {
+                                refused.push(Refused {
+                                    reason: error.code,
+                                    detail: format!("a pulled {kind}: {error}"),
+                                    raw: resource.to_string().into_bytes(),
+                                });
+                                continue;
+                            }
+                            Err(error) => anyhow::bail!("keeping a pulled {kind}: {error}"),
+                        };
+                        kept += 1;
+                        if matches!(
+                            outcome.result,
+                            record::EntryResult::Created | record::EntryResult::Updated
+                        ) && let Some(id) = outcome.id
+                        {
+                            changed.push((outcome.resource_type, id));
+                        }
                     }
-                }
-                if let Some(newest) = newest {
-                    store.set_emr_pull_watermark(&patient, &kind, newest)?;
-                }
-                crate::record_ward::after_record_change(store, &ward, &changed, now())?;
-                Ok(changed.len())
-            })
+                    if let Some(newest) = newest {
+                        store.set_emr_pull_watermark(&patient, &kind, newest)?;
+                    }
+                    crate::record_ward::after_record_change(store, &ward, &changed, now())?;
+                    Ok((changed.len(), kept, refused))
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!(e.message))??;
         written += count;
+        // received = accepted + rejected, as for every source.
+        if kept > 0 {
+            ingest.metrics().accepted(SOURCE, kept, 0);
+        }
+        for refusal in refused {
+            let dead = DeadLetter {
+                source: SOURCE.into(),
+                origin: origin.clone(),
+                received_ms: now().millis(),
+                reason: refusal.reason.into(),
+                detail: refusal.detail,
+                raw: refusal.raw,
+            };
+            if let Err(error) = ingest.dead_letter(dead).await {
+                tracing::error!(%error, "could not keep a refused pulled resource");
+            }
+        }
     }
     Ok(written)
 }
@@ -176,9 +224,10 @@ async fn pull_patient(
 pub async fn run(
     config: FhirPullConfig,
     stores: Stores,
-    ward: Arc<Ward>,
+    ingest: Ingest,
     shutdown: CancellationToken,
 ) {
+    let ward: Arc<Ward> = ingest.ward().clone();
     let mut every = tokio::time::interval(config.interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -194,7 +243,7 @@ pub async fn run(
             .map(|patient| patient.id.clone())
             .collect();
         for patient in admitted {
-            match pull_patient(&config, &stores, &ward, &patient).await {
+            match pull_patient(&config, &stores, &ingest, &patient).await {
                 Ok(0) => {}
                 Ok(written) => tracing::info!(written, "pulled record changes from the emr"),
                 Err(error) => {
