@@ -132,3 +132,103 @@ pub fn device_observation(
     }
     Some(resource)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{DeviceId, Quality, Timestamp, WaveformChunk};
+
+    fn observation(metric: &str, value: ObservedValue, quality: Quality) -> Observation {
+        Observation {
+            device_id: DeviceId::new("dev-1"),
+            metric: metric.into(),
+            value,
+            device_time: Timestamp::from_millis(1_764_000_000_000),
+            received_time: Timestamp::from_millis(1_764_000_000_250),
+            body_site: None,
+            quality,
+        }
+    }
+
+    fn patient() -> Subject {
+        Subject {
+            patient: Some("p1".into()),
+            room: None,
+        }
+    }
+
+    #[test]
+    fn a_vital_sign_has_the_profile_both_codings_and_the_catalog_unit() {
+        let catalog = Catalog::embedded();
+        let spo2 = observation("spo2", ObservedValue::Numeric(96.0), Quality::GOOD);
+        let resource = device_observation(catalog, "5-0", &spo2, &patient()).unwrap();
+        assert_eq!(resource["meta"]["profile"][0], VITAL_SIGNS_PROFILE);
+        assert_eq!(resource["code"]["coding"][0]["system"], system::LOINC);
+        assert_eq!(resource["code"]["coding"][1]["system"], system::MDC);
+        assert_eq!(resource["valueQuantity"]["code"], "%");
+        assert_eq!(resource["subject"]["reference"], "Patient/p1");
+        assert_eq!(resource["device"]["reference"], "Device/dev-1");
+        assert_eq!(resource["effectiveDateTime"], "2025-11-24T16:00:00.000Z");
+        assert_eq!(resource["status"], "final");
+        assert!(resource["bodySite"]["coding"].is_array(), "{resource}");
+    }
+
+    #[test]
+    fn artefacts_and_missing_values_say_so() {
+        let catalog = Catalog::embedded();
+        let flagged = Quality {
+            implausible: false,
+            device_flagged: true,
+        };
+        let artefact = observation("spo2", ObservedValue::Numeric(10.0), flagged);
+        let resource = device_observation(catalog, "5-1", &artefact, &patient()).unwrap();
+        assert_eq!(resource["status"], "preliminary");
+        assert!(
+            resource["note"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("device")
+        );
+        let missing = observation("spo2", ObservedValue::Numeric(f64::NAN), Quality::GOOD);
+        let resource = device_observation(catalog, "5-2", &missing, &patient()).unwrap();
+        assert!(resource.get("valueQuantity").is_none());
+        assert_eq!(resource["dataAbsentReason"]["coding"][0]["code"], "error");
+    }
+
+    #[test]
+    fn a_waveform_chunk_is_one_sampled_data() {
+        let catalog = Catalog::embedded();
+        let chunk = WaveformChunk {
+            sample_rate_hz: 250.0,
+            samples: vec![0.0, 0.5, -0.25],
+        };
+        let ecg = observation("ecg_ii", ObservedValue::Waveform(chunk), Quality::GOOD);
+        let resource = device_observation(catalog, "5-3", &ecg, &patient()).unwrap();
+        let sampled = &resource["valueSampledData"];
+        assert_eq!(sampled["period"], 4.0);
+        assert_eq!(sampled["data"], "0 0.5 -0.25");
+        assert_eq!(sampled["origin"]["code"], "mV");
+        assert!(
+            resource["meta"].get("profile").is_none(),
+            "not a vital sign"
+        );
+    }
+
+    #[test]
+    fn a_room_value_is_about_its_location_and_unknown_metrics_are_none() {
+        let catalog = Catalog::embedded();
+        let room = Subject {
+            patient: None,
+            room: Some("r1".into()),
+        };
+        let temperature = observation(
+            "room_temperature",
+            ObservedValue::Numeric(21.5),
+            Quality::GOOD,
+        );
+        let resource = device_observation(catalog, "5-4", &temperature, &room).unwrap();
+        assert_eq!(resource["subject"]["reference"], "Location/r1");
+        let unknown = observation("no_such_metric", ObservedValue::Numeric(1.0), Quality::GOOD);
+        assert!(device_observation(catalog, "5-5", &unknown, &room).is_none());
+    }
+}
