@@ -280,3 +280,54 @@ async fn an_encounter_at_a_bed_brings_the_record_into_the_twin_and_news2() {
     assert_eq!(twin["patient"]["bed_id"], Value::Null, "{twin}");
     server.shutdown().await;
 }
+
+/// `metaward import` of an Encounter at a bed, into a data directory with a ward, admits as
+/// `/fhir` does; the server started on that directory shows the patient in the bed with the
+/// imported record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_encounter_admits_before_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let server = server::Server::start(server::ServerConfig::ephemeral(&data))
+            .await
+            .unwrap();
+        server.apply_setup(small_setup()).await.unwrap();
+        server.shutdown().await;
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "emr-7",
+            "name": [{"given": ["Grace"], "family": "Hopper"}], "gender": "female", "birthDate": "1936-12-09"}},
+        {"resource": {"resourceType": "Condition", "id": "emr-7-copd",
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "13645005"}]},
+            "subject": {"reference": "Patient/emr-7"}}},
+        {"resource": encounter("emr-7", "in-progress", "Location/b1")},
+    ]});
+    let file = dir.path().join("bundle.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_metaward"))
+        .arg("import")
+        .arg("--data")
+        .arg(&data)
+        .arg(&file)
+        .env("METAWARD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let server = server::Server::start(server::ServerConfig::ephemeral(&data))
+        .await
+        .unwrap();
+    let twin = get_json(server.http_addr(), "/api/v1/patients/emr-7/twin").await;
+    assert_eq!(twin["patient"]["bed_id"], "b1", "{twin}");
+    assert_eq!(twin["patient"]["name"], "Grace Hopper");
+    assert_eq!(twin["patient"]["conditions"][0]["code"], "13645005");
+    // The previous occupant left the bed.
+    let p1 = get_json(server.http_addr(), "/api/v1/patients/p1").await;
+    assert_eq!(p1["bed_id"], Value::Null);
+    server.shutdown().await;
+}
