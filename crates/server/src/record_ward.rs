@@ -97,6 +97,11 @@ fn condition_regions(condition: &rules::ActiveCondition) -> Vec<String> {
 /// The record of the FHIR Patient `patient_id`: empty when the record has none.
 pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordView, StoreError> {
     let mut view = PatientRecordView::default();
+    // A ward id no FHIR id can be (an HL7 identifier with a space or a comma) has no record;
+    // searching with it could even mean something else (a comma ORs two ids).
+    if !record::types::is_valid_id(patient_id) {
+        return Ok(view);
+    }
     let all = "1000";
     for condition in search(
         store,

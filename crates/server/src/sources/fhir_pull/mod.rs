@@ -240,6 +240,8 @@ pub async fn run(
             .patients
             .iter()
             .filter(|patient| patient.bed_id.is_some())
+            // Only ids a FHIR Patient can have (the link is by id; a comma would OR two).
+            .filter(|patient| record::types::is_valid_id(&patient.id))
             .map(|patient| patient.id.clone())
             .collect();
         for patient in admitted {
