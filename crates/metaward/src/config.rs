@@ -148,11 +148,6 @@ fn emr_pull(
 /// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
 /// (`METAWARD_EMR_TOKEN`) rather than the file.
 fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::FhirPushConfig>> {
-    if file.pull_interval_secs.is_some() {
-        anyhow::bail!(
-            "emr.pull_interval_secs: pulling from the EMR is not implemented yet (docs/emr.md)"
-        );
-    }
     if !file.push {
         return Ok(None);
     }
@@ -319,6 +314,64 @@ mod tests {
         assert_eq!(config.mqtt.port(), 9001);
         assert_eq!(config.mllp.port(), 9002);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA));
+    }
+
+    #[test]
+    fn emr_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaward.toml");
+        std::fs::write(
+            &path,
+            r#"
+[emr]
+base_url = "http://127.0.0.1:8090/fhir"
+token = "from-file"
+pull_interval_secs = 30
+push = true
+source = "ward-3"
+"#,
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        let push = config.emr_push.unwrap();
+        assert_eq!(push.base_url, "http://127.0.0.1:8090/fhir");
+        assert_eq!(push.source, "ward-3");
+        let pull = config.emr_pull.unwrap();
+        assert_eq!(pull.interval, std::time::Duration::from_secs(30));
+        assert_eq!(pull.token.as_deref(), Some("from-file"));
+
+        // Without a base URL, or with one this build cannot reach: refused, not ignored.
+        for (text, expected) in [
+            ("[emr]\npush = true\n", "base_url"),
+            (
+                "[emr]\nbase_url = \"https://emr.example/fhir\"\npush = true\n",
+                "http://",
+            ),
+            (
+                "[emr]\nbase_url = \"http://emr.example/fhir\"\npull_interval_secs = 0\n",
+                "at least 1",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let args = ListenArgs {
+                config: Some(path.clone()),
+                ..ListenArgs::default()
+            };
+            let error = args.resolve().unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        // No [emr]: no sync.
+        std::fs::write(&path, "").unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert!(config.emr_push.is_none() && config.emr_pull.is_none());
     }
 
     #[test]
