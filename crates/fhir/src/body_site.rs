@@ -183,12 +183,42 @@ pub fn region_of<'a>(
     Ok(BodyRegion::new(part, side))
 }
 
+/// The SNOMED CT codings for an avatar region, for `bodySite` on what we serve: the lateral
+/// structure when the table has one, else the structure with a laterality qualifier beside it
+/// (as [`region_of`] reads it back). `None` for a region the table does not name.
+pub fn codings_of(region: BodyRegion) -> Option<Vec<(&'static str, &'static str)>> {
+    if let Some(&(code, name, _, _)) = BODY_STRUCTURES
+        .iter()
+        .find(|row| row.2 == region.part && row.3 == region.side)
+    {
+        return Some(vec![(code, name)]);
+    }
+    let &(code, name, _, _) = BODY_STRUCTURES
+        .iter()
+        .find(|row| row.2 == region.part && row.3.is_none())?;
+    let side = match region.side? {
+        Side::Left => (LEFT, "Left"),
+        Side::Right => (RIGHT, "Right"),
+    };
+    Some(vec![(code, name), side])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn region(codes: &[&str]) -> Result<String, BodySiteError> {
         region_of(codes.iter().copied()).map(|r| r.to_string())
+    }
+
+    #[test]
+    fn every_region_we_code_reads_back_as_itself() {
+        for region in BodyRegion::all() {
+            if let Some(codings) = codings_of(region) {
+                let back = region_of(codings.iter().map(|(code, _)| *code)).unwrap();
+                assert_eq!(back, region, "{region}");
+            }
+        }
     }
 
     #[test]

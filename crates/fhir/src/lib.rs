@@ -14,6 +14,7 @@ pub mod datetime;
 pub mod device;
 pub mod issue;
 pub mod observation;
+pub mod outbound;
 pub mod types;
 
 pub use issue::{Issue, IssueCode};

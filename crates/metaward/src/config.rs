@@ -71,6 +71,20 @@ struct FileConfig {
     /// NEWS2 freshness windows in minutes, per parameter (`respiration_rate = 60`, ...).
     #[serde(default)]
     news2_freshness_minutes: std::collections::BTreeMap<String, f64>,
+    emr: Option<EmrFile>,
+}
+
+/// `[emr]`: the external EMR (docs/emr.md). `push = true` sends device vitals to it.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct EmrFile {
+    base_url: Option<String>,
+    token: Option<String>,
+    pull_interval_secs: Option<u64>,
+    #[serde(default)]
+    push: bool,
+    /// Names this metaward in the identifiers of what it sends [default: metaward].
+    source: Option<String>,
 }
 
 /// `mqtt = "127.0.0.1:1883"`, or a `[mqtt]` table with the listener, the device policy and an
@@ -103,6 +117,52 @@ struct ExternalFile {
 }
 
 pub const DEFAULT_SHARE_GROUP: &str = "metaward";
+
+/// The pull of admitted patients' record changes, when `[emr]` names an interval.
+fn emr_pull(
+    file: Option<&EmrFile>,
+) -> anyhow::Result<Option<server::sources::fhir_pull::FhirPullConfig>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let Some(interval) = file.pull_interval_secs else {
+        return Ok(None);
+    };
+    if interval == 0 {
+        anyhow::bail!("emr.pull_interval_secs must be at least 1");
+    }
+    let Some(base_url) = file.base_url.clone() else {
+        anyhow::bail!("emr.pull_interval_secs needs emr.base_url (http://host:port/fhir)");
+    };
+    server::sinks::http_client::split_base_url(&base_url)
+        .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
+    Ok(Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url,
+        token: std::env::var("METAWARD_EMR_TOKEN")
+            .ok()
+            .or(file.token.clone()),
+        interval: std::time::Duration::from_secs(interval),
+    }))
+}
+
+/// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
+/// (`METAWARD_EMR_TOKEN`) rather than the file.
+fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::FhirPushConfig>> {
+    if !file.push {
+        return Ok(None);
+    }
+    let Some(base_url) = file.base_url else {
+        anyhow::bail!("emr.push needs emr.base_url (http://host:port/fhir)");
+    };
+    server::sinks::http_client::split_base_url(&base_url)
+        .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
+    let mut push = server::sinks::fhir_push::FhirPushConfig::new(base_url);
+    push.token = std::env::var("METAWARD_EMR_TOKEN").ok().or(file.token);
+    if let Some(source) = file.source {
+        push.source = source;
+    }
+    Ok(Some(push))
+}
 
 impl ListenArgs {
     pub fn resolve(&self) -> anyhow::Result<server::ServerConfig> {
@@ -165,6 +225,8 @@ impl ListenArgs {
                 None => server::AlarmConfig::default(),
             },
             news2: crate::score::config_with(&file.news2_freshness_minutes)?,
+            emr_pull: emr_pull(file.emr.as_ref())?,
+            emr_push: emr_push(file.emr.unwrap_or_default())?,
         };
         // Authentication does not exist yet, so nothing may listen beyond this machine.
         for (name, addr) in [
@@ -252,6 +314,64 @@ mod tests {
         assert_eq!(config.mqtt.port(), 9001);
         assert_eq!(config.mllp.port(), 9002);
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA));
+    }
+
+    #[test]
+    fn emr_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaward.toml");
+        std::fs::write(
+            &path,
+            r#"
+[emr]
+base_url = "http://127.0.0.1:8090/fhir"
+token = "from-file"
+pull_interval_secs = 30
+push = true
+source = "ward-3"
+"#,
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        let push = config.emr_push.unwrap();
+        assert_eq!(push.base_url, "http://127.0.0.1:8090/fhir");
+        assert_eq!(push.source, "ward-3");
+        let pull = config.emr_pull.unwrap();
+        assert_eq!(pull.interval, std::time::Duration::from_secs(30));
+        assert_eq!(pull.token.as_deref(), Some("from-file"));
+
+        // Without a base URL, or with one this build cannot reach: refused, not ignored.
+        for (text, expected) in [
+            ("[emr]\npush = true\n", "base_url"),
+            (
+                "[emr]\nbase_url = \"https://emr.example/fhir\"\npush = true\n",
+                "http://",
+            ),
+            (
+                "[emr]\nbase_url = \"http://emr.example/fhir\"\npull_interval_secs = 0\n",
+                "at least 1",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let args = ListenArgs {
+                config: Some(path.clone()),
+                ..ListenArgs::default()
+            };
+            let error = args.resolve().unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        // No [emr]: no sync.
+        std::fs::write(&path, "").unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert!(config.emr_push.is_none() && config.emr_pull.is_none());
     }
 
     #[test]

@@ -168,7 +168,10 @@ fn import_one(store: &mut Store, name: &str, bytes: &[u8], summary: &mut ImportS
     if value["resourceType"] == "Bundle" {
         let types = record::bundle::entry_types(&value);
         match store.fhir_import_bundle(&value, now_ms, &mut new_id) {
-            Ok((_, outcomes)) => summary.add(&outcomes),
+            Ok((_, outcomes)) => {
+                summary.add(&outcomes);
+                follow_encounters(store, &outcomes);
+            }
             Err(error) => summary.reject(&types, &format!("{name}: {}", describe(&error))),
         }
         types.len() as u64
@@ -178,12 +181,36 @@ fn import_one(store: &mut Store, name: &str, bytes: &[u8], summary: &mut ImportS
             .unwrap_or("unknown")
             .to_owned();
         match store.fhir_import_resource(&value, now_ms, &mut new_id) {
-            Ok(outcome) => summary.add(&[outcome]),
+            Ok(outcome) => {
+                summary.add(std::slice::from_ref(&outcome));
+                follow_encounters(store, &[outcome]);
+            }
             Err(error) => {
                 summary.reject(&[resource_type], &format!("{name}: {}", describe(&error)))
             }
         }
         1
+    }
+}
+
+/// Encounters imported at one of the ward's beds admit and discharge, as through `/fhir`
+/// (`server::record_ward`); the server reads the beds and the record when it starts.
+fn follow_encounters(store: &mut Store, outcomes: &[record::EntryOutcome]) {
+    let encounters: Vec<String> = outcomes
+        .iter()
+        .filter(|outcome| outcome.resource_type == "Encounter")
+        .filter(|outcome| {
+            matches!(
+                outcome.result,
+                record::EntryResult::Created | record::EntryResult::Updated
+            )
+        })
+        .filter_map(|outcome| outcome.id.clone())
+        .collect();
+    if let Err(error) =
+        server::record_ward::apply_encounters(store, &encounters, server::pipeline::now())
+    {
+        tracing::error!(%error, "imported encounters could not be applied to the beds");
     }
 }
 

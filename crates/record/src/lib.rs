@@ -19,6 +19,7 @@ pub mod search;
 pub mod store;
 pub mod types;
 pub mod validate;
+pub mod ward;
 
 pub use bundle::{
     BundleKind, EntryOutcome, EntryResult, ImportSummary, import_resource, process_bundle,

@@ -48,9 +48,15 @@ pub struct PatientView {
     pub age: Option<u32>,
     pub sex: Option<String>,
     pub bed_id: Option<String>,
+    /// The ward's own conditions, then the record's active ones (`source` tells which).
     pub conditions: Vec<ConditionView>,
     /// A clinician's prescribed target SpO2 range, `[low, high]` percent (NEWS2 scale).
     pub oxygen_target: Option<[f64; 2]>,
+    /// From the record (a FHIR Patient with this id): active medications, allergies and
+    /// intolerances, and the newest laboratory results first (see `record_ward`).
+    pub medications: Vec<MedicationView>,
+    pub allergies: Vec<AllergyView>,
+    pub labs: Vec<LabView>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,6 +65,52 @@ pub struct ConditionView {
     pub code: String,
     pub display: String,
     pub regions: Vec<String>,
+    /// `ward` (the ward setup, REST) or `record` (an active FHIR Condition).
+    pub source: &'static str,
+    /// The FHIR Condition's id when it comes from the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    /// Every coding of the condition, the first first (the SpO2 scale rule matches any).
+    pub codings: Vec<CodingView>,
+}
+
+/// A coding as the twin shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CodingView {
+    pub system: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MedicationView {
+    /// The FHIR resource it comes from: `MedicationRequest/…` or `MedicationStatement/…`.
+    pub reference: String,
+    pub display: String,
+    pub coding: Option<CodingView>,
+    pub dosage: Option<String>,
+    pub since: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AllergyView {
+    pub reference: String,
+    pub display: String,
+    pub coding: Option<CodingView>,
+    pub criticality: Option<String>,
+    pub category: Vec<String>,
+    pub reactions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LabView {
+    pub reference: String,
+    pub display: String,
+    pub coding: Option<CodingView>,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub text: Option<String>,
+    pub effective: Option<String>,
+    pub interpretation: Option<String>,
 }
 
 impl Directory {

@@ -12,7 +12,9 @@ pub mod metrics;
 pub mod pipeline;
 pub mod projector;
 pub mod record;
+pub mod record_ward;
 pub mod setup;
+pub mod sinks;
 pub mod sources;
 pub mod ward;
 
@@ -53,6 +55,11 @@ pub struct ServerConfig {
     pub mqtt_external: Option<sources::mqtt::ExternalBrokerConfig>,
     /// HL7 v2 over MLLP (IHE PCD-01 ORU^R01, ADT).
     pub mllp: SocketAddr,
+    /// Write-back of device vitals to an external EMR (`[emr]` with `push = true`).
+    pub emr_push: Option<sinks::fhir_push::FhirPushConfig>,
+    /// Polling an external EMR for admitted patients' record changes (`[emr]` with
+    /// `pull_interval_secs`).
+    pub emr_pull: Option<sources::fhir_pull::FhirPullConfig>,
 }
 
 impl ServerConfig {
@@ -70,6 +77,8 @@ impl ServerConfig {
             news2: News2Config::default(),
             mqtt_device_auth: Default::default(),
             mqtt_external: None,
+            emr_push: None,
+            emr_pull: None,
         }
     }
 }
@@ -210,6 +219,24 @@ impl Server {
                 .device_credentials()
                 .context("loading device credentials")?,
         ));
+        if let Some(push) = config.emr_push.clone() {
+            tasks.push(tokio::spawn(sinks::fhir_push::run(
+                push,
+                log.clone(),
+                stores.writer.clone(),
+                Catalog::embedded(),
+                metrics.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(pull) = config.emr_pull.clone() {
+            tasks.push(tokio::spawn(sources::fhir_pull::run(
+                pull,
+                stores.clone(),
+                ingest.clone(),
+                shutdown.clone(),
+            )));
+        }
         if let Some(external) = config.mqtt_external.clone() {
             tasks.push(sources::mqtt::external::spawn(
                 external,

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub log_syncs: Gauge,
     pub store_observations_written: Counter,
     pub store_checkpoint: Gauge,
+    /// Observations the EMR write-back delivered, and its failed attempts (retried).
+    pub emr_observations_pushed: Counter,
+    pub emr_push_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -59,6 +62,8 @@ impl Default for Metrics {
             log_syncs: Gauge::default(),
             store_observations_written: Counter::default(),
             store_checkpoint: Gauge::default(),
+            emr_observations_pushed: Counter::default(),
+            emr_push_failures: Counter::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -126,11 +131,29 @@ impl Default for Metrics {
             "Last log offset projected into the SQL store",
             metrics.store_checkpoint.clone(),
         );
+        r.register(
+            "emr_observations_pushed",
+            "Device observations delivered to the external EMR (docs/emr.md)",
+            metrics.emr_observations_pushed.clone(),
+        );
+        r.register(
+            "emr_push_failures",
+            "Failed attempts to deliver a batch to the external EMR (each retried)",
+            metrics.emr_push_failures.clone(),
+        );
         metrics
     }
 }
 
 impl Metrics {
+    pub fn emr_pushed(&self, observations: usize) {
+        self.emr_observations_pushed.inc_by(observations as u64);
+    }
+
+    pub fn emr_push_failed(&self) {
+        self.emr_push_failures.inc();
+    }
+
     pub fn received(&self, source: &str) {
         self.messages_received
             .get_or_create(&SourceLabel {

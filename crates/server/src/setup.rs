@@ -146,10 +146,48 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
         .collect();
     let targets: std::collections::HashMap<PatientId, store::OxygenTargetRecord> =
         store.oxygen_targets()?.into_iter().collect();
-    let patients = store
-        .patients()?
-        .into_iter()
-        .map(|patient| PatientView {
+    let mut patients = Vec::new();
+    for patient in store.patients()? {
+        let record = crate::record_ward::patient_record(store, patient.id.as_str())?;
+        let mut conditions: Vec<ConditionView> = patient
+            .conditions
+            .into_iter()
+            .map(|condition| {
+                let site = condition
+                    .body_site
+                    .as_deref()
+                    .and_then(|key| key.parse().ok());
+                ConditionView {
+                    regions: twin::conditions::regions_for(
+                        &condition.system,
+                        &condition.code,
+                        site,
+                    )
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                    codings: vec![crate::directory::CodingView {
+                        system: condition.system.clone(),
+                        code: condition.code.clone(),
+                    }],
+                    system: condition.system,
+                    code: condition.code,
+                    display: condition.display,
+                    source: "ward",
+                    record_id: None,
+                }
+            })
+            .collect();
+        // The record's conditions the ward's list does not already name.
+        for from_record in record.conditions {
+            let known = conditions
+                .iter()
+                .any(|c| c.system == from_record.system && c.code == from_record.code);
+            if !known {
+                conditions.push(from_record);
+            }
+        }
+        patients.push(PatientView {
             oxygen_target: targets
                 .get(&patient.id)
                 .map(|t| [t.low_percent, t.high_percent]),
@@ -165,31 +203,12 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
             name: patient.name,
             birth_date: patient.birth_date,
             sex: Some(patient.sex),
-            conditions: patient
-                .conditions
-                .into_iter()
-                .map(|condition| {
-                    let site = condition
-                        .body_site
-                        .as_deref()
-                        .and_then(|key| key.parse().ok());
-                    ConditionView {
-                        regions: twin::conditions::regions_for(
-                            &condition.system,
-                            &condition.code,
-                            site,
-                        )
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                        system: condition.system,
-                        code: condition.code,
-                        display: condition.display,
-                    }
-                })
-                .collect(),
-        })
-        .collect();
+            conditions,
+            medications: record.medications,
+            allergies: record.allergies,
+            labs: record.labs,
+        });
+    }
     Ok(Directory { wards, patients })
 }
 

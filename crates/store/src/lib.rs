@@ -16,6 +16,7 @@ pub mod analytics;
 mod credentials;
 mod device_identifiers;
 mod devices;
+mod emr;
 mod error;
 pub mod fhir_record;
 mod layout;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v6_news2_scores.sql"),
     include_str!("schema/v7_oxygen_targets.sql"),
     include_str!("schema/v8_rounds.sql"),
+    include_str!("schema/v9_emr.sql"),
 ];
 
 /// The schema version this build writes.

@@ -310,6 +310,63 @@ async fn an_observation_reaches_the_twin_with_patient_region_and_unit() {
     for (got, want) in samples.iter().zip(expected) {
         assert!((got - want).abs() < 1e-3, "{samples:?}");
     }
+
+    // Read back through FHIR at the ids the answers gave, from the log at once: the SpO2 as a
+    // vital-signs Observation with LOINC and MDC codings, UCUM unit, device, body site and
+    // subject; the BP entry's first value; the ECG as one SampledData chunk. All strict R4.
+    let read = get_json(addr, &format!("/fhir/Observation/{id}")).await;
+    assert_eq!(read["id"], id);
+    assert_eq!(
+        read["meta"]["profile"][0],
+        "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+    );
+    assert_eq!(read["category"][0]["coding"][0]["code"], "vital-signs");
+    let codings = read["code"]["coding"].as_array().unwrap();
+    assert!(
+        codings
+            .iter()
+            .any(|c| c["system"] == "http://loinc.org" && c["code"] == "59408-5"),
+        "{read}"
+    );
+    assert!(
+        codings
+            .iter()
+            .any(|c| c["system"] == "urn:iso:std:iso:11073:10101"),
+        "{read}"
+    );
+    assert_eq!(read["valueQuantity"]["value"], 96.0);
+    assert_eq!(read["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    assert_eq!(read["valueQuantity"]["code"], "%");
+    assert_eq!(read["subject"]["reference"], "Patient/p1");
+    assert_eq!(read["device"]["reference"], "Device/ox-9");
+    assert_eq!(read["effectiveDateTime"], instant(t));
+    let sites: Vec<&str> = read["bodySite"]["coding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, ["7569003", "24028007"], "right finger: {read}");
+    check_with_fhir_resources("Observation", &read);
+    let ecg_id = response.json()["id"].as_str().unwrap().to_owned();
+    let ecg_read = get_json(addr, &format!("/fhir/Observation/{ecg_id}")).await;
+    let sampled = &ecg_read["valueSampledData"];
+    assert_eq!(sampled["period"], 4.0, "{ecg_read}");
+    assert_eq!(sampled["dimensions"], 1);
+    let data: Vec<f64> = sampled["data"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(data.len(), 4, "one resource for the chunk: {ecg_read}");
+    for (got, want) in data.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-3, "{data:?}");
+    }
+    check_with_fhir_resources("Observation", &ecg_read);
+    // Ids that name nothing: 404 as an OperationOutcome.
+    let missing = http(addr, "GET", "/fhir/Observation/999999-0", None).await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
     server.shutdown().await;
 }
 
@@ -391,6 +448,13 @@ async fn transactions_are_all_or_nothing_and_batches_are_not() {
         .trim_end_matches("-0")
         .to_owned();
     assert_eq!(location(1), format!("Observation/{offset}-1"));
+    // Each entry reads back at its location: the BP entry's first value is its systolic.
+    let first = get_json(addr, &format!("/fhir/{}", location(0))).await;
+    assert_eq!(first["valueQuantity"]["value"], 92.0, "{first}");
+    let second = get_json(addr, &format!("/fhir/{}", location(1))).await;
+    assert_eq!(second["device"]["reference"], "Device/dev-1", "{second}");
+    assert_eq!(second["valueQuantity"]["code"], "mm[Hg]", "{second}");
+    check_with_fhir_resources("Observation", &second);
     assert_eq!(twin_value(addr, "spo2").await.unwrap()["value"], 92.0);
     assert_eq!(
         twin_value(addr, "nibp_diastolic").await.unwrap()["value"],

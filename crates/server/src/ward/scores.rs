@@ -18,12 +18,15 @@ pub fn contexts_of(directory: &Directory) -> HashMap<PatientId, RecordContext> {
         .patients
         .iter()
         .map(|patient| {
+            // Every coding of every condition, the ward's and the record's active ones: a
+            // record condition coded in SNOMED CT and ICD-10-CM matches on either.
             let conditions = patient
                 .conditions
                 .iter()
-                .map(|condition| CodedCondition {
-                    system: condition.system.clone(),
-                    code: condition.code.clone(),
+                .flat_map(|condition| &condition.codings)
+                .map(|coding| CodedCondition {
+                    system: coding.system.clone(),
+                    code: coding.code.clone(),
                 })
                 .collect();
             (

@@ -140,6 +140,35 @@ fn stored_response(base: &str, stored: &StoredResource) -> Response {
     response
 }
 
+/// The resources a change wrote or deleted, as (type, id).
+fn changed(outcomes: &[EntryOutcome]) -> Vec<(String, String)> {
+    outcomes
+        .iter()
+        .filter(|outcome| {
+            matches!(
+                outcome.result,
+                EntryResult::Created
+                    | EntryResult::Updated
+                    | EntryResult::Deleted { existed: true }
+            )
+        })
+        .filter_map(|outcome| Some((outcome.resource_type.clone(), outcome.id.clone()?)))
+        .collect()
+}
+
+/// After a committed change: the live ward learns what the record now says (Encounters at a
+/// bed, the twin's conditions, medications, allergies, labs; `record_ward`). The change is
+/// already committed, so a failure here is logged, not answered as the change's failure.
+fn follow_in_ward(store: &mut store::Store, ward: &crate::ward::Ward, outcomes: &[EntryOutcome]) {
+    let changed = changed(outcomes);
+    if changed.is_empty() {
+        return;
+    }
+    if let Err(error) = crate::record_ward::after_record_change(store, ward, &changed, now()) {
+        tracing::error!(%error, "the ward could not follow a record change");
+    }
+}
+
 /// `POST /fhir`: a transaction, batch or collection Bundle into the record.
 pub async fn bundle(State(state): State<AppState>, ChangeBody(body): ChangeBody) -> FhirResult {
     state.metrics.received(SOURCE);
@@ -155,6 +184,7 @@ pub async fn bundle(State(state): State<AppState>, ChangeBody(body): ChangeBody)
         Err(error) => return Err(refuse(&state, "POST /fhir".into(), &body, error).await),
     };
     let n_entries = bundle["entry"].as_array().map_or(0, Vec::len);
+    let ward = state.ward.clone();
     let result = state
         .stores
         .write(move |store| {
@@ -164,6 +194,7 @@ pub async fn bundle(State(state): State<AppState>, ChangeBody(body): ChangeBody)
                     now().millis(),
                     &mut store::fhir_record::new_resource_id,
                 )
+                .inspect(|(_, outcomes)| follow_in_ward(store, &ward, outcomes))
                 .map(|(kind, outcomes)| {
                     let devices: Vec<String> = outcomes
                         .iter()
@@ -248,15 +279,18 @@ async fn conditional(
     if let Some(resource) = resource {
         entry["resource"] = resource;
     }
+    let ward = state.ward.clone();
     let result = state
         .stores
         .write(move |store| {
-            store.fhir_process_entries(
-                record::BundleKind::Transaction,
-                &[entry],
-                now().millis(),
-                &mut store::fhir_record::new_resource_id,
-            )
+            store
+                .fhir_process_entries(
+                    record::BundleKind::Transaction,
+                    &[entry],
+                    now().millis(),
+                    &mut store::fhir_record::new_resource_id,
+                )
+                .inspect(|outcomes| follow_in_ward(store, &ward, outcomes))
         })
         .await?;
     let mut outcomes = match result {
@@ -364,17 +398,20 @@ async fn write(
             .map(str::to_owned)
     };
     let (if_none_exist, if_match) = (header_text("if-none-exist"), header_text("if-match"));
+    let ward = state.ward.clone();
     let result = state
         .stores
         .write(move |store| {
-            store.fhir_write_resource(
-                put_id.as_deref(),
-                &resource,
-                if_none_exist.as_deref(),
-                if_match.as_deref(),
-                now().millis(),
-                &mut store::fhir_record::new_resource_id,
-            )
+            store
+                .fhir_write_resource(
+                    put_id.as_deref(),
+                    &resource,
+                    if_none_exist.as_deref(),
+                    if_match.as_deref(),
+                    now().millis(),
+                    &mut store::fhir_record::new_resource_id,
+                )
+                .inspect(|outcome| follow_in_ward(store, &ward, std::slice::from_ref(outcome)))
         })
         .await?;
     let outcome = match result {
@@ -435,9 +472,21 @@ pub async fn delete(
 ) -> FhirResult {
     check_type(&resource_type)?;
     state.metrics.received(SOURCE);
+    let ward = state.ward.clone();
     let deleted = state
         .stores
-        .write(move |store| store.fhir_delete(&resource_type, &id, now().millis()))
+        .write(move |store| {
+            let deleted = store.fhir_delete(&resource_type, &id, now().millis())?;
+            if deleted.is_some() {
+                let changed = [(resource_type, id)];
+                if let Err(error) =
+                    crate::record_ward::after_record_change(store, &ward, &changed, now())
+                {
+                    tracing::error!(%error, "the ward could not follow a record deletion");
+                }
+            }
+            Ok::<_, record::RecordError>(deleted)
+        })
         .await??;
     state.metrics.accepted(SOURCE, 1, 0);
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -471,6 +520,13 @@ pub async fn read(
             .await??
     };
     match found {
+        // Not in the record: a device Observation's id (`{log offset}-{k}`) reads the log.
+        None if resource_type == "Observation" => {
+            match crate::sources::fhir_rest::read::device_observation(&state, &id).await {
+                Some(observation) => Ok(fhir_response(StatusCode::OK, &observation)),
+                None => Err(RecordError::not_found("no Observation with this id").into()),
+            }
+        }
         None => Err(RecordError::not_found(format!("no {resource_type} with this id")).into()),
         Some(stored) if stored.deleted => {
             Err(RecordError::gone(format!("this {resource_type} was deleted")).into())

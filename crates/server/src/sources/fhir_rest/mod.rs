@@ -9,6 +9,7 @@
 
 pub mod device;
 pub mod observation;
+pub mod read;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

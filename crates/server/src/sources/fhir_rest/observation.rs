@@ -401,18 +401,37 @@ async fn transaction(
         return resource_response(status, &outcome);
     }
     // One group per (device, subject), in order of first appearance, all in one log record.
-    let count = prepared.len();
     let mut groups: Vec<(DeviceId, Vec<model::Observation>, Option<AssociationTarget>)> =
         Vec::new();
+    // Where each entry's first observation lands: (its group, its position in the group).
+    let mut placed: Vec<(usize, usize)> = Vec::new();
     for entry in prepared {
-        match groups
-            .iter_mut()
-            .find(|(device, _, subject)| *device == entry.device_id && *subject == entry.subject)
-        {
-            Some(group) => group.1.extend(entry.observations),
-            None => groups.push((entry.device_id, entry.observations, entry.subject)),
+        match groups.iter().position(|(device, _, subject)| {
+            *device == entry.device_id && *subject == entry.subject
+        }) {
+            Some(index) => {
+                placed.push((index, groups[index].1.len()));
+                groups[index].1.extend(entry.observations);
+            }
+            None => {
+                placed.push((groups.len(), 0));
+                groups.push((entry.device_id, entry.observations, entry.subject));
+            }
         }
     }
+    // The log record lists the groups' observations one group after the other: an entry's
+    // id names the position of its first observation there, so `GET /fhir/Observation/{id}`
+    // finds it (`read.rs`).
+    let mut group_starts = Vec::with_capacity(groups.len());
+    let mut start = 0;
+    for group in &groups {
+        group_starts.push(start);
+        start += group.1.len();
+    }
+    let positions: Vec<usize> = placed
+        .iter()
+        .map(|(group, within)| group_starts[*group] + within)
+        .collect();
     let offset = match state.ingest.accept_all(SOURCE, groups, received).await {
         Ok(offset) => offset,
         Err(error) => {
@@ -423,8 +442,9 @@ async fn transaction(
             ));
         }
     };
-    // Entry k of the transaction is Observation `{offset}-{k}`.
-    let entries = (0..count)
+    // Entry k of the transaction is Observation `{offset}-{position of its first value}`.
+    let entries = positions
+        .into_iter()
         .map(|position| {
             let location = format!("Observation/{}-{position}", offset.0);
             entry_response(201, Some(location), received, None)

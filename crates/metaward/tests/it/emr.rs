@@ -1,0 +1,295 @@
+//! Vitals write-back to an external EMR, against a second metaward instance on loopback as the
+//! EMR: vitals over MQTT reach it as Observations with stable identifiers; the EMR goes down
+//! in the middle (ingest goes on), comes back on the same port and data directory, and the
+//! outbox drains: every value exactly once (counted by identifier on the EMR). Then the
+//! sender restarts with its cursor, and nothing is sent twice.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use server::sinks::fhir_push::{FhirPushConfig, IDENTIFIER_SYSTEM};
+use server::{Server, ServerConfig};
+
+use crate::*;
+
+async fn start_emr(data: &Path, http: SocketAddr) -> Server {
+    let mut config = ServerConfig::ephemeral(data);
+    config.http = http;
+    Server::start(config).await.expect("the emr starts")
+}
+
+async fn start_ward(data: &Path, emr: SocketAddr) -> Server {
+    let mut config = ServerConfig::ephemeral(data);
+    let mut push = FhirPushConfig::new(format!("http://{emr}/fhir"));
+    push.token = Some("test-token".into());
+    push.source = "ward-a".into();
+    push.poll = Duration::from_millis(100);
+    push.backoff_max = Duration::from_millis(500);
+    config.emr_push = Some(push);
+    Server::start(config).await.expect("the ward starts")
+}
+
+/// Every identifier value of our Observations on the EMR (all of them, paging through).
+async fn pushed_identifiers(emr: SocketAddr) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = get_json(
+            emr,
+            &format!(
+                "/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C&_count=1000&_offset={offset}"
+            ),
+        )
+        .await;
+        let entries = page["entry"].as_array().cloned().unwrap_or_default();
+        for entry in &entries {
+            values.push(
+                entry["resource"]["identifier"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        if entries.len() < 1000 {
+            return values;
+        }
+        offset += entries.len();
+    }
+}
+
+fn vitals(time: i64, heart_rate: f64) -> String {
+    json!({"time": time, "numerics": [
+        {"metric": "heart_rate", "value": heart_rate},
+        {"metric": "spo2", "value": 97},
+    ]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    let ward = start_ward(ward_dir.path(), emr_addr).await;
+    ward.apply_setup(small_setup()).await.unwrap();
+    let mqtt = ward.mqtt_addr();
+
+    // Two values per message, on patient p1 (dev-1 on bed b1).
+    let mut sent = 0;
+    for i in 0..10 {
+        publish_v311(
+            mqtt,
+            &format!("it-push-{i}"),
+            "dev-1",
+            vitals(now_ms(), 70.0 + f64::from(i)),
+        )
+        .await;
+        sent += 2;
+    }
+    eventually("the first values at the emr", || async {
+        (pushed_identifiers(emr_addr).await.len() == sent).then_some(())
+    })
+    .await;
+    let first = get_json(
+        emr_addr,
+        &format!("/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C&_count=1"),
+    )
+    .await;
+    let pushed = &first["entry"][0]["resource"];
+    assert_eq!(pushed["subject"]["reference"], "Patient/p1", "{pushed}");
+    assert_eq!(pushed["category"][0]["coding"][0]["code"], "vital-signs");
+    assert!(
+        pushed["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("ward-a/")
+    );
+    // What we push, as the EMR keeps it, is strict R4.
+    crate::fhir::check_with_fhir_resources("Observation", pushed);
+
+    // The EMR goes down; the ward keeps taking vitals.
+    emr.shutdown().await;
+    for i in 10..25 {
+        publish_v311(
+            mqtt,
+            &format!("it-push-{i}"),
+            "dev-1",
+            vitals(now_ms(), 70.0 + f64::from(i)),
+        )
+        .await;
+        sent += 2;
+    }
+    // Long enough for several failed attempts and backoffs.
+    eventually("failed attempts counted", || async {
+        let text = ward.metrics_text();
+        text.lines()
+            .find(|l| l.starts_with("metaward_emr_push_failures_total "))
+            .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+            .filter(|n| *n >= 2.0)
+    })
+    .await;
+
+    // Back on the same port and data: the outbox drains, no loss, no duplicate.
+    let emr = start_emr(emr_dir.path(), emr_addr).await;
+    eventually("every value at the emr", || async {
+        (pushed_identifiers(emr_addr).await.len() >= sent).then_some(())
+    })
+    .await;
+    let identifiers = pushed_identifiers(emr_addr).await;
+    let unique: HashSet<&String> = identifiers.iter().collect();
+    assert_eq!(identifiers.len(), sent, "every value once");
+    assert_eq!(unique.len(), sent, "no duplicate identifier");
+
+    // The ward restarts: its cursor is where the EMR's answers left it; a new value goes, the
+    // old ones are not sent again (and would match their conditional creates if they were).
+    ward.shutdown().await;
+    let ward = start_ward(ward_dir.path(), emr_addr).await;
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-push-last",
+        "dev-1",
+        vitals(now_ms(), 99.0),
+    )
+    .await;
+    sent += 2;
+    eventually("the value after the restart", || async {
+        (pushed_identifiers(emr_addr).await.len() >= sent).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let identifiers = pushed_identifiers(emr_addr).await;
+    let unique: HashSet<&String> = identifiers.iter().collect();
+    assert_eq!((identifiers.len(), unique.len()), (sent, sent));
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
+
+async fn put_at(addr: SocketAddr, path: &str, body: Value) {
+    let response = http(addr, "PUT", path, Some(&body.to_string())).await;
+    assert!(
+        matches!(response.status, 200 | 201),
+        "PUT {path}: {}",
+        response.body
+    );
+}
+
+fn ward_patient(twin: &Value) -> &Value {
+    &twin["patient"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_patients_record_is_pulled_from_the_emr() {
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    // The EMR knows p1 (the ward's patient in b1) and one who is not on the ward.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/p1",
+        json!({"resourceType": "Patient", "id": "p1"}),
+    )
+    .await;
+    let condition = |id: &str, patient: &str, system: &str, code: &str| {
+        json!({"resourceType": "Condition", "id": id,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": format!("Patient/{patient}")}})
+    };
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-c1",
+        condition("emr-c1", "p1", "http://snomed.info/sct", "13645005"),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-other",
+        condition(
+            "emr-other",
+            "elsewhere",
+            "http://snomed.info/sct",
+            "49436004",
+        ),
+    )
+    .await;
+
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url: format!("http://{emr_addr}/fhir"),
+        token: Some("test-token".into()),
+        interval: Duration::from_millis(200),
+    });
+    let ward = Server::start(config).await.expect("the ward starts");
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    let twin = eventually("the emr's condition in the twin", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        let found = ward_patient(&twin)["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "13645005" && c["source"] == "record");
+        found.then_some(twin)
+    })
+    .await;
+    assert_eq!(
+        ward_patient(&twin)["conditions"].as_array().unwrap().len(),
+        1,
+        "{twin}"
+    );
+    // Kept in our record under the EMR's id; the other patient's record was not pulled.
+    assert_eq!(
+        get_json(addr, "/fhir/Condition/emr-c1").await["id"],
+        "emr-c1"
+    );
+    let other = http(addr, "GET", "/fhir/Condition/emr-other", None).await;
+    assert_eq!(other.status, 404);
+
+    // Changes after the first poll: a new medication, a new lab, the condition resolved.
+    put_at(
+        emr_addr,
+        "/fhir/MedicationRequest/emr-m1",
+        json!({"resourceType": "MedicationRequest", "id": "emr-m1", "status": "active",
+            "intent": "order", "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "745752", "display": "Albuterol inhaler"}]}}),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Observation/emr-lab1",
+        json!({"resourceType": "Observation", "id": "emr-lab1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2019-8", "display": "Carbon dioxide [Partial pressure] in Arterial blood"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-25T06:00:00Z",
+            "valueQuantity": {"value": 58, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}),
+    )
+    .await;
+    let mut resolved = condition("emr-c1", "p1", "http://snomed.info/sct", "13645005");
+    resolved["clinicalStatus"]["coding"][0]["code"] = json!("resolved");
+    put_at(emr_addr, "/fhir/Condition/emr-c1", resolved).await;
+
+    let twin = eventually("the changes in the twin", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        let patient = ward_patient(&twin);
+        let done = patient["medications"].as_array().unwrap().len() == 1
+            && patient["labs"].as_array().unwrap().len() == 1
+            && patient["conditions"].as_array().unwrap().is_empty();
+        done.then_some(twin)
+    })
+    .await;
+    let patient = ward_patient(&twin);
+    assert_eq!(patient["medications"][0]["display"], "Albuterol inhaler");
+    assert_eq!(patient["labs"][0]["value"], 58.0);
+    // The resolved condition is a new version of the same resource here too.
+    let history = get_json(addr, "/fhir/Condition/emr-c1/_history").await;
+    assert_eq!(history["total"], 2, "{history}");
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
