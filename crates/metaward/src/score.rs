@@ -15,6 +15,7 @@ use clinical::{
     CodedCondition, News2Calculator, News2Config, News2Input, News2Result, OxygenTarget, Parameter,
     ParameterOutcome, RecordContext, ScaleReason,
 };
+use model::civil::days_from_civil;
 use model::{Catalog, Quality, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -167,17 +168,6 @@ fn parse_utc(text: &str) -> Option<Timestamp> {
     let days = days_from_civil(year, month, day);
     let millis = ((days * 24 + hour) * 60 + minute) * 60_000 + (seconds * 1000.0).round() as i64;
     Some(Timestamp::from_millis(millis))
-}
-
-/// Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A timestamp as `YYYY-MM-DDTHH:MM:SS[.fff]Z`.

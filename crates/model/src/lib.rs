@@ -7,6 +7,7 @@
 
 mod body;
 mod catalog;
+pub mod civil;
 mod device;
 mod ids;
 mod observation;

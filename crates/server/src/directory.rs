@@ -159,22 +159,8 @@ pub fn age_on(birth_date: &str, today: (i32, u32, u32)) -> Option<u32> {
 
 /// The civil date (UTC) of a millisecond timestamp.
 pub fn civil_date(millis: i64) -> (i32, u32, u32) {
-    // Howard Hinnant's civil_from_days.
-    let days = millis.div_euclid(86_400_000) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = (year_of_era + era * 400 + i64::from(month <= 2)) as i32;
-    (year, month, day)
+    let (year, month, day) = model::civil::civil_from_days(millis.div_euclid(86_400_000));
+    (year as i32, month as u32, day as u32)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! normalized observations. Every problem is reported with where it is in the payload, so a
 //! device integrator can fix their firmware from the dead-letter entry alone.
 
+use model::civil::days_from_civil;
 use model::{Catalog, DeviceId, Observation, Timestamp};
 use serde::Deserialize;
 use twin::{MetricRef, RawNumeric, RawWaveform, normalize_numeric, normalize_waveform};
@@ -220,17 +221,6 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
     Some(Timestamp(seconds * 1000 + millis))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
