@@ -13,6 +13,7 @@ import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } f
 import {
   resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
+import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
 import { VrSession, type VrCardContent } from "./vr";
@@ -69,6 +70,8 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const viewport = $("viewport");
 const connectionNode = $("connection");
 const lagNode = $("lag");
+const userNode = $("user");
+const logoutNode = $("logout");
 const tooltip = $("tooltip");
 const panel = $("panel");
 const panelBody = $("panel-body");
@@ -1028,7 +1031,7 @@ function recordValue(item: ValueItem): void {
   hooks.lastValues[`${subject}/${item.metric}`] = item.value;
 }
 
-const stream = new LiveStream(streamUrl(window.location), {
+const stream = new LiveStream(() => streamUrl(window.location, accessToken()), {
   onMessage(message: ServerMessage) {
     switch (message.type) {
       case "snapshot":
@@ -1090,6 +1093,10 @@ const stream = new LiveStream(streamUrl(window.location), {
         break;
       case "waiting":
         text = `disconnected · retry in ${(state.retryInMs / 1000).toFixed(1)} s`;
+        // A refused upgrade looks like any lost connection: ask whether the session ended.
+        void sessionAlive().then((alive) => {
+          if (!alive && !signingIn) signedOut();
+        });
         break;
     }
     hooks.connection = state.kind;
@@ -1097,7 +1104,28 @@ const stream = new LiveStream(streamUrl(window.location), {
     connectionNode.className = `connection ${state.kind}`;
   },
 });
-stream.start();
+// Nothing is shown before someone signs in; a session that cannot be renewed signs out.
+let signingIn = true;
+function signedOut(): void {
+  signingIn = true;
+  stream.stop();
+  hooks.ready = false;
+  userNode.textContent = "";
+  logoutNode.hidden = true;
+  void signIn(signedOut).then(started);
+}
+function started(): void {
+  signingIn = false;
+  const user = currentUser();
+  userNode.textContent = user ? `${user.name} · ${user.role}` : "";
+  logoutNode.hidden = false;
+  stream.start();
+}
+logoutNode.addEventListener("click", () => {
+  signingIn = true;
+  void signOut().then(signedOut);
+});
+void signIn(signedOut).then(started);
 
 // ---- the frame loop -----------------------------------------------------------------------------
 let lastVisibilityCheck = 0;

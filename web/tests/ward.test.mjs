@@ -3,6 +3,8 @@
 //
 //   METAWARD_URL        page to load (default http://127.0.0.1:8080/)
 //   METAWARD_ARTIFACTS  where screenshots go (default ../test-artifacts)
+//   METAWARD_USER, METAWARD_PASSWORD  who signs in (scripts/test takes a demo user from the
+//                       demo's output; there is no default password)
 //
 // It fails, never skips, when the server cannot be reached. Frame time is printed, not asserted.
 
@@ -15,6 +17,8 @@ import { chromium } from "playwright-core";
 const url = process.env.METAWARD_URL || "http://127.0.0.1:8080/";
 const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || "../test-artifacts");
 const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const user = process.env.METAWARD_USER;
+const password = process.env.METAWARD_PASSWORD;
 
 let browser;
 let page;
@@ -47,6 +51,19 @@ test("the ward page renders the snapshot and shows live values", async () => {
   const response = await page.goto(url, { waitUntil: "load", timeout: 20_000 });
   assert.ok(response, `no response from ${url}`);
   assert.ok(response.ok(), `${url} answered ${response.status()}`);
+
+  // Nothing before signing in: the form, and no ward.
+  assert.ok(user && password, "METAWARD_USER and METAWARD_PASSWORD must name a user");
+  await page.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 20_000 });
+  assert.equal(await page.evaluate(() => window.__metaward.beds), 0, "the ward showed before sign-in");
+  await page.fill('[data-testid="login-user"]', user);
+  await page.fill('[data-testid="login-password"]', "not-the-password");
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForFunction(() => /wrong user name or password/.test(document.getElementById("login-message").textContent), null, { timeout: 10_000 });
+  await page.fill('[data-testid="login-password"]', password);
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForSelector('[data-testid="login"]', { state: "hidden", timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="user"]'), new RegExp(user));
 
   await page.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
   const state = await page.evaluate(() => ({ beds: window.__metaward.beds, patients: window.__metaward.patients }));
@@ -360,5 +377,6 @@ test("the language switches to Simplified Chinese and back", async () => {
   await page.click('[data-testid="language"]');
   await page.waitForFunction(() => document.documentElement.lang === "en", null, { timeout: 3000 });
   assert.equal(await page.textContent(".overview-head h2"), "Ward overview");
-  assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), [], "the page logged errors");
+  // The wrong password's 401 is the one expected console error.
+  assert.deepEqual(consoleErrors.filter((e) => !/favicon|401 \(Unauthorized\)/.test(e)), [], "the page logged errors");
 });

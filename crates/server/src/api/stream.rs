@@ -29,12 +29,15 @@ const PRESENCE_SOURCE: &str = "stream_presence";
 
 pub async fn stream(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let filter = Filter {
         ward: query.ward.map(model::WardId::new),
         patient: query.patient.map(model::PatientId::new),
+        // The user's wards bound what the stream carries, whatever the query asks.
+        scope: caller.wards,
     };
     upgrade.on_upgrade(move |socket| serve(state, filter, socket))
 }
