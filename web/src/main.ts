@@ -938,7 +938,7 @@ function applyPresence(items: PresenceItem[]): void {
       tag.dataset.testid = `presence-at-${bedId}`;
       entry.cells[0].append(tag);
     }
-    tag.textContent = ` ● ${names.join(", ")}`;
+    tag.textContent = `● ${names.join(", ")}`;
     tag.title = names.join(", ");
   }
   invalidate();
