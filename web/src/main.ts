@@ -13,6 +13,7 @@ import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } f
 import {
   resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
+import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
 import { VrSession, type VrCardContent } from "./vr";
@@ -69,6 +70,8 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const viewport = $("viewport");
 const connectionNode = $("connection");
 const lagNode = $("lag");
+const userNode = $("user");
+const logoutNode = $("logout");
 const tooltip = $("tooltip");
 const panel = $("panel");
 const panelBody = $("panel-body");
@@ -418,7 +421,7 @@ function renderPanel(): void {
 
     const alarms = clinical.alarmsOf("patient", patient.id);
     rows.push(`<h3>${t("panel.alarms")} (${alarms.length})</h3>`);
-    rows.push(`<label class="user-line">${t("alarm.by")} <input id="user-name" data-testid="user-name" placeholder="${escape(t("alarm.ask_name"))}" value="${escape(userName())}"></label>`);
+    rows.push(`<div class="user-line muted">${t("alarm.by")} <span data-testid="user-name">${escape(userName())}</span></div>`);
     if (!alarms.length) rows.push(`<div class="muted">${t("alarm.none")}</div>`);
     rows.push(`<ul class="alarms" data-testid="panel-alarms">`);
     for (const alarm of alarms) {
@@ -491,7 +494,7 @@ const draft = { text: "", acvpu: "", reviewed: true, status: "" };
 
 async function loadNotes(patientId: string): Promise<void> {
   try {
-    const response = await fetch(`/api/v1/rounds/notes?patient=${encodeURIComponent(patientId)}&limit=20`);
+    const response = await authFetch(`/api/v1/rounds/notes?patient=${encodeURIComponent(patientId)}&limit=20`);
     if (response.ok) {
       notesByPatient.set(patientId, (await response.json()) as RoundNote[]);
       panelDirty = true;
@@ -504,17 +507,10 @@ async function loadNotes(patientId: string): Promise<void> {
 async function saveRoundNote(): Promise<void> {
   const patientId = selectedBedId ? ward?.beds.get(selectedBedId)?.patient?.id : undefined;
   if (!patientId) return;
-  const author = userName();
-  if (!author) {
-    const input = document.getElementById("user-name") as HTMLInputElement | null;
-    input?.focus();
-    input?.classList.add("needed");
-    return;
-  }
   draft.status = "…";
-  const response = await fetch("/api/v1/rounds/notes", {
+  const response = await authFetch("/api/v1/rounds/notes", {
     method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ patient_id: patientId, author, text: draft.text, acvpu: draft.acvpu || null, reviewed: draft.reviewed }),
+    body: JSON.stringify({ patient_id: patientId, text: draft.text, acvpu: draft.acvpu || null, reviewed: draft.reviewed }),
   }).catch((failure) => new Response(String(failure), { status: 599 }));
   if (response.status === 201) {
     const note = (await response.json()) as RoundNote;
@@ -529,14 +525,13 @@ async function saveRoundNote(): Promise<void> {
   renderPanel();
 }
 
-const USER_KEY = "metaward.user";
+/** The signed-in user: the server records notes, acknowledgments and presence in this name. */
 function userName(): string {
-  return localStorage.getItem(USER_KEY) ?? "";
+  return currentUser()?.name ?? "";
 }
 
 panelBody.addEventListener("input", (event) => {
   const target = event.target as HTMLInputElement;
-  if (target.id === "user-name") localStorage.setItem(USER_KEY, target.value.trim());
   if (target.id === "round-text") draft.text = target.value;
   if (target.id === "round-acvpu") draft.acvpu = target.value;
   if (target.id === "round-reviewed") draft.reviewed = target.checked;
@@ -557,16 +552,10 @@ panelBody.addEventListener("click", async (event) => {
   if (!ackId) return;
   const by = userName();
   const error = document.getElementById("ack-error");
-  if (!by) {
-    const input = document.getElementById("user-name") as HTMLInputElement | null;
-    input?.focus();
-    input?.classList.add("needed");
-    return;
-  }
   (target as HTMLButtonElement).disabled = true;
   try {
-    const response = await fetch(`/api/v1/alarms/${encodeURIComponent(ackId)}/acknowledge`, {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ by }),
+    const response = await authFetch(`/api/v1/alarms/${encodeURIComponent(ackId)}/acknowledge`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({}),
     });
     if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
     // The stream brings the acknowledged event too; apply the answer now so the list changes at once.
@@ -641,7 +630,7 @@ async function renderRegionDetail(): Promise<void> {
     const latest = view.latest.get(metricKey);
     box.innerHTML = `<div class="trend-title"><b>${escape(metricLabel(metricKey, metric?.display))}</b> ${latest ? `${formatNumber(latest.value, metric?.decimals)} ${escape(unitText(latest.unit || metric?.unit))}` : ""} <span class="muted">${t("panel.trend")}</span></div>`;
     try {
-      const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/history?metric=${encodeURIComponent(metricKey)}&from=${from}&to=${to}&limit=5000`);
+      const response = await authFetch(`/api/v1/patients/${encodeURIComponent(patientId)}/history?metric=${encodeURIComponent(metricKey)}&from=${from}&to=${to}&limit=5000`);
       if (!response.ok) throw new Error(String(response.status));
       const body = (await response.json()) as { points: ChartPoint[] };
       if (body.points.length) box.append(timeSeriesChart(body.points, { from, to, normal: metric?.normal, decimals: metric?.decimals }));
@@ -666,7 +655,7 @@ async function refreshOneRegion(): Promise<void> {
   regionsWanted.delete(patientId);
   regionFetchBusy = true;
   try {
-    const response = await fetch(`/api/v1/patients/${encodeURIComponent(patientId)}/regions`);
+    const response = await authFetch(`/api/v1/patients/${encodeURIComponent(patientId)}/regions`);
     if (response.ok) {
       const regions = (await response.json()) as RegionStatusInfo[];
       if (ward?.applyRegions(patientId, regions) && patientId === selectedPatient) panelDirty = true;
@@ -699,7 +688,7 @@ const OVERVIEW_METRICS = ["heart_rate", "spo2", "respiration_rate", "nibp", "bod
 const lastReview = new Map<string, { at: number; author: string }>();
 async function loadReviews(): Promise<void> {
   try {
-    const response = await fetch("/api/v1/rounds/reviews");
+    const response = await authFetch("/api/v1/rounds/reviews");
     if (!response.ok) return;
     lastReview.clear();
     for (const review of (await response.json()) as Array<{ patient_id: string; at: number; author: string }>) {
@@ -949,7 +938,7 @@ function applyPresence(items: PresenceItem[]): void {
       tag.dataset.testid = `presence-at-${bedId}`;
       entry.cells[0].append(tag);
     }
-    tag.textContent = ` ● ${names.join(", ")}`;
+    tag.textContent = `● ${names.join(", ")}`;
     tag.title = names.join(", ");
   }
   invalidate();
@@ -963,7 +952,7 @@ function sendPresence(now: number): void {
   if (!name || now - lastPresenceAt < 1000) return;
   const round = (v: THREE.Vector3) => [v.x, v.y, v.z].map((n) => Math.round(n * 10) / 10);
   const message = JSON.stringify({
-    type: "presence", name, bed_id: selectedBedId,
+    type: "presence", bed_id: selectedBedId,
     position: round(camera.getWorldPosition(new THREE.Vector3())), target: round(controls.target),
   });
   if (message === lastPresence) return;
@@ -1028,7 +1017,7 @@ function recordValue(item: ValueItem): void {
   hooks.lastValues[`${subject}/${item.metric}`] = item.value;
 }
 
-const stream = new LiveStream(streamUrl(window.location), {
+const stream = new LiveStream(() => streamUrl(window.location, accessToken()), {
   onMessage(message: ServerMessage) {
     switch (message.type) {
       case "snapshot":
@@ -1090,6 +1079,10 @@ const stream = new LiveStream(streamUrl(window.location), {
         break;
       case "waiting":
         text = `disconnected · retry in ${(state.retryInMs / 1000).toFixed(1)} s`;
+        // A refused upgrade looks like any lost connection: ask whether the session ended.
+        void sessionAlive().then((alive) => {
+          if (!alive && !signingIn) signedOut();
+        });
         break;
     }
     hooks.connection = state.kind;
@@ -1097,7 +1090,30 @@ const stream = new LiveStream(streamUrl(window.location), {
     connectionNode.className = `connection ${state.kind}`;
   },
 });
-stream.start();
+// Nothing is shown before someone signs in; a session that cannot be renewed signs out.
+let signingIn = true;
+function signedOut(): void {
+  signingIn = true;
+  document.body.classList.add("signed-out");
+  stream.stop();
+  hooks.ready = false;
+  userNode.textContent = "";
+  logoutNode.hidden = true;
+  void signIn(signedOut).then(started);
+}
+function started(): void {
+  signingIn = false;
+  document.body.classList.remove("signed-out");
+  const user = currentUser();
+  userNode.textContent = user ? `${user.name} · ${user.role}` : "";
+  logoutNode.hidden = false;
+  stream.start();
+}
+logoutNode.addEventListener("click", () => {
+  signingIn = true;
+  void signOut().then(signedOut);
+});
+void signIn(signedOut).then(started);
 
 // ---- the frame loop -----------------------------------------------------------------------------
 let lastVisibilityCheck = 0;

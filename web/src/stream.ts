@@ -17,7 +17,9 @@ export interface StreamHandlers {
 const INITIAL_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15_000;
 
-export function streamUrl(location: Location): string {
+/** The stream's URL for the page's filters and the signed-in user's token (read at each
+ * connection, so a reconnect uses the renewed token). */
+export function streamUrl(location: Location, token: string | null): string {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   // Pass the page's ward/patient filters through to the stream.
   const page = new URLSearchParams(location.search);
@@ -26,6 +28,7 @@ export function streamUrl(location: Location): string {
     const value = page.get(key);
     if (value) query.set(key, value);
   }
+  if (token) query.set("access_token", token);
   const suffix = query.toString() ? `?${query}` : "";
   return `${scheme}//${location.host}/api/v1/stream${suffix}`;
 }
@@ -37,7 +40,7 @@ export class LiveStream {
   private stopped = false;
 
   constructor(
-    private readonly url: string,
+    private readonly url: () => string,
     private readonly handlers: StreamHandlers,
   ) {}
 
@@ -70,7 +73,7 @@ export class LiveStream {
     this.handlers.onState({ kind: "connecting", attempt: this.attempt });
     let socket: WebSocket;
     try {
-      socket = new WebSocket(this.url);
+      socket = new WebSocket(this.url());
     } catch {
       this.scheduleRetry();
       return;

@@ -3,7 +3,8 @@
 // loads. The page must offer "Enter VR", start an immersive session, render frames in it, and
 // move to the next bed when the controller's trigger is pressed.
 //
-//   METAWARD_URL, METAWARD_ARTIFACTS, CHROMIUM_PATH as in ward.test.mjs
+//   METAWARD_URL, METAWARD_ARTIFACTS, CHROMIUM_PATH, METAWARD_USER, METAWARD_PASSWORD as in
+//   ward.test.mjs (the page shows nothing before signing in)
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -16,6 +17,8 @@ const require = createRequire(import.meta.url);
 const url = process.env.METAWARD_URL || "http://127.0.0.1:8080/";
 const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || "../test-artifacts");
 const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const user = process.env.METAWARD_USER;
+const password = process.env.METAWARD_PASSWORD;
 const iwer = fs.readFileSync(require.resolve("iwer/build/iwer.min.js"), "utf8");
 
 let browser;
@@ -44,6 +47,12 @@ after(async () => {
 
 test("Enter VR starts an immersive session that renders, and the trigger teleports to the next bed", async () => {
   await page.goto(url, { waitUntil: "load", timeout: 20_000 });
+  assert.ok(user && password, "METAWARD_USER and METAWARD_PASSWORD must name a user");
+  await page.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 20_000 });
+  await page.fill('[data-testid="login-user"]', user);
+  await page.fill('[data-testid="login-password"]', password);
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForSelector('[data-testid="login"]', { state: "hidden", timeout: 10_000 });
   await page.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
   await page.waitForFunction(() => window.__metaward.xrSupported === true, null, { timeout: 5000 });
   assert.ok(await page.isVisible('[data-testid="enter-vr"]'), "no Enter VR button");

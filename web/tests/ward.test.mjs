@@ -3,6 +3,9 @@
 //
 //   METAWARD_URL        page to load (default http://127.0.0.1:8080/)
 //   METAWARD_ARTIFACTS  where screenshots go (default ../test-artifacts)
+//   METAWARD_USER, METAWARD_PASSWORD  who signs in (scripts/test takes a demo user from the
+//                       demo's output; there is no default password)
+//   METAWARD_USER2, METAWARD_PASSWORD2  a second clinician, for the presence test
 //
 // It fails, never skips, when the server cannot be reached. Frame time is printed, not asserted.
 
@@ -15,6 +18,31 @@ import { chromium } from "playwright-core";
 const url = process.env.METAWARD_URL || "http://127.0.0.1:8080/";
 const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || "../test-artifacts");
 const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const user = process.env.METAWARD_USER;
+const password = process.env.METAWARD_PASSWORD;
+const user2 = process.env.METAWARD_USER2;
+const password2 = process.env.METAWARD_PASSWORD2;
+
+/** The page's access token, as the page holds it after signing in. */
+function pageToken(on) {
+  return on.evaluate(() => JSON.parse(sessionStorage.getItem("metaward.session")).access_token);
+}
+
+/** GET as the page's signed-in user; fails on any answer but 200. */
+async function getJson(route) {
+  const response = await fetch(new URL(route, url), { headers: { Authorization: `Bearer ${await pageToken(page)}` } });
+  assert.equal(response.status, 200, `GET ${route}: ${response.status} ${await response.clone().text()}`);
+  return response.json();
+}
+
+/** Signs a fresh page in through the form. */
+async function signInPage(on, name, secret) {
+  await on.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 20_000 });
+  await on.fill('[data-testid="login-user"]', name);
+  await on.fill('[data-testid="login-password"]', secret);
+  await on.click('[data-testid="login-submit"]');
+  await on.waitForSelector('[data-testid="login"]', { state: "hidden", timeout: 10_000 });
+}
 
 let browser;
 let page;
@@ -47,6 +75,22 @@ test("the ward page renders the snapshot and shows live values", async () => {
   const response = await page.goto(url, { waitUntil: "load", timeout: 20_000 });
   assert.ok(response, `no response from ${url}`);
   assert.ok(response.ok(), `${url} answered ${response.status()}`);
+
+  // Nothing before signing in: the form, and no ward.
+  assert.ok(user && password, "METAWARD_USER and METAWARD_PASSWORD must name a user");
+  await page.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 20_000 });
+  assert.equal(await page.evaluate(() => window.__metaward.beds), 0, "the ward showed before sign-in");
+  assert.equal(await page.isVisible('[data-testid="overview"]'), false, "the overview showed before sign-in");
+  await page.screenshot({ path: path.join(artifacts, "login.png") });
+  await page.fill('[data-testid="login-user"]', user);
+  await page.fill('[data-testid="login-password"]', "not-the-password");
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForFunction(() => /wrong user name or password/.test(document.getElementById("login-message").textContent), null, { timeout: 10_000 });
+  await page.fill('[data-testid="login-password"]', password);
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForSelector('[data-testid="login"]', { state: "hidden", timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="user"]'), new RegExp(user));
+  assert.ok(await page.isVisible('[data-testid="overview"]'), "no overview after sign-in");
 
   await page.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
   const state = await page.evaluate(() => ({ beds: window.__metaward.beds, patients: window.__metaward.patients }));
@@ -135,10 +179,10 @@ test("every bed shows its NEWS2 number and band, and the overview lists every be
   assert.deepEqual(check.problems, []);
   // The scores the page holds are the server's.
   const patient = await page.evaluate(() => document.querySelector("#overview-rows tr[data-patient]").dataset.patient);
-  const twin = await (await fetch(new URL(`/api/v1/patients/${patient}/twin`, url))).json();
+  const twin = await getJson(`/api/v1/patients/${patient}/twin`);
   assert.ok(twin.news2, "the twin has no NEWS2");
   // Each active patient alarm is counted on its bed with its priority.
-  const alarms = await (await fetch(new URL("/api/v1/alarms", url))).json();
+  const alarms = await getJson("/api/v1/alarms");
   const byPatient = new Map();
   for (const alarm of alarms) if (alarm.subject.kind === "patient") byPatient.set(alarm.subject.id, [...(byPatient.get(alarm.subject.id) ?? []), alarm]);
   assert.ok(byPatient.size > 0, "the demo raised no patient alarm to show");
@@ -171,7 +215,7 @@ test("the avatar's regions are coloured as the twin's regions say", async () => 
   let mismatches = [];
   // The twin moves on while we compare: retry a few times until one REST answer is matched.
   for (let attempt = 0; attempt < 6; attempt++) {
-    const regions = await (await fetch(new URL(`/api/v1/patients/${patient}/regions`, url))).json();
+    const regions = await getJson(`/api/v1/patients/${patient}/regions`);
     const expected = Object.fromEntries(regions.map((r) => [r.region, r.state]));
     try {
       await page.waitForFunction(({ id, want }) => {
@@ -210,21 +254,22 @@ test("the patient panel shows the NEWS2 breakdown and scale; a region opens its 
 });
 
 test("an alarm acknowledged from the panel is acknowledged on the server", async () => {
-  const alarms = await (await fetch(new URL("/api/v1/alarms", url))).json();
+  const alarms = await getJson("/api/v1/alarms");
   const alarm = alarms.find((a) => a.subject.kind === "patient" && a.acknowledged_at == null);
   assert.ok(alarm, "no unacknowledged patient alarm to acknowledge");
   const bed = await page.evaluate((id) => document.querySelector(`#overview-rows tr[data-patient="${id}"]`).dataset.bed, alarm.subject.id);
   assert.ok(await page.evaluate((id) => window.__metaward.focusBed(id), bed));
   await page.waitForSelector(`[data-testid="ack-${alarm.id}"]`, { timeout: 5000 });
-  await page.fill('[data-testid="user-name"]', "Nurse Test");
+  // Acknowledged in the signed-in user's name, shown in the panel, never typed.
+  assert.equal(await page.textContent('[data-testid="user-name"]'), user);
   await page.click(`[data-testid="ack-${alarm.id}"]`);
   await page.waitForFunction((id) => {
     const item = document.querySelector(`[data-testid="alarm-${id}"]`);
     return !item || item.classList.contains("acked");
   }, alarm.id, { timeout: 5000 });
   assert.equal(await page.$(`[data-testid="ack-${alarm.id}"]`), null, "the acknowledge button is still there");
-  const after = await (await fetch(new URL(`/api/v1/alarms/${alarm.id}`, url))).json();
-  assert.equal(after.acknowledged_by, "Nurse Test");
+  const after = await getJson(`/api/v1/alarms/${alarm.id}`);
+  assert.equal(after.acknowledged_by, user);
   assert.ok(after.history.some((h) => h.state === "acknowledged" || /acknowledged|resolved/.test(h.transition ?? "")));
   await page.screenshot({ path: path.join(artifacts, "alarm-acknowledged.png") });
 });
@@ -288,26 +333,25 @@ test("a round visits every patient once in acuity order, and a note with ACVPU r
   const bed = visited.at(-1);
   const patient = start.patientOf[bed];
   await page.waitForSelector('[data-testid="round-form"]');
-  await page.fill('[data-testid="user-name"]', "Dr Round");
   await page.fill('[data-testid="round-text"]', "new confusion since morning; family informed");
   await page.selectOption('[data-testid="round-acvpu"]', "C");
   await page.click('[data-testid="round-save"]');
   await page.waitForFunction(() => /saved/.test(document.querySelector('[data-testid="round-status"]')?.textContent ?? ""), null, { timeout: 10_000 });
-  const notes = await (await fetch(new URL(`/api/v1/rounds/notes?patient=${patient}`, url))).json();
-  assert.equal(notes[0].author, "Dr Round");
+  const notes = await getJson(`/api/v1/rounds/notes?patient=${patient}`);
+  assert.equal(notes[0].author, user);
   assert.equal(notes[0].acvpu, "C");
   assert.equal(notes[0].reviewed, true);
   // The note reached the medical record.
   assert.match(notes[0].record, /^ClinicalImpression\//);
-  const impression = await (await fetch(new URL(`/fhir/${notes[0].record}`, url))).json();
+  const impression = await getJson(`/fhir/${notes[0].record}`);
   assert.equal(impression.subject.reference, `Patient/${patient}`);
-  assert.equal(impression.assessor.display, "Dr Round");
+  assert.equal(impression.assessor.display, user);
   // New confusion scores 3 on NEWS2: the consciousness row of the panel shows it.
   await page.waitForFunction(() => {
     const row = [...document.querySelectorAll('[data-testid="news2-breakdown"] tr')].find((tr) => /Consciousness/.test(tr.textContent));
     return row && row.querySelector(".sub")?.textContent === "3";
   }, null, { timeout: 10_000 });
-  await page.waitForFunction(() => /Dr Round/.test(document.querySelector('[data-testid="last-review"]')?.textContent ?? ""), null, { timeout: 5000 });
+  await page.waitForFunction((name) => (document.querySelector('[data-testid="last-review"]')?.textContent ?? "").includes(name), user, { timeout: 5000 });
   await page.screenshot({ path: path.join(artifacts, "round-note.png") });
 
   // The summary: everyone seen, the note's author against the patient, open alarms counted.
@@ -315,7 +359,7 @@ test("a round visits every patient once in acuity order, and a note with ACVPU r
   await page.waitForSelector('[data-testid="round-summary"]:not([hidden])');
   const counts = await page.$eval('[data-testid="summary-counts"]', (n) => ({ seen: Number(n.dataset.seen), total: Number(n.dataset.total) }));
   assert.deepEqual(counts, { seen: patients, total: patients });
-  assert.match(await page.textContent(`[data-testid="summary-${patient}"]`), /Dr Round · ACVPU C/);
+  assert.ok((await page.textContent(`[data-testid="summary-${patient}"]`)).includes(`${user} · ACVPU C`));
   await page.screenshot({ path: path.join(artifacts, "round-summary.png") });
   await page.click('[data-testid="round-summary"] [data-close]');
   await page.click('[data-testid="overview-sort"]');
@@ -329,11 +373,12 @@ test("the rooms show their readings and turn amber or red out of range", async (
 });
 
 test("two clinicians see each other's presence at the bed each is visiting", async () => {
-  // This page's clinician has a name (typed in the alarm test); a second one opens the ward.
+  // A second clinician signs in on their own; each is shown under their signed-in name.
+  assert.ok(user2 && password2, "METAWARD_USER2 and METAWARD_PASSWORD2 must name a second user");
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
-  await context.addInitScript(() => localStorage.setItem("metaward.user", "Dr Second"));
   const second = await context.newPage();
   await second.goto(url, { waitUntil: "load" });
+  await signInPage(second, user2, password2);
   await second.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
   const bed = await second.evaluate(() => {
     const id = window.__metaward.firstOccupiedBed();
@@ -341,13 +386,13 @@ test("two clinicians see each other's presence at the bed each is visiting", asy
     return id;
   });
   // The first page sees the second clinician at that bed, in the list and in the 3D ward.
-  await page.waitForFunction((b) => window.__metaward.presence().some((p) => p.name === "Dr Second" && p.bed_id === b), bed, { timeout: 10_000 });
-  await page.waitForFunction((b) => /Dr Second/.test(document.querySelector(`[data-testid="presence-at-${b}"]`)?.textContent ?? ""), bed, { timeout: 5000 });
-  // And the second page sees the first clinician (whose name this page holds).
-  await second.waitForFunction(() => window.__metaward.presence().some((p) => p.name === "Dr Round"), null, { timeout: 10_000 });
+  await page.waitForFunction(({ b, name }) => window.__metaward.presence().some((p) => p.name === name && p.bed_id === b), { b: bed, name: user2 }, { timeout: 10_000 });
+  await page.waitForFunction(({ b, name }) => (document.querySelector(`[data-testid="presence-at-${b}"]`)?.textContent ?? "").includes(name), { b: bed, name: user2 }, { timeout: 5000 });
+  // And the second page sees the first clinician.
+  await second.waitForFunction((name) => window.__metaward.presence().some((p) => p.name === name), user, { timeout: 10_000 });
   await page.screenshot({ path: path.join(artifacts, "presence.png") });
   await context.close();
-  await page.waitForFunction(() => !window.__metaward.presence().some((p) => p.name === "Dr Second"), null, { timeout: 10_000 });
+  await page.waitForFunction((name) => !window.__metaward.presence().some((p) => p.name === name), user2, { timeout: 10_000 });
 });
 
 test("the language switches to Simplified Chinese and back", async () => {
@@ -360,5 +405,6 @@ test("the language switches to Simplified Chinese and back", async () => {
   await page.click('[data-testid="language"]');
   await page.waitForFunction(() => document.documentElement.lang === "en", null, { timeout: 3000 });
   assert.equal(await page.textContent(".overview-head h2"), "Ward overview");
-  assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), [], "the page logged errors");
+  // The wrong password's 401 is the one expected console error.
+  assert.deepEqual(consoleErrors.filter((e) => !/favicon|401 \(Unauthorized\)/.test(e)), [], "the page logged errors");
 });

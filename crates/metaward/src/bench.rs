@@ -69,7 +69,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .apply_setup(crate::demo::setup_of(&ward, "bench"))
         .await?;
 
-    let url = format!("ws://{}/api/v1/stream", server.http_addr());
+    let token = bench_token(&server).await?;
+    let url = format!(
+        "ws://{}/api/v1/stream?access_token={token}",
+        server.http_addr()
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(&url).await?;
     let stop = CancellationToken::new();
     let options = sim::PublisherOptions {
@@ -427,4 +431,31 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// A bench user (admin of every ward, a generated password) signed in over the real login: the
+/// stream and FHIR posting need a token like any client.
+pub async fn bench_token(server: &server::Server) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = format!("bench-{}", std::process::id());
+    let password = server.create_user(&name, "admin", None).await?;
+    let body = serde_json::json!({ "username": name, "password": password }).to_string();
+    let addr = server.http_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let json = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, json)| json)
+        .unwrap_or("");
+    let session: serde_json::Value = serde_json::from_str(json)?;
+    session["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the bench user could not sign in"))
 }

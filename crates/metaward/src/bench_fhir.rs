@@ -30,6 +30,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!patients.is_empty(), "the simulated ward has no patients");
 
     let addr = server.http_addr();
+    let token: std::sync::Arc<str> = crate::bench::bench_token(&server).await?.into();
     let batch = args.batch.max(1);
     let warmup_end = Instant::now() + Duration::from_secs(args.warmup);
     let end = warmup_end + Duration::from_secs(args.seconds);
@@ -37,7 +38,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for connection in 0..args.connections.max(1) {
         let patient = patients[connection % patients.len()].clone();
         workers.push(tokio::spawn(drive(
-            addr, connection, patient, batch, warmup_end, end,
+            addr,
+            token.clone(),
+            connection,
+            patient,
+            batch,
+            warmup_end,
+            end,
         )));
     }
     let mut load = Load {
@@ -118,6 +125,8 @@ fn observation(device: &str, patient: &str, time_ms: i64, heart_rate: f64) -> Va
 /// One connection's loop: POST, read the whole answer, count it if past the warm-up.
 async fn drive(
     addr: std::net::SocketAddr,
+    // A bench runs for less than an access token's 15 minutes.
+    token: std::sync::Arc<str>,
     connection: usize,
     patient: String,
     batch: usize,
@@ -162,7 +171,7 @@ async fn drive(
         };
         let body = body.to_string();
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         let started = Instant::now();

@@ -57,6 +57,18 @@ pub struct ListenArgs {
     /// Password at the external broker (prefer the environment or the file to a flag)
     #[arg(long, env = "METAWARD_MQTT_EXTERNAL_PASSWORD", hide_env_values = true)]
     pub mqtt_external_password: Option<String>,
+    /// HTTPS: the certificate chain (PEM) [default: plain HTTP]
+    #[arg(long, env = "METAWARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM, readable only by its owner)
+    #[arg(long, env = "METAWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Also MQTT over TLS on the broker's address, with the same certificate
+    #[arg(long, env = "METAWARD_MQTT_TLS")]
+    pub mqtt_tls: bool,
+    /// Also HL7 MLLP over TLS, with the same certificate
+    #[arg(long, env = "METAWARD_MLLP_TLS")]
+    pub mllp_tls: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -72,6 +84,18 @@ struct FileConfig {
     #[serde(default)]
     news2_freshness_minutes: std::collections::BTreeMap<String, f64>,
     emr: Option<EmrFile>,
+    /// `[tls] cert = "…", key = "…"`: HTTPS on the `http` address.
+    tls: Option<TlsFile>,
+    /// MLLP over TLS with the `[tls]` certificate.
+    #[serde(default)]
+    mllp_tls: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 /// `[emr]`: the external EMR (docs/emr.md). `push = true` sends device vitals to it.
@@ -100,6 +124,9 @@ enum MqttFile {
 #[serde(deny_unknown_fields)]
 struct MqttSection {
     listen: Option<SocketAddr>,
+    /// MQTT over TLS with the `[tls]` certificate.
+    #[serde(default)]
+    tls: bool,
     device_auth: Option<String>,
     external: Option<ExternalFile>,
 }
@@ -114,6 +141,12 @@ struct ExternalFile {
     password: Option<String>,
     topic_filter: Option<String>,
     session_expiry_secs: Option<u64>,
+}
+
+impl MqttFile {
+    fn has_secret(&self) -> bool {
+        matches!(self, MqttFile::Section(MqttSection { external: Some(external), .. }) if external.password.is_some())
+    }
 }
 
 pub const DEFAULT_SHARE_GROUP: &str = "metaward";
@@ -184,6 +217,7 @@ impl ListenArgs {
             .ok_or_else(|| {
                 anyhow::anyhow!("mqtt.device_auth is `{device_auth}`; one of optional, required")
             })?;
+        let mqtt_tls = self.mqtt_tls || mqtt_section.tls;
         let mqtt_external = self.external(mqtt_section.external.unwrap_or_default())?;
         let config = server::ServerConfig {
             http: self
@@ -227,19 +261,34 @@ impl ListenArgs {
             news2: crate::score::config_with(&file.news2_freshness_minutes)?,
             emr_pull: emr_pull(file.emr.as_ref())?,
             emr_push: emr_push(file.emr.unwrap_or_default())?,
+            tls: match (&self.tls_cert, &self.tls_key, file.tls) {
+                (Some(cert), Some(key), _) => Some(server::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (_, _, Some(tls)) => Some(server::tls::TlsFiles {
+                    cert: tls.cert,
+                    key: tls.key,
+                }),
+                _ => None,
+            },
+            mqtt_tls: None,
+            mllp_tls: None,
         };
-        // Authentication does not exist yet, so nothing may listen beyond this machine.
-        for (name, addr) in [
-            ("http", config.http),
-            ("mqtt", config.mqtt),
-            ("mllp", config.mllp),
-        ] {
-            if !addr.ip().is_loopback() {
-                anyhow::bail!(
-                    "refusing to listen on {addr} ({name}): binding beyond loopback requires authentication, which this build does not have yet"
-                );
-            }
-        }
+        let mut config = config;
+        let certificate = |what: &str| {
+            config.tls.clone().ok_or_else(|| {
+                anyhow::anyhow!("{what} over TLS needs a certificate: [tls] cert and key, or --tls-cert and --tls-key")
+            })
+        };
+        let mqtt_files = mqtt_tls.then(|| certificate("MQTT")).transpose()?;
+        let mllp_files = (self.mllp_tls || file.mllp_tls)
+            .then(|| certificate("MLLP"))
+            .transpose()?;
+        config.mqtt_tls = mqtt_files;
+        config.mllp_tls = mllp_files;
+        // Only listeners that authenticate their peers may face the network.
+        server::auth::check_exposure(&config).map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 }
@@ -288,7 +337,27 @@ impl ListenArgs {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let config: FileConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    warn_if_secrets_readable_by_others(path, &config);
+    Ok(config)
+}
+
+/// A file holding a secret (the external broker's password) should be readable only by its
+/// owner: say so when it is not (the server still starts; the file is the operator's).
+fn warn_if_secrets_readable_by_others(path: &Path, config: &FileConfig) {
+    use std::os::unix::fs::PermissionsExt;
+    let has_secret = config.mqtt.as_ref().is_some_and(|mqtt| mqtt.has_secret());
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    if has_secret && mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the configuration file holds a secret and is readable by others: chmod 600 it"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -439,12 +508,22 @@ password = "from-file"
             ..ListenArgs::default()
         };
         assert!(args.resolve().is_err());
+        // HTTP always authenticates its users: it may face the network.
         let args = ListenArgs {
             http: Some("0.0.0.0:8080".parse().unwrap()),
             ..ListenArgs::default()
         };
+        assert!(args.resolve().is_ok());
+        // The broker only with device credentials required.
+        let args = ListenArgs {
+            mqtt: Some("0.0.0.0:1883".parse().unwrap()),
+            ..ListenArgs::default()
+        };
         let error = args.resolve().unwrap_err().to_string();
-        assert!(error.contains("requires authentication"), "{error}");
+        assert!(
+            error.contains("requires authentication") && error.contains("device_auth"),
+            "{error}"
+        );
         let args = ListenArgs {
             mllp: Some("0.0.0.0:2575".parse().unwrap()),
             ..ListenArgs::default()

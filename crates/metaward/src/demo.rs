@@ -115,3 +115,29 @@ pub fn setup_of(ward: &SimWard, ward_name: &str) -> WardSetup {
 pub fn sim_ward(seed: u64, beds: usize, start: Timestamp) -> SimWard {
     SimWard::new(SimConfig::new(seed, beds, WardId::new("ward-a"), start))
 }
+
+/// The demo's users, one per role, with random passwords printed once (the demo is a one-command
+/// start, and still has no default password). On a data directory that already has them, the
+/// existing users stay as they are.
+pub async fn create_demo_users(server: &server::Server) -> anyhow::Result<()> {
+    let mut printed = Vec::new();
+    for (name, role) in [
+        ("demo-admin", "admin"),
+        ("demo-physician", "physician"),
+        ("demo-nurse", "nurse"),
+        ("demo-observer", "observer"),
+    ] {
+        match server.create_user(name, role, None).await {
+            Ok(password) => printed.push(format!("  {name:<16} {role:<10} {password}")),
+            Err(error) if error.to_string().contains("already exists") => printed.push(format!(
+                "  {name:<16} {role:<10} (exists; `metaward user reset {name}`)"
+            )),
+            Err(error) => return Err(error),
+        }
+    }
+    println!(
+        "demo users (user, role, password shown once):\n{}",
+        printed.join("\n")
+    );
+    Ok(())
+}

@@ -8,6 +8,7 @@
 //! - `score`: NEWS2 for vitals and record context given as JSON, for checking by hand.
 //! - `test-rules`: replays rules files (timelines with expected scores) and reports differences.
 //! - `sql`: analysts' read-only SQL over a data directory's store.
+//! - `user`: create, list, disable, enable and reset users; `audit`: verify and export the trail.
 
 mod bench;
 mod bench_fhir;
@@ -17,6 +18,7 @@ mod import;
 mod rules;
 mod score;
 mod sql;
+mod user;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,9 @@ enum Command {
         /// Seed of the simulation: the same seed gives the same ward
         #[arg(long, default_value_t = 1, env = "METAWARD_DEMO_SEED")]
         seed: u64,
+        /// Serve HTTPS with a self-signed certificate written to DATA/tls (cert.pem, key.pem)
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        tls_self_signed: bool,
     },
     /// Measure ingest throughput, end-to-end latency and memory
     Bench(bench::BenchArgs),
@@ -62,6 +67,10 @@ enum Command {
     TestRules(rules::TestRulesArgs),
     /// Run one read-only SQL query over the store (docs/sql.md)
     Sql(sql::SqlArgs),
+    /// Manage users: create (first admin: `user create NAME --admin`), list, disable, reset
+    User(user::UserArgs),
+    /// Check the audit trail's hash chain, or export it as FHIR AuditEvents
+    Audit(user::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +87,8 @@ fn main() -> anyhow::Result<()> {
         Command::Score(args) => return score::run(args),
         Command::TestRules(args) => return rules::run(args),
         Command::Sql(args) => return sql::run(args),
+        Command::User(args) => return user::run(args),
+        Command::Audit(args) => return user::run_audit(args),
         command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -86,10 +97,19 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Serve { listen } => serve(listen).await,
-            Command::Demo { listen, beds, seed } => run_demo(listen, beds, seed).await,
+            Command::Demo {
+                listen,
+                beds,
+                seed,
+                tls_self_signed,
+            } => run_demo(listen, beds, seed, tls_self_signed).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Import(args) => import::run(args).await,
-            Command::Score(_) | Command::TestRules(_) | Command::Sql(_) => {
+            Command::Score(_)
+            | Command::TestRules(_)
+            | Command::Sql(_)
+            | Command::User(_)
+            | Command::Audit(_) => {
                 unreachable!("handled above")
             }
         }
@@ -98,19 +118,45 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(listen: ListenArgs) -> anyhow::Result<()> {
     let server = server::Server::start(listen.resolve()?).await?;
+    if server.user_count().await? == 0 {
+        // First run: no default account exists; say how to make the first one.
+        eprintln!(
+            "no users yet: create the first admin with `metaward user create NAME --admin --data DIR` (it prints a generated password once)"
+        );
+    }
     announce(&server);
     shutdown_signal().await;
     server.shutdown().await;
     Ok(())
 }
 
-async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<()> {
+async fn run_demo(
+    listen: ListenArgs,
+    beds: usize,
+    seed: u64,
+    tls_self_signed: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!((1..=500).contains(&beds), "--beds must be 1 to 500");
-    let server = server::Server::start(listen.resolve()?).await?;
+    let mut config = listen.resolve()?;
+    if tls_self_signed {
+        let files = server::tls::self_signed(&config.data_dir.join("tls"))?;
+        println!(
+            "metaward tls cert={} (self-signed for localhost, 127.0.0.1, ::1; e.g. curl --cacert it)",
+            files.cert.display()
+        );
+        config.tls = Some(files);
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let server = server::Server::start(config).await?;
     let ward = demo::sim_ward(seed, beds, server::pipeline::now());
     server
         .apply_setup(demo::setup_of(&ward, "Ward A (simulated)"))
         .await?;
+    demo::create_demo_users(&server).await?;
     announce(&server);
     let stop = CancellationToken::new();
     let publisher = tokio::spawn(sim::run_publisher(
@@ -120,7 +166,7 @@ async fn run_demo(listen: ListenArgs, beds: usize, seed: u64) -> anyhow::Result<
         stop.clone(),
     ));
     println!(
-        "simulating {beds} beds (seed {seed}); open http://{}/ in a browser; Ctrl-C stops",
+        "simulating {beds} beds (seed {seed}); open {scheme}://{}/ in a browser; Ctrl-C stops",
         server.http_addr()
     );
     shutdown_signal().await;

@@ -59,10 +59,21 @@ impl Broker {
         config: BrokerConfig,
         handler: Arc<dyn Handler>,
     ) -> io::Result<BrokerHandle> {
+        Broker::bind_tls(addr, config, handler, None).await
+    }
+
+    /// [`Broker::bind`], speaking MQTT over TLS (port 8883 by convention) when `tls` is given.
+    /// Each handshake runs in the connection's own task, within the CONNECT timeout.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        config: BrokerConfig,
+        handler: Arc<dyn Handler>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<BrokerHandle> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config, handler));
-        let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), tls));
         debug!(addr = %local_addr, "mqtt broker listening");
         Ok(BrokerHandle {
             local_addr,
@@ -72,7 +83,11 @@ impl Broker {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -80,7 +95,30 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer_addr)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(shared.clone(), stream, peer_addr));
+                    match &tls {
+                        None => {
+                            let (reader, writer) = stream.into_split();
+                            let halves: (connection::Reader, connection::Writer) =
+                                (Box::new(reader), Box::new(writer));
+                            connections.spawn(connection::serve(shared.clone(), halves, peer_addr));
+                        }
+                        Some(acceptor) => {
+                            let (acceptor, shared) = (acceptor.clone(), shared.clone());
+                            connections.spawn(async move {
+                                let timeout = shared.config.connect_timeout;
+                                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls_stream)) => {
+                                        let (reader, writer) = tokio::io::split(tls_stream);
+                                        let halves: (connection::Reader, connection::Writer) =
+                                            (Box::new(reader), Box::new(writer));
+                                        connection::serve(shared, halves, peer_addr).await;
+                                    }
+                                    Ok(Err(error)) => debug!(error = %error, "mqtt tls handshake failed"),
+                                    Err(_) => debug!("mqtt tls handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(error) => {
                     // e.g. out of file descriptors: back off instead of spinning

@@ -16,8 +16,6 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -67,14 +65,21 @@ struct Handled {
     outcome: PublishOutcome,
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr) {
+/// The two halves of a client's byte stream, over plain TCP or TLS alike.
+pub(crate) type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub(crate) type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    (mut reader, mut writer): (Reader, Writer),
+    peer_addr: SocketAddr,
+) {
     let connection_id = shared.next_connection_id();
     Stats::add(&shared.stats.connections_accepted, 1);
     shared
         .stats
         .connections_current
         .fetch_add(1, Ordering::Relaxed);
-    let (mut reader, mut writer) = stream.into_split();
     let mut read_buffer = BytesMut::with_capacity(4096);
 
     let connect = tokio::time::timeout(
@@ -131,7 +136,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer_addr: Soc
 /// codec its protocol level asks for.
 async fn read_connect(
     shared: &Shared,
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     read_buffer: &mut BytesMut,
 ) -> Result<(ProtocolVersion, ConnectPacket), ConnectionError> {
     let max = shared.config.max_packet_bytes;
@@ -159,7 +164,7 @@ async fn read_connect(
 /// allows one, otherwise just a close.
 async fn refuse_before_connack(
     shared: &Shared,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut Writer,
     peer_addr: SocketAddr,
     error: ConnectionError,
 ) {
@@ -211,7 +216,7 @@ struct Connection {
     id: u64,
     client: Arc<ClientInfo>,
     protocol: ProtocolVersion,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     write_buffer: BytesMut,
     will: Option<wire::WillPacket>,
     token: CancellationToken,
@@ -236,7 +241,7 @@ impl Connection {
         id: u64,
         protocol: ProtocolVersion,
         connect: ConnectPacket,
-        mut writer: OwnedWriteHalf,
+        mut writer: Writer,
         peer_addr: SocketAddr,
     ) -> Option<Self> {
         let mut assigned_client_id = None;
@@ -359,7 +364,7 @@ impl Connection {
 
     async fn run(
         &mut self,
-        mut reader: OwnedReadHalf,
+        mut reader: Reader,
         mut read_buffer: BytesMut,
     ) -> Result<Exit, ConnectionError> {
         let max_packet = self.shared.config.max_packet_bytes;

@@ -39,6 +39,18 @@ const MAX_QUEUED_WAVEFORMS: usize = 256;
 pub struct Filter {
     pub ward: Option<WardId>,
     pub patient: Option<PatientId>,
+    /// The wards the subscriber may see (`None`: all): the signed-in user's scope, which the
+    /// client cannot widen. An event in no ward goes only to subscribers of every ward.
+    pub scope: Option<Vec<WardId>>,
+}
+
+impl Filter {
+    pub fn in_scope(&self, ward: Option<&WardId>) -> bool {
+        match &self.scope {
+            None => true,
+            Some(wards) => ward.is_some_and(|ward| wards.contains(ward)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -204,7 +216,8 @@ impl Hub {
                     && filter
                         .ward
                         .as_ref()
-                        .is_none_or(|w| ward.as_ref() == Some(w));
+                        .is_none_or(|w| ward.as_ref() == Some(w))
+                    && filter.in_scope(ward.as_ref());
                 if wants && let Some(subscriber) = weak.upgrade() {
                     subscriber.push(event);
                 }
@@ -286,11 +299,15 @@ mod tests {
         let mut hub = Hub::default();
         let only_p1 = hub.subscribe(Filter {
             patient: Some("p1".into()),
-            ward: None,
+            ..Filter::default()
         });
         let only_w2 = hub.subscribe(Filter {
             ward: Some("w2".into()),
-            patient: None,
+            ..Filter::default()
+        });
+        let scoped_w1 = hub.subscribe(Filter {
+            scope: Some(vec!["w1".into()]),
+            ..Filter::default()
         });
         let ward_of = |a: &Attribution| {
             a.patient.as_ref().map(|p| {
@@ -311,6 +328,9 @@ mod tests {
         assert_eq!(to_p1.values[0].0.patient, Some("p1".into()));
         assert_eq!(to_w2.values.len(), 1);
         assert_eq!(to_w2.values[0].0.patient, Some("p2".into()));
+        let to_scoped = scoped_w1.next().await;
+        assert_eq!(to_scoped.values.len(), 1, "only the wards in scope");
+        assert_eq!(to_scoped.values[0].0.patient, Some("p1".into()));
     }
 
     #[test]

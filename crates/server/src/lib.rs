@@ -6,6 +6,7 @@
 //! record encoding); the crates below it speak the core model.
 
 pub mod api;
+pub mod auth;
 pub mod directory;
 pub mod hub;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod record_ward;
 pub mod setup;
 pub mod sinks;
 pub mod sources;
+pub mod tls;
 pub mod ward;
 
 use std::net::SocketAddr;
@@ -60,6 +62,12 @@ pub struct ServerConfig {
     /// Polling an external EMR for admitted patients' record changes (`[emr]` with
     /// `pull_interval_secs`).
     pub emr_pull: Option<sources::fhir_pull::FhirPullConfig>,
+    /// HTTPS instead of HTTP on the `http` address, with this certificate and key.
+    pub tls: Option<tls::TlsFiles>,
+    /// MQTT over TLS on the `mqtt` address, with this certificate and key.
+    pub mqtt_tls: Option<tls::TlsFiles>,
+    /// HL7 MLLP over TLS on the `mllp` address, with this certificate and key.
+    pub mllp_tls: Option<tls::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -79,6 +87,9 @@ impl ServerConfig {
             mqtt_external: None,
             emr_push: None,
             emr_pull: None,
+            tls: None,
+            mqtt_tls: None,
+            mllp_tls: None,
         }
     }
 }
@@ -244,7 +255,11 @@ impl Server {
                 shutdown.clone(),
             )?);
         }
-        let broker = mqtt_broker::Broker::bind(
+        let mqtt_tls = match &config.mqtt_tls {
+            Some(files) => Some(tls::acceptor(files)?),
+            None => None,
+        };
+        let broker = mqtt_broker::Broker::bind_tls(
             config.mqtt,
             mqtt_broker::BrokerConfig::default(),
             sources::mqtt::MqttSource::new(
@@ -252,6 +267,7 @@ impl Server {
                 credentials.clone(),
                 config.mqtt_device_auth,
             ),
+            mqtt_tls,
         )
         .await
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
@@ -259,7 +275,13 @@ impl Server {
 
         let mllp = sources::hl7_mllp::MllpListener::start(
             config.mllp,
-            sources::hl7_mllp::MllpConfig::default(),
+            sources::hl7_mllp::MllpConfig {
+                tls: match &config.mllp_tls {
+                    Some(files) => Some(tls::acceptor(files)?),
+                    None => None,
+                },
+                ..sources::hl7_mllp::MllpConfig::default()
+            },
             ingest.clone(),
             stores.clone(),
             shutdown.clone(),
@@ -272,23 +294,56 @@ impl Server {
             .await
             .with_context(|| format!("binding HTTP on {}", config.http))?;
         let http_addr = listener.local_addr()?;
-        let app = api::router(AppState {
-            ward: ward.clone(),
-            stores: stores.clone(),
-            metrics: metrics.clone(),
-            log: log.clone(),
-            credentials,
-            ingest,
-            presence: Default::default(),
-        });
+        let app = {
+            let (ward, stores, metrics, log) =
+                (ward.clone(), stores.clone(), metrics.clone(), log.clone());
+            move |auth: Arc<auth::Auth>| {
+                api::router(AppState {
+                    ward,
+                    stores,
+                    metrics,
+                    log,
+                    credentials,
+                    ingest,
+                    presence: Default::default(),
+                    auth,
+                })
+            }
+        };
+        let audit_shutdown = CancellationToken::new();
+        let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
+        let auth = auth::Auth::new(audit);
+        let app = app(auth);
         let http_shutdown = shutdown.clone();
+        let (tls, plain) = match &config.tls {
+            Some(files) => (
+                Some(tls::TlsListener::new(
+                    listener,
+                    tls::server_config(files)?,
+                    shutdown.clone(),
+                )?),
+                None,
+            ),
+            None => (None, Some(listener)),
+        };
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(http_shutdown.cancelled_owned())
-                .await;
+            let service = app.into_make_service_with_connect_info::<tls::PeerAddr>();
+            let stop = http_shutdown.cancelled_owned();
+            let served = match (tls, plain) {
+                (Some(tls), _) => axum::serve(tls, service).with_graceful_shutdown(stop).await,
+                (None, Some(plain)) => {
+                    axum::serve(plain, service)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                (None, None) => unreachable!("one of the two listeners"),
+            };
             if let Err(error) = served {
                 tracing::error!(%error, "http server stopped");
             }
+            // The audit writer stops after the HTTP server, so the last requests are recorded.
+            audit_shutdown.cancel();
+            let _ = audit_task.await;
         }));
         tracing::info!(http = %http_addr, mqtt = %mqtt_addr, mllp = %mllp_addr, "metaward is listening");
         Ok(Server {
@@ -431,6 +486,40 @@ fn record_news2_in_fhir(store: &mut Store, scores: &[(model::PatientId, clinical
 }
 
 impl Server {
+    /// Creates a user with a generated password and returns it (to be shown once): for the
+    /// demo's users and for tests. `wards`: `None` for every ward.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        role: &str,
+        wards: Option<Vec<String>>,
+    ) -> anyhow::Result<String> {
+        let (name, role) = (name.to_owned(), role.to_owned());
+        let created = self
+            .stores
+            .write(move |store| {
+                auth::create_user(
+                    store,
+                    &name,
+                    &role,
+                    wards.as_deref(),
+                    pipeline::now().millis(),
+                )
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))??;
+        Ok(created)
+    }
+
+    /// How many users exist (none on a first run).
+    pub async fn user_count(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .stores
+            .read(|store| store.user_count())
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))??)
+    }
+
     /// Writes a ward setup into the store and reloads the live views from it.
     pub async fn apply_setup(&self, ward_setup: setup::WardSetup) -> anyhow::Result<()> {
         let ward = self.ward.clone();

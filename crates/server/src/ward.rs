@@ -255,12 +255,32 @@ impl Ward {
         let mut live = self.live.lock().expect("live lock");
         let subscriber = live.hub.subscribe(filter.clone());
         let directory = self.directory();
+        let directory = match &filter.scope {
+            None => directory,
+            Some(_) => Arc::new(Directory {
+                wards: directory
+                    .wards
+                    .iter()
+                    .filter(|ward| filter.in_scope(Some(&WardId::new(&ward.id))))
+                    .cloned()
+                    .collect(),
+                patients: directory
+                    .patients
+                    .iter()
+                    .filter(|patient| {
+                        filter.in_scope(live.ward_of_patient.get(&PatientId::new(&patient.id)))
+                    })
+                    .cloned()
+                    .collect(),
+            }),
+        };
         let wants_patient = |patient: &PatientId| {
             filter.patient.as_ref().is_none_or(|p| p == patient)
                 && filter
                     .ward
                     .as_ref()
                     .is_none_or(|w| live.ward_of_patient.get(patient) == Some(w))
+                && filter.in_scope(live.ward_of_patient.get(patient))
         };
         let wants_room = |room: &RoomId| {
             filter.patient.is_none()
@@ -268,6 +288,7 @@ impl Ward {
                     .ward
                     .as_ref()
                     .is_none_or(|w| live.ward_of_room.get(room) == Some(w))
+                && filter.in_scope(live.ward_of_room.get(room))
         };
         let patient_values = live
             .twin
@@ -299,10 +320,12 @@ impl Ward {
             .into_iter()
             .filter(|alarm| {
                 let attribution = live.alarm_attribution(&alarm.subject);
-                filter
-                    .patient
-                    .as_ref()
-                    .is_none_or(|p| attribution.patient.as_ref() == Some(p))
+                let ward = ward_of(&live.ward_of_room, &live.ward_of_patient, &attribution);
+                filter.in_scope(ward.as_ref())
+                    && filter
+                        .patient
+                        .as_ref()
+                        .is_none_or(|p| attribution.patient.as_ref() == Some(p))
                     && filter.ward.as_ref().is_none_or(|w| {
                         ward_of(&live.ward_of_room, &live.ward_of_patient, &attribution).as_ref()
                             == Some(w)
@@ -325,6 +348,19 @@ impl Ward {
             scores,
         };
         (snapshot, subscriber)
+    }
+
+    /// The ward (and patient) an alarm's subject belongs to now, for access checks.
+    pub fn alarm_scope(
+        &self,
+        subject: &clinical::alarms::AlarmSubject,
+    ) -> (Option<WardId>, Option<PatientId>) {
+        let live = self.live.lock().expect("live lock");
+        let attribution = live.alarm_attribution(subject);
+        (
+            ward_of(&live.ward_of_room, &live.ward_of_patient, &attribution),
+            attribution.patient,
+        )
     }
 
     /// A patient's latest NEWS2, if any of its inputs has arrived.

@@ -33,6 +33,8 @@ pub enum StoreError {
         value: String,
         device: String,
     },
+    #[error("{0}")]
+    Conflict(String),
     #[error("waveform codec: {0}")]
     Codec(#[from] CodecError),
 }

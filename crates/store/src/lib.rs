@@ -26,6 +26,7 @@ mod oxygen_targets;
 mod patients;
 mod records;
 mod rounds;
+mod security;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -45,6 +46,7 @@ pub use records::{
     Subject, WardLayout, WardRecord,
 };
 pub use rounds::{LastReview, RoundNote};
+pub use security::{AuditEntry, AuditRecord, NewUser, UserRecord};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -57,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v7_oxygen_targets.sql"),
     include_str!("schema/v8_rounds.sql"),
     include_str!("schema/v9_emr.sql"),
+    include_str!("schema/v10_security.sql"),
 ];
 
 /// The schema version this build writes.

@@ -47,9 +47,10 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
     config.alarms.physiological.delay_ms = 1_000;
     config.alarms.lifecycle.escalate_after_ms.high = 1_500;
     let server = Server::start(config.clone()).await.unwrap();
+    sign_in_admin(&server).await;
     server.apply_setup(small_setup()).await.unwrap();
     let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/api/v1/stream"))
+    let (mut ws, _) = tokio_tungstenite::connect_async(stream_url(http_addr, ""))
         .await
         .expect("ws connects");
     let snapshot = next_json(&mut ws).await;
@@ -111,16 +112,20 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
     );
 
     // Silences are bounded and need a reason; acknowledging resolves it, once.
-    let too_long = http(
+    // Changes are made by a signed-in nurse; the record names who did it.
+    let nurse = user_token(&server, "nurse.li", "nurse", Some(vec!["w1".into()])).await;
+    let too_long = http_as(
         http_addr,
+        Some(&nurse),
         "POST",
         &format!("/api/v1/alarms/{id}/silence"),
         Some(r#"{"by": "nurse.li", "reason": "turning", "duration_s": 3600}"#),
     )
     .await;
     assert_eq!(too_long.status, 400, "{}", too_long.body);
-    let acked = http(
+    let acked = http_as(
         http_addr,
+        Some(&nurse),
         "POST",
         &format!("/api/v1/alarms/{id}/acknowledge"),
         Some(r#"{"by": "nurse.li"}"#),
@@ -130,8 +135,9 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
     let acked = acked.json();
     assert_eq!(acked["state"], "resolved", "{acked}");
     assert_eq!(acked["acknowledged_by"], "nurse.li");
-    let again = http(
+    let again = http_as(
         http_addr,
+        Some(&nurse),
         "POST",
         &format!("/api/v1/alarms/{id}/acknowledge"),
         Some(r#"{"by": "nurse.li"}"#),
@@ -142,7 +148,7 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
         http_addr,
         "POST",
         "/api/v1/alarms/999999/acknowledge",
-        Some(r#"{"by": "x"}"#),
+        Some(r#"{}"#),
     )
     .await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
@@ -167,6 +173,16 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
         "{stored}"
     );
     assert_eq!(stored["history"][4]["by"], "nurse.li");
+    // Nobody acknowledges in another's name.
+    let impostor = http_as(
+        http_addr,
+        Some(&nurse),
+        "POST",
+        &format!("/api/v1/alarms/{id}/acknowledge"),
+        Some(r#"{"by": "nurse.wu"}"#),
+    )
+    .await;
+    assert_eq!(impostor.status, 400, "{}", impostor.body);
 
     // A device no one associated raises a technical alarm, which survives a restart.
     publish_v311(
@@ -187,6 +203,7 @@ async fn a_latched_alarm_is_raised_delivered_escalated_and_acknowledged() {
     server.shutdown().await;
 
     let server = Server::start(config).await.unwrap();
+    sign_in_admin(&server).await;
     let active = get_json(server.http_addr(), "/api/v1/alarms?device=stranger-7").await;
     assert_eq!(active[0]["id"], technical_id, "{active}");
     let all = get_json(server.http_addr(), "/api/v1/alarms?state=all&patient=p1").await;
@@ -210,7 +227,7 @@ async fn a_patient_override_changes_when_an_alarm_is_raised() {
         http_addr,
         "PUT",
         "/api/v1/patients/p1/alarm-limits/spo2",
-        Some(r#"{"low": [{"at": 85, "priority": "high"}], "by": "dr.wang"}"#),
+        Some(r#"{"low": [{"at": 85, "priority": "high"}]}"#),
     )
     .await;
     assert_eq!(put.status, 200, "{}", put.body);

@@ -24,8 +24,61 @@ impl Drop for Running {
     }
 }
 
-/// Starts the binary and waits for its `metaward listening http=.. mqtt=..` line.
+/// Creates an admin with `metaward user create NAME --admin` (the first-run path) and returns
+/// the name and the password it printed once.
+pub(crate) fn create_admin_with_cli(data: &Path) -> (String, String) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "cli-admin-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_metaward"))
+        .args(["user", "create", &name, "--admin", "--data"])
+        .arg(data)
+        .env("METAWARD_LOG", "warn")
+        .output()
+        .expect("metaward user create runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "user create: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let password = stdout
+        .split("(shown once): ")
+        .nth(1)
+        .expect("the password is printed once")
+        .trim()
+        .to_owned();
+    (name, password)
+}
+
+/// Signs in over a blocking socket (the spawn helper is synchronous): the access token.
+fn login_blocking(http: SocketAddr, name: &str, password: &str) -> String {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({ "username": name, "password": password }).to_string();
+    let mut stream = std::net::TcpStream::connect(http).expect("connect http");
+    write!(
+        stream,
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (_, json) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let answer: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|_| panic!("login: {raw}"));
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login: {raw}"))
+        .to_owned()
+}
+
+/// Starts the binary and waits for its `metaward listening http=.. mqtt=..` line; an admin made
+/// with `metaward user create` signs in, and [`http`] uses that token for this server.
 pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
+    let (admin, password) = create_admin_with_cli(data);
     let mut child = Command::new(env!("CARGO_BIN_EXE_metaward"))
         .args(args)
         .args([
@@ -79,6 +132,7 @@ pub(crate) fn spawn(args: &[&str], data: &Path) -> Running {
             panic!("metaward did not print its listening line");
         }
     };
+    register_token(http, login_blocking(http, &admin, &password));
     Running {
         child,
         http,

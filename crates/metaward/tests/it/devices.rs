@@ -17,7 +17,7 @@ async fn technical_state_tracks_battery_flags_and_silence() {
     let (server, _dir) = start_server_with(|config| config.devices.offline_after_ms = 2_000).await;
     server.apply_setup(small_setup()).await.unwrap();
     let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/api/v1/stream"))
+    let (mut ws, _) = tokio_tungstenite::connect_async(stream_url(http_addr, ""))
         .await
         .expect("ws connects");
     assert_eq!(next_json(&mut ws).await["type"], "snapshot");
@@ -101,6 +101,7 @@ async fn a_registered_device_is_remembered_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(ServerConfig::ephemeral(&data)).await.unwrap();
+    sign_in_admin(&server).await;
     server.apply_setup(small_setup()).await.unwrap();
     let t = now_ms();
     publish_v311(
@@ -122,6 +123,7 @@ async fn a_registered_device_is_remembered_across_a_restart() {
     server.shutdown().await;
 
     let server = Server::start(ServerConfig::ephemeral(&data)).await.unwrap();
+    sign_in_admin(&server).await;
     let device = get_json(server.http_addr(), "/api/v1/devices/dev-1").await;
     let technical = &device["technical"];
     assert!(technical["last_seen"].as_i64().unwrap() >= t, "{device}");

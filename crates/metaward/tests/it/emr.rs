@@ -1,8 +1,10 @@
 //! Vitals write-back to an external EMR, against a second metaward instance on loopback as the
 //! EMR: vitals over MQTT reach it as Observations with stable identifiers; the EMR goes down
 //! in the middle (ingest goes on), comes back on the same port and data directory, and the
-//! outbox drains: every value exactly once (counted by identifier on the EMR). Then the
-//! sender restarts with its cursor, and nothing is sent twice.
+//! outbox holds: a restart of the EMR signs every session out, so the ward's old token is
+//! refused and nothing is lost; the ward restarts with a new token and its cursor, the outbox
+//! drains, every value exactly once (counted by identifier on the EMR), nothing sent twice.
+//! The ward signs in to the EMR as a real user of that instance: no route is opened for it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -15,21 +17,45 @@ use server::{Server, ServerConfig};
 
 use crate::*;
 
+/// The EMR (a second metaward), with the tests' admin signed in for [`http`].
 async fn start_emr(data: &Path, http: SocketAddr) -> Server {
     let mut config = ServerConfig::ephemeral(data);
     config.http = http;
-    Server::start(config).await.expect("the emr starts")
+    let emr = Server::start(config).await.expect("the emr starts");
+    sign_in_admin(&emr).await;
+    emr
 }
 
-async fn start_ward(data: &Path, emr: SocketAddr) -> Server {
+/// A token of a user of the EMR with `role` in every ward, signed in through its real login.
+async fn emr_token(emr: &Server, name: &str, role: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "{name}-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    user_token(emr, &name, role, None).await
+}
+
+/// The ward, writing back to the EMR with `token` (writes to the record need an admin there).
+async fn start_ward(data: &Path, emr: SocketAddr, token: String) -> Server {
     let mut config = ServerConfig::ephemeral(data);
     let mut push = FhirPushConfig::new(format!("http://{emr}/fhir"));
-    push.token = Some("test-token".into());
+    push.token = Some(token);
     push.source = "ward-a".into();
     push.poll = Duration::from_millis(100);
     push.backoff_max = Duration::from_millis(500);
     config.emr_push = Some(push);
-    Server::start(config).await.expect("the ward starts")
+    let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
+    ward
+}
+
+fn push_failures(ward: &Server) -> f64 {
+    ward.metrics_text()
+        .lines()
+        .find(|l| l.starts_with("metaward_emr_push_failures_total "))
+        .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 /// Every identifier value of our Observations on the EMR (all of them, paging through).
@@ -74,7 +100,8 @@ async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     let ward_dir = tempfile::tempdir().unwrap();
     let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
     let emr_addr = emr.http_addr();
-    let ward = start_ward(ward_dir.path(), emr_addr).await;
+    let token = emr_token(&emr, "ward-a-push", "admin").await;
+    let ward = start_ward(ward_dir.path(), emr_addr, token).await;
     ward.apply_setup(small_setup()).await.unwrap();
     let mqtt = ward.mqtt_addr();
 
@@ -125,16 +152,26 @@ async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     }
     // Long enough for several failed attempts and backoffs.
     eventually("failed attempts counted", || async {
-        let text = ward.metrics_text();
-        text.lines()
-            .find(|l| l.starts_with("metaward_emr_push_failures_total "))
-            .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
-            .filter(|n| *n >= 2.0)
+        (push_failures(&ward) >= 2.0).then_some(())
     })
     .await;
 
-    // Back on the same port and data: the outbox drains, no loss, no duplicate.
+    // Back on the same port and data. Its restart signed everyone out: the ward's token is
+    // refused, and the outbox holds on (attempts keep failing, nothing is dropped).
     let emr = start_emr(emr_dir.path(), emr_addr).await;
+    let failures = push_failures(&ward);
+    eventually("the stale token refused", || async {
+        (push_failures(&ward) >= failures + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(pushed_identifiers(emr_addr).await.len(), 20, "{sent}");
+
+    // The ward restarts with a new token: its cursor is where the EMR's answers left it, the
+    // outbox drains, every value once, and the first ones are not sent again (they would match
+    // their conditional creates if they were).
+    ward.shutdown().await;
+    let token = emr_token(&emr, "ward-a-push", "admin").await;
+    let ward = start_ward(ward_dir.path(), emr_addr, token).await;
     eventually("every value at the emr", || async {
         (pushed_identifiers(emr_addr).await.len() >= sent).then_some(())
     })
@@ -144,10 +181,7 @@ async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     assert_eq!(identifiers.len(), sent, "every value once");
     assert_eq!(unique.len(), sent, "no duplicate identifier");
 
-    // The ward restarts: its cursor is where the EMR's answers left it; a new value goes, the
-    // old ones are not sent again (and would match their conditional creates if they were).
-    ward.shutdown().await;
-    let ward = start_ward(ward_dir.path(), emr_addr).await;
+    // A new value after the restart goes too; nothing old goes again.
     publish_v311(
         ward.mqtt_addr(),
         "it-push-last",
@@ -218,13 +252,16 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
     )
     .await;
 
+    // Reading the record needs an observer of every ward on the EMR.
+    let token = emr_token(&emr, "ward-a-pull", "observer").await;
     let mut config = ServerConfig::ephemeral(ward_dir.path());
     config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
         base_url: format!("http://{emr_addr}/fhir"),
-        token: Some("test-token".into()),
+        token: Some(token),
         interval: Duration::from_millis(200),
     });
     let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
     ward.apply_setup(small_setup()).await.unwrap();
     let addr = ward.http_addr();
 

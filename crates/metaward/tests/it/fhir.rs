@@ -39,7 +39,8 @@ async fn request(
 ) -> FhirResponse {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/fhir+json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Accept: application/fhir+json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        auth_header(addr),
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -600,7 +601,8 @@ async fn bad_input_gets_a_precise_operation_outcome_and_is_kept() {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let head = format!(
-        "POST /fhir/Observation HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\nContent-Length: {size}\r\n\r\n"
+        "POST /fhir/Observation HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Content-Type: application/fhir+json\r\nContent-Length: {size}\r\n\r\n",
+        auth_header(addr)
     );
     let sender = tokio::spawn(async move {
         let _ = writer.write_all(head.as_bytes()).await;

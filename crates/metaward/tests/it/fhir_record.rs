@@ -66,9 +66,11 @@ fn expected_counts() -> BTreeMap<String, u64> {
 }
 
 async fn start_on(data: &Path) -> Server {
-    Server::start(ServerConfig::ephemeral(data))
+    let server = Server::start(ServerConfig::ephemeral(data))
         .await
-        .expect("server starts")
+        .expect("server starts");
+    sign_in_admin(&server).await;
+    server
 }
 
 /// A form-encoded POST (the helper in main.rs sends JSON).
@@ -76,7 +78,8 @@ async fn http_form(addr: std::net::SocketAddr, path: &str, form: &str) -> Respon
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        auth_header(addr),
         form.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -440,7 +440,14 @@ async fn mllp_send_from_pypi_hl7_is_answered_for_every_message() {
     server.shutdown().await;
 }
 
-fn oru(control_id: &str, pid: &str, pv1: &str, device: &str, time: i64, obx: &str) -> Vec<u8> {
+pub(crate) fn oru(
+    control_id: &str,
+    pid: &str,
+    pv1: &str,
+    device: &str,
+    time: i64,
+    obx: &str,
+) -> Vec<u8> {
     let t = ::hl7::time::format_dtm(model::Timestamp(time));
     let mut text = format!(
         "MSH|^~\\&|GW^{device}^EUI-64|ICU|||{t}||ORU^R01^ORU_R01|{control_id}|P|2.6|||NE|AL\r"
@@ -457,7 +464,7 @@ fn oru(control_id: &str, pid: &str, pv1: &str, device: &str, time: i64, obx: &st
     text.into_bytes()
 }
 
-fn hr(value: &str) -> String {
+pub(crate) fn hr(value: &str) -> String {
     format!(
         "OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|{value}|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R"
     )

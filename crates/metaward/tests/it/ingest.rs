@@ -16,7 +16,7 @@ async fn mqtt_data_reaches_twin_history_and_stream() {
     let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
 
     // The live stream: a snapshot first.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/api/v1/stream"))
+    let (mut ws, _) = tokio_tungstenite::connect_async(stream_url(http_addr, ""))
         .await
         .expect("ws connects");
     let snapshot = next_json(&mut ws).await;

@@ -8,7 +8,7 @@ mod devices;
 mod emr;
 mod fhir;
 mod fhir_record;
-mod hl7;
+pub(crate) mod hl7;
 mod ingest;
 mod mosquitto;
 mod mqtt_external;
@@ -18,7 +18,9 @@ mod record_twin;
 mod rounds;
 mod rules;
 mod scores;
+mod security;
 mod sql;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,6 +44,73 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Each server's admin token, by its HTTP address: [`http`] sends it, so tests that are not
+/// about security run as a signed-in admin through the real login.
+static TOKENS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>,
+> = std::sync::LazyLock::new(Default::default);
+
+pub fn register_token(addr: SocketAddr, token: String) {
+    TOKENS.lock().unwrap().insert(addr, token);
+}
+
+/// The admin token [`http`] uses for this server.
+pub fn token_of(addr: SocketAddr) -> Option<String> {
+    TOKENS.lock().unwrap().get(&addr).cloned()
+}
+
+/// `Authorization: Bearer …\r\n` for hand-written requests (empty if none is registered).
+pub fn auth_header(addr: SocketAddr) -> String {
+    token_of(addr).map_or_else(String::new, |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    })
+}
+
+/// The stream's URL with the registered token (browsers cannot set headers on a WebSocket, so
+/// the token goes in the query) and `query` (e.g. `ward=w1`, or empty).
+pub fn stream_url(addr: SocketAddr, query: &str) -> String {
+    let token = token_of(addr).expect("a signed-in test server");
+    let extra = if query.is_empty() {
+        String::new()
+    } else {
+        format!("&{query}")
+    };
+    format!("ws://{addr}/api/v1/stream?access_token={token}{extra}")
+}
+
+/// Signs in over the real login route and returns the access token.
+pub async fn login(addr: SocketAddr, name: &str, password: &str) -> String {
+    let body = serde_json::json!({ "username": name, "password": password }).to_string();
+    let response = http_as(addr, None, "POST", "/api/v1/auth/login", Some(&body)).await;
+    assert_eq!(response.status, 200, "login {name}: {}", response.body);
+    response.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Creates a user on `server` and signs them in: their token.
+pub async fn user_token(
+    server: &Server,
+    name: &str,
+    role: &str,
+    wards: Option<Vec<String>>,
+) -> String {
+    let password = server
+        .create_user(name, role, wards)
+        .await
+        .expect("user created");
+    login(server.http_addr(), name, &password).await
+}
+
+/// Creates an admin of every ward on a started server and registers its token for [`http`].
+pub async fn sign_in_admin(server: &Server) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "it-admin-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let token = user_token(server, &name, "admin", None).await;
+    register_token(server.http_addr(), token);
+}
+
 /// A server on ephemeral ports with a fresh data directory (kept alive by the returned guard).
 pub async fn start_server() -> (Server, tempfile::TempDir) {
     start_server_with(|_| {}).await
@@ -55,6 +124,7 @@ pub async fn start_server_with(
     let mut config = ServerConfig::ephemeral(dir.path().join("data"));
     configure(&mut config);
     let server = Server::start(config).await.expect("server starts");
+    sign_in_admin(&server).await;
     (server, dir)
 }
 
@@ -146,12 +216,28 @@ impl Response {
     }
 }
 
-/// A minimal HTTP/1.1 client: one request per connection (`Connection: close`).
+/// A minimal HTTP/1.1 client: one request per connection (`Connection: close`), as the
+/// server's signed-in test admin (see [`start_server`]).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+    let token = token_of(addr);
+    http_as(addr, token.as_deref(), method, path, body).await
+}
+
+/// [`http`] with a chosen bearer token, or none (anonymous).
+pub async fn http_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Response {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect http");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if let Some(body) = body {
         request.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -1,6 +1,6 @@
-//! Presence over the real WebSocket: one clinician's position reaches the others, a newcomer
-//! is told who is there, leaving is announced, and a bad presence message is answered with
-//! the reason and counted.
+//! Presence over the real WebSocket: one clinician's position reaches the others under their
+//! signed-in name, a newcomer is told who is there, leaving is announced, and a bad presence
+//! message (another's name) is answered with the reason and counted.
 
 use futures::SinkExt;
 use serde_json::{Value, json};
@@ -26,37 +26,53 @@ where
 async fn clinicians_see_each_other_arrive_move_and_leave() {
     let (server, _dir) = start_server().await;
     server.apply_setup(small_setup()).await.unwrap();
-    let url = format!("ws://{}/api/v1/stream", server.http_addr());
-    let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let addr = server.http_addr();
+    let url_of = |token: &str| format!("ws://{addr}/api/v1/stream?access_token={token}");
+    let token_a = user_token(&server, "dr.a", "physician", None).await;
+    let token_b = user_token(&server, "dr.b", "physician", None).await;
+    let token_c = user_token(&server, "nurse.c", "nurse", None).await;
+    let (mut a, _) = tokio_tungstenite::connect_async(url_of(&token_a))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut a).await["type"], "snapshot");
-    let (mut b, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(url_of(&token_b))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut b).await["type"], "snapshot");
 
-    let here = json!({ "type": "presence", "name": "Dr B", "bed_id": "b1",
+    // The name shown is the session's, not one the client picks.
+    let here = json!({ "type": "presence", "bed_id": "b1",
                        "position": [1.0, 1.6, 2.0], "target": [0.0, 0.7, 0.0] });
     b.send(Message::Text(here.to_string().into()))
         .await
         .unwrap();
     let seen = message_of_type(&mut a, "presence").await;
     let item = &seen["items"][0];
-    assert_eq!(item["name"], "Dr B");
+    assert_eq!(item["name"], "dr.b");
     assert_eq!(item["bed_id"], "b1");
     assert_eq!(item["position"], json!([1.0, 1.6, 2.0]));
     let b_id = item["id"].clone();
 
     // A newcomer is told who is there right after its snapshot.
-    let (mut c, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    assert_eq!(next_json(&mut c).await["type"], "snapshot");
-    let present = message_of_type(&mut c, "presence").await;
-    assert_eq!(present["items"][0]["name"], "Dr B");
-
-    // A bad message is answered, not relayed.
-    a.send(Message::Text(r#"{"type":"presence","name":""}"#.into()))
+    let (mut c, _) = tokio_tungstenite::connect_async(url_of(&token_c))
         .await
         .unwrap();
+    assert_eq!(next_json(&mut c).await["type"], "snapshot");
+    let present = message_of_type(&mut c, "presence").await;
+    assert_eq!(present["items"][0]["name"], "dr.b");
+
+    // Claiming another's name is answered, not relayed.
+    a.send(Message::Text(
+        r#"{"type":"presence","name":"dr.b","bed_id":"b1"}"#.into(),
+    ))
+    .await
+    .unwrap();
     let error = message_of_type(&mut a, "error").await;
     assert!(
-        error["message"].as_str().unwrap().contains("name"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("signed-in user"),
         "{error}"
     );
     let metrics = http(server.http_addr(), "GET", "/metrics", None).await.body;

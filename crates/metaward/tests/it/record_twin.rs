@@ -322,6 +322,7 @@ async fn an_imported_encounter_admits_before_the_server_starts() {
     let server = server::Server::start(server::ServerConfig::ephemeral(&data))
         .await
         .unwrap();
+    sign_in_admin(&server).await;
     let twin = get_json(server.http_addr(), "/api/v1/patients/emr-7/twin").await;
     assert_eq!(twin["patient"]["bed_id"], "b1", "{twin}");
     assert_eq!(twin["patient"]["name"], "Grace Hopper");

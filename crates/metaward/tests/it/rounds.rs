@@ -1,5 +1,5 @@
-//! Virtual rounds over real HTTP: a note with an ACVPU assessment is stored with author and
-//! time and written to the record as a FHIR ClinicalImpression, and the assessment reaches NEWS2 through the log like any observation; refused notes
+//! Virtual rounds over real HTTP: a note with an ACVPU assessment is stored with the signed-in
+//! author and time and written to the record as a FHIR ClinicalImpression, and the assessment reaches NEWS2 through the log like any observation; refused notes
 //! answer with the reason, and are counted and kept as dead letters.
 
 use serde_json::{Value, json};
@@ -23,11 +23,15 @@ async fn a_round_note_is_stored_and_its_acvpu_feeds_news2() {
     let (server, _dir) = start_server().await;
     server.apply_setup(small_setup()).await.unwrap();
     let http_addr = server.http_addr();
+    let wang = user_token(&server, "dr.wang", "physician", None).await;
+    let li = user_token(&server, "nurse.li", "nurse", None).await;
 
+    // The author is the signed-in user; naming oneself is allowed, naming another is not.
     let note = json!({ "patient_id": "p1", "author": "dr.wang", "text": "drowsy, responds to voice",
                        "acvpu": "V", "reviewed": true });
-    let response = http(
+    let response = http_as(
         http_addr,
+        Some(&wang),
         "POST",
         "/api/v1/rounds/notes",
         Some(&note.to_string()),
@@ -80,10 +84,11 @@ async fn a_round_note_is_stored_and_its_acvpu_feeds_news2() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    // A note without an assessment, not a review.
-    let plain = json!({ "patient_id": "p1", "author": "nurse.li", "text": "family informed" });
-    let response = http(
+    // A note without an assessment, not a review, and without an author: the session says who.
+    let plain = json!({ "patient_id": "p1", "text": "family informed" });
+    let response = http_as(
         http_addr,
+        Some(&li),
         "POST",
         "/api/v1/rounds/notes",
         Some(&plain.to_string()),
@@ -91,6 +96,7 @@ async fn a_round_note_is_stored_and_its_acvpu_feeds_news2() {
     .await;
     assert_eq!(response.status, 201, "{}", response.body);
     assert_eq!(response.json()["acvpu"], Value::Null);
+    assert_eq!(response.json()["author"], "nurse.li");
 
     let notes = get_json(http_addr, "/api/v1/rounds/notes?patient=p1").await;
     let texts: Vec<&str> = notes
@@ -119,28 +125,20 @@ async fn refused_round_notes_say_why_and_are_kept() {
     server.apply_setup(small_setup()).await.unwrap();
     let http_addr = server.http_addr();
     let cases = [
+        (json!({ "patient_id": "p1", "acvpu": "X" }), 400, "acvpu"),
         (
-            json!({ "patient_id": "p1", "author": "dr.wang", "acvpu": "X" }),
+            json!({ "patient_id": "p1", "author": "dr.wang", "text": "x" }),
             400,
-            "acvpu",
+            "signed-in user",
         ),
+        (json!({ "patient_id": "p1" }), 400, "text"),
         (
-            json!({ "patient_id": "p1", "author": " ", "text": "x" }),
-            400,
-            "author",
-        ),
-        (
-            json!({ "patient_id": "p1", "author": "dr.wang" }),
-            400,
-            "text",
-        ),
-        (
-            json!({ "patient_id": "nobody", "author": "dr.wang", "text": "x" }),
+            json!({ "patient_id": "nobody", "text": "x" }),
             404,
             "patient",
         ),
         (
-            json!({ "patient_id": "p1", "author": "dr.wang", "text": "x", "extra": 1 }),
+            json!({ "patient_id": "p1", "text": "x", "extra": 1 }),
             400,
             "extra",
         ),
@@ -159,7 +157,7 @@ async fn refused_round_notes_say_why_and_are_kept() {
     // Dead letters reach the store from the log a moment after the answer.
     let reasons = [
         "invalid_acvpu",
-        "missing_author",
+        "wrong_author",
         "empty_note",
         "unknown_patient",
         "invalid_json",

@@ -70,7 +70,7 @@ async fn vitals_give_a_streamed_stored_and_alarmed_news2() {
     .await;
     server.apply_setup(small_setup()).await.unwrap();
     let (http_addr, mqtt) = (server.http_addr(), server.mqtt_addr());
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/api/v1/stream"))
+    let (mut ws, _) = tokio_tungstenite::connect_async(stream_url(http_addr, ""))
         .await
         .expect("ws connects");
     assert_eq!(next_json(&mut ws).await["scores"], json!([]));

@@ -2,9 +2,9 @@
 //! the store), acknowledging and silencing, and patients' own alarm limits. A change answers
 //! only once it is stored, so an acknowledgment that was confirmed is never lost.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use clinical::alarms::{AlarmSubject, LimitTier, MetricLimits, Priority};
 use model::PatientId;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use store::AlarmQuery;
 
 use super::stream::alarm_json;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::pipeline::now;
 use crate::ward::AlarmChange;
 
@@ -29,7 +30,11 @@ pub struct AlarmListQuery {
     limit: Option<usize>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(query): Query<AlarmListQuery>) -> ApiResult {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<AlarmListQuery>,
+) -> ApiResult {
     let subject = match (query.patient, query.room, query.device) {
         (Some(id), None, None) => Some(AlarmSubject::Patient(id.as_str().into())),
         (None, Some(id), None) => Some(AlarmSubject::Room(id.as_str().into())),
@@ -68,9 +73,13 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<AlarmListQu
             )));
         }
     };
-    Ok(Json(json!(
-        alarms.iter().map(alarm_json).collect::<Vec<_>>()
-    )))
+    // Only the alarms of the caller's wards (by the alarm subject's ward now).
+    let alarms: Vec<_> = alarms
+        .iter()
+        .filter(|alarm| caller.sees(state.ward.alarm_scope(&alarm.subject).0.as_ref()))
+        .map(alarm_json)
+        .collect();
+    Ok(Json(json!(alarms)))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResult {
@@ -99,17 +108,18 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResul
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Acknowledge {
-    /// Who acknowledges. (Until users exist, the caller says; then it is the signed-in user.)
-    by: String,
+    /// Who acknowledges: the signed-in user. Optional; if given it must be that user.
+    by: Option<String>,
 }
 
 pub async fn acknowledge(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     body: Result<Json<Acknowledge>, JsonRejection>,
 ) -> ApiResult {
     let Json(body) = body?;
-    let by = non_empty("by", body.by)?;
+    let by = signed_in(&caller, body.by)?;
     let change = state
         .ward
         .change_alarm(id, |engine| engine.acknowledge(id, &by, now()))?;
@@ -119,18 +129,19 @@ pub async fn acknowledge(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRequest {
-    by: String,
+    by: Option<String>,
     reason: String,
     duration_s: u32,
 }
 
 pub async fn silence(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     body: Result<Json<SilenceRequest>, JsonRejection>,
 ) -> ApiResult {
     let Json(body) = body?;
-    let by = non_empty("by", body.by)?;
+    let by = signed_in(&caller, body.by)?;
     let duration_ms = i64::from(body.duration_s) * 1000;
     let change = state.ward.change_alarm(id, |engine| {
         engine.silence(id, &by, &body.reason, duration_ms, now())
@@ -145,14 +156,15 @@ async fn stored(change: AlarmChange) -> ApiResult {
     }
 }
 
-fn non_empty(field: &str, value: String) -> Result<String, ApiError> {
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "`{field}` must not be empty"
-        )));
+/// Who made a change is the signed-in user; a `by` in the body, kept for older clients, must
+/// name that user (nobody acknowledges in another's name).
+fn signed_in(caller: &Caller, by: Option<String>) -> Result<String, ApiError> {
+    match by.map(|by| by.trim().to_owned()) {
+        Some(by) if by != caller.user => Err(ApiError::bad_request(
+            "`by` must be the signed-in user (or left out)",
+        )),
+        _ => Ok(caller.user.clone()),
     }
-    Ok(value)
 }
 
 #[derive(Deserialize)]
@@ -196,10 +208,12 @@ pub async fn get_limits(
 
 pub async fn put_limits(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((patient_id, metric)): Path<(String, String)>,
     body: Result<Json<LimitsBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(body) = body?;
+    let by = signed_in(&caller, body.by.clone())?;
     if state.ward.catalog.by_key(&metric).is_none() {
         return Err(ApiError::bad_request(format!(
             "`{metric}` is not a metric in the catalog"
@@ -240,7 +254,7 @@ pub async fn put_limits(
                 &stored_patient,
                 &stored_metric,
                 Some(&stored_limits),
-                body.by.as_deref(),
+                Some(&by),
                 now(),
             )
         })
@@ -254,6 +268,7 @@ pub async fn put_limits(
 /// Back to the ward's default limits for this metric.
 pub async fn delete_limits(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((patient_id, metric)): Path<(String, String)>,
 ) -> ApiResult {
     let patient = PatientId::new(patient_id);
@@ -261,7 +276,13 @@ pub async fn delete_limits(
     state
         .stores
         .write(move |store| {
-            store.set_alarm_limits(&stored_patient, &stored_metric, None, None, now())
+            store.set_alarm_limits(
+                &stored_patient,
+                &stored_metric,
+                None,
+                Some(&caller.user),
+                now(),
+            )
         })
         .await??;
     state.ward.set_patient_alarm_limits(&patient, &metric, None);

@@ -38,6 +38,8 @@ pub struct AppState {
     pub ingest: crate::pipeline::Ingest,
     /// Who is watching the ward (docs/stream.md, presence).
     pub presence: Arc<presence::Presence>,
+    /// Sessions and the audit trail (`auth`).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -105,12 +107,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/catalog", get(rest::catalog))
         .route("/stream", get(stream::stream))
-        .route("/openapi.json", get(openapi::document));
+        .route("/openapi.json", get(openapi::document))
+        .merge(crate::auth::routes::routes());
     Router::new()
         .nest("/api/v1", api)
         .nest("/fhir", fhir::routes())
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::prometheus))
         .fallback(web::asset)
+        // Every request passes the access policy first (auth::policy): new routes are closed
+        // until listed there.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware::authorize,
+        ))
         .with_state(state)
 }

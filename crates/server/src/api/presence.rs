@@ -1,8 +1,10 @@
 //! Presence on the live stream: clinicians in the same ward see each other, who is at which
 //! bed and where each one stands and looks. A stream client says where it is with
-//! `{"type": "presence", "name", "bed_id", "position", "target"}`; every other client is sent
+//! `{"type": "presence", "bed_id", "position", "target"}`; every other client is sent
 //! `{"type": "presence", "items": [ … ]}` with that clinician's latest state, and `gone: true`
-//! when their connection ends. Nothing is stored: presence is only ever the latest, in memory,
+//! when their connection ends. The name shown is the signed-in user's, taken from the session:
+//! a `name` in the message, kept for older clients, must be that user (nobody appears as
+//! another). Nothing is stored: presence is only ever the latest, in memory,
 //! and a new client is sent everyone present right after its snapshot.
 
 use std::collections::HashMap;
@@ -15,14 +17,14 @@ use tokio::sync::broadcast;
 
 /// Presence messages larger than this are refused: a name and two points fit in far less.
 pub const MAX_PRESENCE_BYTES: usize = 1024;
-const MAX_NAME_CHARS: usize = 80;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PresenceMessage {
     #[serde(rename = "type")]
     _type: String,
-    name: String,
+    /// Optional; if given it must be the signed-in user.
+    name: Option<String>,
     bed_id: Option<String>,
     /// Where the viewer stands, ward metres.
     position: Option<[f64; 3]>,
@@ -64,8 +66,9 @@ impl Presence {
         (id, present, receiver)
     }
 
-    /// Applies a client's text frame; `Err` says why it was refused, in the client's terms.
-    pub fn update(&self, id: u64, text: &str, now_ms: i64) -> Result<(), String> {
+    /// Applies a text frame from the client `id`, signed in as `user`; `Err` says why it was
+    /// refused, in the client's terms.
+    pub fn update(&self, id: u64, user: &str, text: &str, now_ms: i64) -> Result<(), String> {
         if text.len() > MAX_PRESENCE_BYTES {
             return Err(format!(
                 "a presence message has at most {MAX_PRESENCE_BYTES} bytes"
@@ -76,10 +79,12 @@ impl Presence {
         if message._type != "presence" {
             return Err(format!("unknown message type `{}`", message._type));
         }
-        let name = message.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(format!("`name` must be 1 to {MAX_NAME_CHARS} characters"));
+        if let Some(name) = message.name.as_deref().map(str::trim)
+            && name != user
+        {
+            return Err("`name` must be the signed-in user (or left out)".into());
         }
+        let name = user;
         let finite =
             |point: &Option<[f64; 3]>| point.is_none_or(|p| p.iter().all(|v| v.is_finite()));
         if !finite(&message.position) || !finite(&message.target) {
@@ -123,28 +128,35 @@ mod tests {
         let (b, present, _) = presence.join();
         assert!(present.is_empty());
         presence
-            .update(b, r#"{"type":"presence","name":"Dr B","bed_id":"b1","position":[1,1.6,2],"target":[0,0.7,0]}"#, 5)
+            .update(
+                b,
+                "dr-b",
+                r#"{"type":"presence","bed_id":"b1","position":[1,1.6,2],"target":[0,0.7,0]}"#,
+                5,
+            )
             .unwrap();
         let (from, item) = a_feed.try_recv().unwrap();
         assert_eq!(from, b);
-        assert_eq!(item["name"], "Dr B");
+        assert_eq!(item["name"], "dr-b");
         assert_eq!(item["bed_id"], "b1");
         let (_, present, _) = presence.join();
         assert_eq!(present.len(), 1);
         presence.leave(b);
         assert_eq!(a_feed.try_recv().unwrap().1["gone"], true);
         for (bad, why) in [
-            (r#"{"type":"presence","name":""}"#, "name"),
-            (r#"{"type":"chat","name":"x"}"#, "unknown message type"),
-            (
-                r#"{"type":"presence","name":"x","extra":1}"#,
-                "unknown field",
-            ),
+            (r#"{"type":"presence","name":"dr-b"}"#, "signed-in user"),
+            (r#"{"type":"presence","name":""}"#, "signed-in user"),
+            (r#"{"type":"chat"}"#, "unknown message type"),
+            (r#"{"type":"presence","extra":1}"#, "unknown field"),
             (r#"not json"#, "invalid presence message"),
         ] {
-            let error = presence.update(a, bad, 6).unwrap_err();
+            let error = presence.update(a, "dr-a", bad, 6).unwrap_err();
             assert!(error.contains(why), "{bad}: {error}");
         }
-        assert!(presence.update(a, &"x".repeat(2000), 7).is_err());
+        assert!(presence.update(a, "dr-a", &"x".repeat(2000), 7).is_err());
+        // The own name, given or not, is accepted.
+        presence
+            .update(a, "dr-a", r#"{"type":"presence","name":"dr-a"}"#, 8)
+            .unwrap();
     }
 }

@@ -1,11 +1,11 @@
 //! REST handlers under `/api/v1`. Reads come from the live twin (now) or the SQL store
 //! (history); changes to devices and associations go to the store first, then the registry.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use model::{AssociationTarget, BedId, DeviceId, DeviceKind, PatientId, RoomId, Timestamp};
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use twin::{Attribution, DeviceInfo};
 
 use super::stream::{device_health_json, metrics_json, news2_json, status_json, value_json};
 use super::{ApiError, AppState};
+use crate::auth::{Caller, visible_directory};
 use crate::pipeline::now;
 use crate::ward::Ward;
 
@@ -41,12 +42,20 @@ pub async fn catalog(State(state): State<AppState>) -> ApiResult {
     Ok(Json(json!(metrics_json(state.ward.catalog))))
 }
 
-pub async fn wards(State(state): State<AppState>) -> ApiResult {
-    Ok(Json(json!(state.ward.directory().wards)))
+pub async fn wards(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    Ok(Json(json!(
+        visible_directory(&state.ward.directory(), &caller).wards
+    )))
 }
 
-pub async fn rooms(State(state): State<AppState>) -> ApiResult {
-    let directory = state.ward.directory();
+pub async fn rooms(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    let directory = visible_directory(&state.ward.directory(), &caller);
     let rooms: Vec<Value> = directory
         .wards
         .iter()
@@ -61,8 +70,11 @@ pub async fn rooms(State(state): State<AppState>) -> ApiResult {
     Ok(Json(json!(rooms)))
 }
 
-pub async fn beds(State(state): State<AppState>) -> ApiResult {
-    let directory = state.ward.directory();
+pub async fn beds(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    let directory = visible_directory(&state.ward.directory(), &caller);
     let occupant = |bed: &str| {
         directory
             .patients
@@ -83,8 +95,13 @@ pub async fn beds(State(state): State<AppState>) -> ApiResult {
     Ok(Json(json!(beds)))
 }
 
-pub async fn patients(State(state): State<AppState>) -> ApiResult {
-    Ok(Json(json!(state.ward.directory().patients)))
+pub async fn patients(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    Ok(Json(json!(
+        visible_directory(&state.ward.directory(), &caller).patients
+    )))
 }
 
 pub async fn patient(State(state): State<AppState>, Path(patient_id): Path<String>) -> ApiResult {

@@ -6,6 +6,7 @@
 //! R4 `ClinicalImpression` (summary = the text, assessor = the author, the ACVPU as a finding). A refused note is counted and kept as a dead
 //! letter, like any refused input.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use store::RoundNote;
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::pipeline::now;
 use crate::record::DeadLetter;
 use crate::ward::CHARTING_SOURCE;
@@ -28,7 +30,8 @@ const MAX_NOTE_CHARS: usize = 10_000;
 #[serde(deny_unknown_fields)]
 struct NoteRequest {
     patient_id: String,
-    author: String,
+    /// The author is the signed-in user. Optional; if given it must be that user.
+    author: Option<String>,
     #[serde(default)]
     text: String,
     /// `A`, `C` (new confusion), `V`, `P` or `U`.
@@ -57,12 +60,13 @@ pub fn note_json(note: &RoundNote) -> Value {
             "record": note.record_reference })
 }
 
-/// `POST /api/v1/rounds/notes`: 201 with the stored note.
+/// `POST /api/v1/rounds/notes`: 201 with the stored note, written in the signed-in user's name.
 pub async fn create_note(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request = match parse(&state, &body) {
+    let request = match parse(&state, &caller, &body) {
         Ok(request) => request,
         Err((reason, message)) => return Err(refuse(&state, &body, reason, message).await),
     };
@@ -95,7 +99,7 @@ pub async fn create_note(
             .map_err(ApiError::internal)?;
     }
     let (author, text, reviewed) = (
-        request.author.trim().to_owned(),
+        caller.user.clone(),
         request.text.trim().to_owned(),
         request.reviewed,
     );
@@ -163,11 +167,22 @@ fn clinical_impression(
 }
 
 /// Checks a request; on refusal, the metrics reason and the message.
-fn parse(state: &AppState, body: &[u8]) -> Result<NoteRequest, (&'static str, String)> {
+fn parse(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<NoteRequest, (&'static str, String)> {
     let request: NoteRequest =
         serde_json::from_slice(body).map_err(|e| ("invalid_json", format!("invalid note: {e}")))?;
-    if request.author.trim().is_empty() {
-        return Err(("missing_author", "a note needs its `author`".into()));
+    // Nobody writes a note in another's name: an `author`, kept for older clients, must be
+    // the signed-in user.
+    if let Some(author) = request.author.as_deref().map(str::trim)
+        && author != caller.user
+    {
+        return Err((
+            "wrong_author",
+            "`author` must be the signed-in user (or left out)".into(),
+        ));
     }
     if request.text.chars().count() > MAX_NOTE_CHARS {
         return Err((

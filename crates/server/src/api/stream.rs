@@ -29,17 +29,22 @@ const PRESENCE_SOURCE: &str = "stream_presence";
 
 pub async fn stream(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let filter = Filter {
         ward: query.ward.map(model::WardId::new),
         patient: query.patient.map(model::PatientId::new),
+        // The user's wards bound what the stream carries, whatever the query asks.
+        scope: caller.wards,
     };
-    upgrade.on_upgrade(move |socket| serve(state, filter, socket))
+    // Presence shows the signed-in user's name, never one the client picks.
+    let user = caller.user;
+    upgrade.on_upgrade(move |socket| serve(state, filter, user, socket))
 }
 
-async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
+async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSocket) {
     let (snapshot, subscriber) = state.ward.subscribe(filter);
     state.metrics.stream_clients.inc();
     let first = snapshot_message(state.ward.catalog, &snapshot);
@@ -88,7 +93,7 @@ async fn serve(state: AppState, filter: Filter, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(Message::Text(text))) => {
                         state.metrics.received(PRESENCE_SOURCE);
-                        let updated = state.presence.update(presence_id, text.as_str(), now().millis());
+                        let updated = state.presence.update(presence_id, &user, text.as_str(), now().millis());
                         if updated.is_ok() {
                             state.metrics.accepted(PRESENCE_SOURCE, 0, 0);
                         }

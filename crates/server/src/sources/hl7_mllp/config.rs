@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MllpConfig {
     /// A frame larger than this is refused (waveform messages are the largest we expect).
     pub max_frame_bytes: usize,
@@ -11,6 +11,8 @@ pub struct MllpConfig {
     /// Connections served at once; beyond this a new connection is closed at once, so a
     /// misbehaving peer opening sockets cannot exhaust the server's file descriptors.
     pub max_connections: usize,
+    /// MLLP over TLS with this acceptor (the `[tls]` certificate).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Default for MllpConfig {
@@ -19,6 +21,7 @@ impl Default for MllpConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
+            tls: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use hl7::mllp::{self, Framer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -63,15 +63,27 @@ async fn accept_loop(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let work = serve_connection(
-                        stream,
-                        peer,
-                        config.clone(),
-                        handler.clone(),
-                        shutdown.clone(),
-                    );
+                    let (config, handler, shutdown) =
+                        (config.clone(), handler.clone(), shutdown.clone());
                     connections.spawn(async move {
-                        work.await;
+                        match config.tls.clone() {
+                            None => {
+                                let (reader, writer) = stream.into_split();
+                                serve_connection(reader, writer, peer, config, handler, shutdown).await;
+                            }
+                            // The handshake runs in the connection's own task, bounded by the
+                            // idle timeout, so a silent peer holds up nobody else.
+                            Some(acceptor) => {
+                                match tokio::time::timeout(config.idle_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => {
+                                        let (reader, writer) = tokio::io::split(tls);
+                                        serve_connection(reader, writer, peer, config, handler, shutdown).await;
+                                    }
+                                    Ok(Err(error)) => tracing::debug!(%peer, %error, "mllp tls handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "mllp tls handshake timed out"),
+                                }
+                            }
+                        }
                         drop(slot);
                     });
                 }
@@ -89,14 +101,14 @@ async fn accept_loop(
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    mut writer: impl tokio::io::AsyncWrite + Unpin,
     peer: SocketAddr,
     config: MllpConfig,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
 ) {
     tracing::debug!(%peer, "mllp connection");
-    let (mut reader, mut writer) = stream.into_split();
     let mut framer = Framer::new(config.max_frame_bytes);
     let mut buffer = vec![0u8; 64 * 1024];
     loop {

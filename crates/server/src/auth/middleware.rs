@@ -1,0 +1,227 @@
+//! The one gate every HTTP request passes, applied to the whole router (`api::router`): it looks
+//! the route up in the access policy, authenticates the bearer token, checks the role and the
+//! ward scope, puts the [`Caller`] in the request for the handlers that filter lists, and writes
+//! the access to the audit trail with its outcome.
+//!
+//! Refusals: 401 without a valid session (with `WWW-Authenticate: Bearer`), 403 for a role or a
+//! ward the caller does not have; under `/fhir` as an OperationOutcome.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use model::{PatientId, RoomId, WardId};
+use serde_json::json;
+use store::AuditEntry;
+
+use super::policy::{self, Access, Decision, Scope};
+use super::{Caller, source_of};
+use crate::api::AppState;
+use crate::pipeline::now;
+
+/// The token of `Authorization: Bearer …`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Browsers cannot set headers on a WebSocket: the stream also takes `?access_token=`.
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "access_token").then(|| value.to_owned())
+    })
+}
+
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let decision = policy::decide(request.method(), &path);
+    let Access::Authenticated(rule) = decision.access else {
+        return next.run(request).await;
+    };
+    let method = request.method().as_str().to_owned();
+    let source = source_of(request.extensions());
+    let fhir = path.starts_with("/fhir");
+    let token = match bearer(request.headers()) {
+        Some(token) => Some(token.to_owned()),
+        None if decision.template == "/api/v1/stream" => query_token(request.uri().query()),
+        None => None,
+    };
+    let what = format!("{method} {}", decision.template);
+    let now_ms = now().millis();
+    let Some(session) = token.and_then(|token| state.auth.sessions.check(&token, now_ms)) else {
+        state.auth.audit.record(AuditEntry {
+            time_ms: now_ms,
+            actor: "anonymous".into(),
+            role: None,
+            source,
+            action: action(&method, &decision),
+            what,
+            patient_id: None,
+            outcome: "401".into(),
+        });
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            fhir,
+            "sign in: this needs a bearer token from POST /api/v1/auth/login",
+        );
+    };
+    let caller = Caller {
+        user: session.user,
+        role: session.role,
+        wards: session.wards,
+        source,
+    };
+    let entry = |patient_id: Option<String>, outcome: String| AuditEntry {
+        time_ms: now_ms,
+        actor: caller.user.clone(),
+        role: Some(caller.role.key().to_owned()),
+        source: caller.source.clone(),
+        action: action(&method, &decision),
+        what: what.clone(),
+        patient_id,
+        outcome,
+    };
+    if caller.role < rule.role {
+        state.auth.audit.record(entry(None, "403".into()));
+        return refuse(
+            StatusCode::FORBIDDEN,
+            fhir,
+            &format!("this needs the role {} or above", rule.role.key()),
+        );
+    }
+    let (allowed, patient_id) = in_scope(&state, &caller, rule.scope, &decision, &path).await;
+    if !allowed {
+        state.auth.audit.record(entry(patient_id, "403".into()));
+        return refuse(
+            StatusCode::FORBIDDEN,
+            fhir,
+            "not in your wards (or not there at all)",
+        );
+    }
+    let audited = !(rule.scope == Scope::Unscoped && method == "GET");
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    if audited {
+        let status = response.status();
+        let outcome = if status.is_success() || status.is_informational() {
+            "success".to_owned()
+        } else {
+            status.as_u16().to_string()
+        };
+        state.auth.audit.record(entry(patient_id, outcome));
+    }
+    response
+}
+
+fn action(method: &str, decision: &Decision) -> String {
+    let template = decision.template;
+    if template.ends_with("/acknowledge") {
+        "acknowledge"
+    } else if template.ends_with("/silence") {
+        "silence"
+    } else if template == "/api/v1/auth/logout" {
+        "logout"
+    } else if method == "GET" || template == "/fhir/{read}" || template == "/api/v1/sql" {
+        "read"
+    } else {
+        "change"
+    }
+    .to_owned()
+}
+
+/// Whether the route's ward scope lets the caller through, and the patient it concerns (for
+/// the audit trail).
+async fn in_scope(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    decision: &Decision,
+    path: &str,
+) -> (bool, Option<String>) {
+    let param = |name| policy::path_param(decision.template, path, name);
+    match scope {
+        Scope::Unscoped | Scope::Filtered => (true, None),
+        Scope::AllWards => (caller.sees_all_wards(), None),
+        Scope::Patient => {
+            let patient = param("patient_id").unwrap_or_default();
+            let ward = state
+                .ward
+                .directory()
+                .ward_of_patient()
+                .get(&PatientId::new(patient))
+                .cloned();
+            (caller.sees(ward.as_ref()), Some(patient.to_owned()))
+        }
+        Scope::Room => {
+            let room = param("room_id").unwrap_or_default();
+            let ward = state
+                .ward
+                .directory()
+                .ward_of_room()
+                .get(&RoomId::new(room))
+                .cloned();
+            (caller.sees(ward.as_ref()), None)
+        }
+        Scope::Alarm => {
+            if caller.sees_all_wards() {
+                return (true, None);
+            }
+            let Some(id) = param("alarm_id").and_then(|id| id.parse::<u64>().ok()) else {
+                return (false, None);
+            };
+            let alarm = state.stores.read(move |store| store.alarm(id)).await;
+            let Ok(Ok(Some(alarm))) = alarm else {
+                return (false, None);
+            };
+            let (ward, patient): (Option<WardId>, Option<PatientId>) =
+                state.ward.alarm_scope(&alarm.subject);
+            (
+                caller.sees(ward.as_ref()),
+                patient.map(|patient| patient.to_string()),
+            )
+        }
+    }
+}
+
+fn refuse(status: StatusCode, fhir: bool, message: &str) -> Response {
+    let mut response = if fhir {
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "login"
+        } else {
+            "forbidden"
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/fhir+json")],
+            json!({ "resourceType": "OperationOutcome",
+                    "issue": [{ "severity": "error", "code": code, "diagnostics": message }] })
+            .to_string(),
+        )
+            .into_response()
+    } else {
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "unauthorized"
+        } else {
+            "forbidden"
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"metaward\""),
+        );
+    }
+    response
+}
