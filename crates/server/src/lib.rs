@@ -110,11 +110,14 @@ impl Stores {
         &self,
         sql: String,
         limits: store::analytics::SqlLimits,
+        wards: Option<Vec<String>>,
     ) -> Result<Result<store::analytics::SqlResult, store::analytics::SqlError>, ApiError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || store::analytics::query_read_only(&path, &sql, limits))
-            .await
-            .map_err(ApiError::internal)
+        tokio::task::spawn_blocking(move || {
+            store::analytics::query_read_only_in(&path, &sql, limits, wards.as_deref())
+        })
+        .await
+        .map_err(ApiError::internal)
     }
 
     pub async fn read<T: Send + 'static>(

@@ -57,13 +57,34 @@ pub enum SqlError {
     Sql(String),
 }
 
-/// Runs one read-only query against the database at `path`.
+/// Runs one read-only query against the database at `path`, over every ward.
 pub fn query_read_only(path: &Path, sql: &str, limits: SqlLimits) -> Result<SqlResult, SqlError> {
+    query_read_only_in(path, sql, limits, None)
+}
+
+/// Runs one read-only query seeing only `wards` (`None`: every ward). For a ward-scoped
+/// caller each ward table is shadowed by a temporary view of the same name holding only that
+/// ward's rows (SQLite resolves an unqualified name in `temp` first), reading the real tables
+/// other than through those views is refused, and tables that cannot be split by ward (devices,
+/// dead letters, the FHIR record, users, audit) are refused.
+pub fn query_read_only_in(
+    path: &Path,
+    sql: &str,
+    limits: SqlLimits,
+    wards: Option<&[String]>,
+) -> Result<SqlResult, SqlError> {
     let started = Instant::now();
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
     conn.busy_timeout(limits.timeout).map_err(sql_error)?;
-    conn.authorizer(Some(only_reading)).map_err(sql_error)?;
+    match wards {
+        None => conn.authorizer(Some(only_reading)).map_err(sql_error)?,
+        Some(wards) => {
+            conn.execute_batch(&ward_views(wards)).map_err(sql_error)?;
+            conn.authorizer(Some(only_reading_through_ward_views))
+                .map_err(sql_error)?
+        }
+    }
     let deadline = started + limits.timeout;
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))
         .map_err(sql_error)?;
@@ -139,6 +160,68 @@ fn only_reading(context: AuthContext<'_>) -> Authorization {
         } => Authorization::Allow,
         _ => Authorization::Deny,
     }
+}
+
+/// The temporary views that shadow the ward tables for a caller of `wards`. A patient belongs
+/// to a ward once they have stayed in one of its beds.
+fn ward_views(wards: &[String]) -> String {
+    let list = if wards.is_empty() {
+        "NULL".to_owned()
+    } else {
+        wards
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rooms = format!("SELECT id FROM main.rooms WHERE ward_id IN ({list})");
+    let beds = format!("SELECT id FROM main.beds WHERE room_id IN ({rooms})");
+    let patients = format!("SELECT patient_id FROM main.bed_occupancy WHERE bed_id IN ({beds})");
+    let by_patient = format!("patient_id IN ({patients})");
+    let patient_or_room = format!("{by_patient} OR room_id IN ({rooms})");
+    let views = [
+        ("wards", format!("id IN ({list})")),
+        ("rooms", format!("ward_id IN ({list})")),
+        ("beds", format!("room_id IN ({rooms})")),
+        ("bed_occupancy", format!("bed_id IN ({beds})")),
+        ("patients", format!("id IN ({patients})")),
+        ("conditions", by_patient.clone()),
+        ("vitals", patient_or_room.clone()),
+        ("waveform_chunks", patient_or_room),
+        ("news2_scores", by_patient.clone()),
+        ("oxygen_targets", by_patient.clone()),
+        ("round_notes", by_patient.clone()),
+        ("alarm_limit_overrides", by_patient.clone()),
+        ("alarm_limit_tiers", by_patient),
+        (
+            "alarms",
+            format!(
+                "(subject_kind = 'patient' AND subject_id IN ({patients})) \
+                 OR (subject_kind = 'room' AND subject_id IN ({rooms}))"
+            ),
+        ),
+        (
+            "alarm_events",
+            "alarm_id IN (SELECT id FROM temp.alarms)".to_owned(),
+        ),
+    ];
+    views
+        .iter()
+        .map(|(table, condition)| {
+            format!("CREATE TEMP VIEW {table} AS SELECT * FROM main.{table} WHERE {condition};\n")
+        })
+        .collect()
+}
+
+/// For a ward-scoped caller: [`only_reading`], and the real tables only through the ward views.
+fn only_reading_through_ward_views(context: AuthContext<'_>) -> Authorization {
+    if let AuthAction::Read { .. } = context.action
+        && context.database_name == Some("main")
+        && context.accessor.is_none()
+    {
+        return Authorization::Deny;
+    }
+    only_reading(context)
 }
 
 fn sql_error(error: rusqlite::Error) -> SqlError {
@@ -217,6 +300,52 @@ mod tests {
         // Describing the schema is allowed.
         let info = query_read_only(&path, "PRAGMA table_info(wards)", SqlLimits::default());
         assert!(info.is_ok(), "{info:?}");
+    }
+
+    #[test]
+    fn a_ward_scoped_caller_sees_only_their_wards_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "INSERT INTO wards (id, name) VALUES ('w1', 'Ward 1'), ('w2', 'Ward 2');
+                 INSERT INTO rooms (id, ward_id, name, x, z, width, depth)
+                     VALUES ('r1', 'w1', 'R1', 0, 0, 1, 1), ('r2', 'w2', 'R2', 0, 0, 1, 1);
+                 INSERT INTO beds (id, room_id, label, x, z, rotation)
+                     VALUES ('b1', 'r1', 'B1', 0, 0, 0), ('b2', 'r2', 'B2', 0, 0, 0);
+                 INSERT INTO patients (id, name, sex) VALUES ('p1', 'One', 'female'), ('p2', 'Two', 'male');
+                 INSERT INTO bed_occupancy (patient_id, bed_id, from_ms) VALUES ('p1', 'b1', 0), ('p2', 'b2', 0);
+                 INSERT INTO vitals (log_offset, device_id, patient_id, metric, value, device_time_ms, received_ms)
+                     VALUES (1, 'd1', 'p1', 'spo2', 97, 1, 1), (2, 'd2', 'p2', 'spo2', 88, 1, 1);",
+            )
+            .unwrap();
+        let w1 = ["w1".to_owned()];
+        let ask = |sql: &str| query_read_only_in(&path, sql, SqlLimits::default(), Some(&w1));
+        let seen = ask("SELECT p.id, v.value FROM patients p JOIN vitals v ON v.patient_id = p.id")
+            .unwrap();
+        assert_eq!(
+            seen.rows,
+            [vec![SqlValue::Text("p1".into()), SqlValue::Real(97.0)]]
+        );
+        assert_eq!(
+            ask("SELECT count(*) FROM wards").unwrap().rows[0][0],
+            SqlValue::Integer(1)
+        );
+        // The real tables, and the tables no ward owns, are out of reach.
+        for sql in [
+            "SELECT * FROM main.vitals",
+            "SELECT * FROM devices",
+            "SELECT * FROM dead_letters",
+            "SELECT * FROM fhir_resources",
+        ] {
+            assert!(matches!(ask(sql), Err(SqlError::NotAllowed(_))), "{sql}");
+        }
+        // Every ward: everything.
+        let all =
+            query_read_only(&path, "SELECT count(*) FROM vitals", SqlLimits::default()).unwrap();
+        assert_eq!(all.rows[0][0], SqlValue::Integer(2));
     }
 
     #[test]

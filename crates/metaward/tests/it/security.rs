@@ -101,6 +101,13 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
             );
             if unscoped {
                 // Not patient data (the stream is checked for scope below).
+            } else if path == "/sql" {
+                // Answered over the caller's wards only (checked with queries below).
+                assert!(
+                    !other.body.contains("Ada"),
+                    "{method} {url}: {}",
+                    other.body
+                );
             } else if matches!(
                 path.as_str(),
                 "/wards" | "/rooms" | "/beds" | "/patients" | "/alarms"
@@ -246,10 +253,13 @@ async fn roles_decide_who_may_change_what() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     let changed = http_as(http_addr, Some(&physician), "PUT", put_limits, Some(limits)).await;
     assert_eq!(changed.status, 200, "{}", changed.body);
-    // SQL cannot be filtered by ward: physicians of every ward only.
+    // SQL: physicians and admins; a ward-scoped one sees only their wards' rows.
     let refused = http_as(http_addr, Some(&nurse), "POST", "/api/v1/sql", Some(sql)).await;
     assert_eq!(refused.status, 403);
-    let refused = http_as(
+    let answered = http_as(http_addr, Some(&chief), "POST", "/api/v1/sql", Some(sql)).await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let all_vitals = answered.json()["rows"][0][0].clone();
+    let own = http_as(
         http_addr,
         Some(&physician),
         "POST",
@@ -257,13 +267,19 @@ async fn roles_decide_who_may_change_what() {
         Some(sql),
     )
     .await;
+    assert_eq!(own.status, 200, "a ward-scoped physician: {}", own.body);
+    assert_eq!(own.json()["rows"][0][0], all_vitals, "w1 holds every value");
+    let stranger = user_token(&server, "doc9", "physician", Some(vec!["w9".to_owned()])).await;
+    let none = http_as(http_addr, Some(&stranger), "POST", "/api/v1/sql", Some(sql)).await;
+    assert_eq!(none.status, 200, "{}", none.body);
     assert_eq!(
-        refused.status, 403,
-        "a ward-scoped physician: {}",
-        refused.body
+        none.json()["rows"][0][0],
+        0,
+        "another ward's physician sees no value"
     );
-    let answered = http_as(http_addr, Some(&chief), "POST", "/api/v1/sql", Some(sql)).await;
-    assert_eq!(answered.status, 200, "{}", answered.body);
+    let raw = r#"{"query": "SELECT count(*) FROM main.vitals"}"#;
+    let refused = http_as(http_addr, Some(&stranger), "POST", "/api/v1/sql", Some(raw)).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
     // Only admins manage users and devices.
     let refused = http_as(http_addr, Some(&chief), "GET", "/api/v1/users", None).await;
     assert_eq!(refused.status, 403);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use store::analytics::{SqlError, SqlLimits, SqlValue};
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 
 /// The most a caller may ask for.
 const MAX_ROWS: usize = 100_000;
@@ -28,6 +30,7 @@ pub struct SqlRequest {
 
 pub async fn run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = body?;
@@ -43,7 +46,14 @@ pub async fn run(
     };
     let result = state
         .stores
-        .query_read_only(request.query, limits)
+        .query_read_only(
+            request.query,
+            limits,
+            caller
+                .wards
+                .as_ref()
+                .map(|wards| wards.iter().map(ToString::to_string).collect()),
+        )
         .await?
         .map_err(|error| {
             let code = match error {

@@ -202,8 +202,8 @@ pub const API: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/associations", rule(Admin, AllWards)),
     // Raw device payloads may carry patient data.
     ("GET", "/api/v1/dead-letters", rule(Admin, AllWards)),
-    // SQL cannot be filtered by ward row by row: physicians and admins of every ward only.
-    ("POST", "/api/v1/sql", rule(Physician, AllWards)),
+    // SQL: the handler runs a ward-scoped caller's query over views of their wards' rows.
+    ("POST", "/api/v1/sql", rule(Physician, Filtered)),
     ("GET", "/api/v1/users", rule(Admin, AllWards)),
     ("POST", "/api/v1/users", rule(Admin, AllWards)),
     (
