@@ -204,6 +204,12 @@ fn ward_views(wards: &[String]) -> String {
             "alarm_events",
             "alarm_id IN (SELECT id FROM temp.alarms)".to_owned(),
         ),
+        // The record's views, to the ward's patients.
+        ("record_encounters", format!("patient_id IN ({patients})")),
+        ("record_conditions", format!("patient_id IN ({patients})")),
+        ("record_medications", format!("patient_id IN ({patients})")),
+        ("record_allergies", format!("patient_id IN ({patients})")),
+        ("record_labs", format!("patient_id IN ({patients})")),
     ];
     views
         .iter()
@@ -321,6 +327,30 @@ mod tests {
                      VALUES (1, 'd1', 'p1', 'spo2', 97, 1, 1), (2, 'd2', 'p2', 'spo2', 88, 1, 1);",
             )
             .unwrap();
+        // The record: a medication each for p1 and p2.
+        for (id, patient) in [("m1", "p1"), ("m2", "p2")] {
+            let resource = format!(
+                r#"{{"resourceType": "MedicationRequest", "id": "{id}", "status": "active",
+                    "subject": {{"reference": "Patient/{patient}"}},
+                    "medicationCodeableConcept": {{"coding": [{{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "313782", "display": "Acetaminophen 325 MG"}}]}}}}"#
+            );
+            store
+                .connection()
+                .execute(
+                    "INSERT INTO fhir_resources (resource_type, id, version, last_updated_ms, resource)
+                     VALUES ('MedicationRequest', ?1, 1, 0, ?2)",
+                    rusqlite::params![id, resource],
+                )
+                .unwrap();
+            store
+                .connection()
+                .execute(
+                    "INSERT INTO fhir_current (resource_type, id, version, last_updated_ms)
+                     VALUES ('MedicationRequest', ?1, 1, 0)",
+                    [id],
+                )
+                .unwrap();
+        }
         let w1 = ["w1".to_owned()];
         let ask = |sql: &str| query_read_only_in(&path, sql, SqlLimits::default(), Some(&w1));
         let seen = ask("SELECT p.id, v.value FROM patients p JOIN vitals v ON v.patient_id = p.id")
@@ -333,12 +363,33 @@ mod tests {
             ask("SELECT count(*) FROM wards").unwrap().rows[0][0],
             SqlValue::Integer(1)
         );
+        // The record joins the ward's tables, within the ward.
+        let meds = ask(
+            "SELECT p.id, m.code, m.display FROM patients p JOIN record_medications m ON m.patient_id = p.id",
+        )
+        .unwrap();
+        assert_eq!(
+            meds.rows,
+            [vec![
+                SqlValue::Text("p1".into()),
+                SqlValue::Text("313782".into()),
+                SqlValue::Text("Acetaminophen 325 MG".into())
+            ]]
+        );
+        let everyone = query_read_only(
+            &path,
+            "SELECT count(*) FROM record_medications",
+            SqlLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(everyone.rows[0][0], SqlValue::Integer(2));
         // The real tables, and the tables no ward owns, are out of reach.
         for sql in [
             "SELECT * FROM main.vitals",
             "SELECT * FROM devices",
             "SELECT * FROM dead_letters",
             "SELECT * FROM fhir_resources",
+            "SELECT * FROM main.record_medications",
         ] {
             assert!(matches!(ask(sql), Err(SqlError::NotAllowed(_))), "{sql}");
         }

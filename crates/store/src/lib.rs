@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v8_rounds.sql"),
     include_str!("schema/v9_emr.sql"),
     include_str!("schema/v10_security.sql"),
+    include_str!("schema/v11_record_views.sql"),
 ];
 
 /// The schema version this build writes.
