@@ -295,8 +295,12 @@ test("the acuity worklist orders by band then score, and next patient flies ther
   }
   const shownFirst = await page.evaluate(() => document.querySelector("#overview-rows tr:not([hidden])").dataset.bed);
   assert.ok(shownFirst, "the acuity list shows no row");
-  const first = await page.evaluate(() => window.__metaward.overviewOrder()[0]);
-  await page.click('[data-testid="next-patient"]');
+  // Scores move every second, and so can the order: read the top and press "next" in one tick.
+  const first = await page.evaluate(() => {
+    const top = window.__metaward.overviewOrder()[0];
+    document.querySelector('[data-testid="next-patient"]').click();
+    return top;
+  });
   await page.waitForTimeout(1500);
   assert.equal(await page.evaluate(() => window.__metaward.selectedBed()), first);
   await page.click('[data-testid="overview-sort"]');
