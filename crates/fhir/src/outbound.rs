@@ -147,6 +147,7 @@ mod tests {
             received_time: Timestamp::from_millis(1_764_000_000_250),
             body_site: None,
             quality,
+            reference_range: None,
         }
     }
 

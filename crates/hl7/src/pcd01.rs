@@ -426,14 +426,22 @@ fn map_obx(context: &Context<'_>, obx: &Segment, issues: &mut Vec<Issue>) -> Opt
         }
     };
     match observation {
-        Ok(observation) => Some(Mapped {
-            observation,
-            sub_id,
-            position: obx.position,
-            limits: limits_of(obx.value(7)),
-            abnormal_flags,
-            result_status,
-        }),
+        Ok(mut observation) => {
+            let limits = limits_of(obx.value(7));
+            // OBX-7 travels with the value: the log, the store and REST history keep it.
+            observation.reference_range = limits.map(|limits| model::ReferenceRange {
+                low: limits.low,
+                high: limits.high,
+            });
+            Some(Mapped {
+                observation,
+                sub_id,
+                position: obx.position,
+                limits,
+                abnormal_flags,
+                result_status,
+            })
+        }
         Err(error) => {
             let (field, code) = match &error {
                 NormalizeError::UnitMismatch { .. } => (6, ErrorCode::TableValueNotFound),

@@ -382,6 +382,7 @@ fn observation(
         received_time: time,
         body_site: None,
         quality,
+        reference_range: None,
     }
 }
 

@@ -17,5 +17,5 @@ pub use body::{BodyPart, BodyRegion, Side};
 pub use catalog::{Catalog, CatalogError, Metric, MetricCategory, MetricKind, Range};
 pub use device::{AssociationTarget, DeviceKind};
 pub use ids::{BedId, DeviceId, PatientId, RoomId, WardId};
-pub use observation::{Observation, ObservedValue, Quality, WaveformChunk};
+pub use observation::{Observation, ObservedValue, Quality, ReferenceRange, WaveformChunk};
 pub use time::Timestamp;

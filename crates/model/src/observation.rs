@@ -17,6 +17,16 @@ pub struct Observation {
     /// the payload's `body_site`). Otherwise the device placement or the catalog default applies.
     pub body_site: Option<BodyRegion>,
     pub quality: Quality,
+    /// The reference or alarm limits the device sent with the value (HL7 OBX-7, FHIR
+    /// `referenceRange`), kept to show beside it; metaward's own alarm limits are separate.
+    pub reference_range: Option<ReferenceRange>,
+}
+
+/// A range a value is judged against, either end open.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReferenceRange {
+    pub low: Option<f64>,
+    pub high: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

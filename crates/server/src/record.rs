@@ -10,7 +10,8 @@ use model::{
 use serde::{Deserialize, Serialize};
 use twin::{Attributed, Attribution};
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 2 added each observation's reference range; version 1 records still decode (`v1`).
+const FORMAT_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
@@ -75,10 +76,107 @@ struct WireObservation {
     patient: Option<String>,
     bed: Option<String>,
     room: Option<String>,
+    /// (low, high) of the range the device sent with the value.
+    reference_range: Option<(Option<f64>, Option<f64>)>,
+}
+
+/// The record format before reference ranges, read from logs written then.
+mod v1 {
+    use serde::Deserialize;
+
+    use super::{DeadLetter, WireValue};
+
+    #[derive(Deserialize)]
+    #[cfg_attr(test, derive(serde::Serialize))]
+    pub enum Wire {
+        Observations {
+            source: String,
+            device_id: String,
+            received_ms: i64,
+            observations: Vec<WireObservation>,
+        },
+        DeadLetter(DeadLetter),
+        Transaction(Vec<WireGroup>),
+    }
+
+    #[derive(Deserialize)]
+    #[cfg_attr(test, derive(serde::Serialize))]
+    pub struct WireGroup {
+        pub source: String,
+        pub device_id: String,
+        pub received_ms: i64,
+        pub observations: Vec<WireObservation>,
+    }
+
+    #[derive(Deserialize)]
+    #[cfg_attr(test, derive(serde::Serialize))]
+    pub struct WireObservation {
+        pub metric: String,
+        pub device_time_ms: i64,
+        pub value: WireValue,
+        pub body_site: Option<String>,
+        pub region: Option<String>,
+        pub implausible: bool,
+        pub device_flagged: bool,
+        pub patient: Option<String>,
+        pub bed: Option<String>,
+        pub room: Option<String>,
+    }
+
+    impl From<WireObservation> for super::WireObservation {
+        fn from(old: WireObservation) -> Self {
+            super::WireObservation {
+                metric: old.metric,
+                device_time_ms: old.device_time_ms,
+                value: old.value,
+                body_site: old.body_site,
+                region: old.region,
+                implausible: old.implausible,
+                device_flagged: old.device_flagged,
+                patient: old.patient,
+                bed: old.bed,
+                room: old.room,
+                reference_range: None,
+            }
+        }
+    }
+
+    impl From<WireGroup> for super::WireGroup {
+        fn from(old: WireGroup) -> Self {
+            super::WireGroup {
+                source: old.source,
+                device_id: old.device_id,
+                received_ms: old.received_ms,
+                observations: old.observations.into_iter().map(Into::into).collect(),
+            }
+        }
+    }
+
+    impl From<Wire> for super::Wire {
+        fn from(old: Wire) -> Self {
+            match old {
+                Wire::Observations {
+                    source,
+                    device_id,
+                    received_ms,
+                    observations,
+                } => super::Wire::Observations {
+                    source,
+                    device_id,
+                    received_ms,
+                    observations: observations.into_iter().map(Into::into).collect(),
+                },
+                Wire::DeadLetter(dead) => super::Wire::DeadLetter(dead),
+                Wire::Transaction(groups) => {
+                    super::Wire::Transaction(groups.into_iter().map(Into::into).collect())
+                }
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
-enum WireValue {
+pub(crate) enum WireValue {
     Numeric(f64),
     Waveform { rate_hz: f64, samples: Vec<f32> },
 }
@@ -124,10 +222,12 @@ impl LogRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
         let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-        if version != FORMAT_VERSION {
-            return Err(RecordError::Version(version));
-        }
-        Ok(match postcard::from_bytes::<Wire>(body)? {
+        let wire = match version {
+            FORMAT_VERSION => postcard::from_bytes::<Wire>(body)?,
+            1 => postcard::from_bytes::<v1::Wire>(body)?.into(),
+            other => return Err(RecordError::Version(other)),
+        };
+        Ok(match wire {
             Wire::DeadLetter(dead) => LogRecord::DeadLetter(dead),
             Wire::Observations {
                 source,
@@ -202,6 +302,9 @@ fn to_wire(attributed: &Attributed) -> WireObservation {
             .room
             .as_ref()
             .map(ToString::to_string),
+        reference_range: observation
+            .reference_range
+            .map(|range| (range.low, range.high)),
     }
 }
 
@@ -234,6 +337,9 @@ fn from_wire(
                 implausible: wire.implausible,
                 device_flagged: wire.device_flagged,
             },
+            reference_range: wire
+                .reference_range
+                .map(|(low, high)| model::ReferenceRange { low, high }),
         },
         region: region(wire.region)?,
         attribution: Attribution {
@@ -247,6 +353,69 @@ fn from_wire(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_range_survives_the_log() {
+        let mut observation = Observation {
+            device_id: "mon-1".into(),
+            metric: "nibp_systolic".into(),
+            value: ObservedValue::Numeric(140.0),
+            device_time: Timestamp(4),
+            received_time: Timestamp(5),
+            body_site: None,
+            quality: Quality::GOOD,
+            reference_range: None,
+        };
+        observation.reference_range = Some(model::ReferenceRange {
+            low: None,
+            high: Some(120.0),
+        });
+        let record = LogRecord::Observations(ObservationsRecord {
+            source: "hl7".into(),
+            device_id: "mon-1".into(),
+            received: Timestamp(5),
+            observations: vec![Attributed {
+                observation: observation.clone(),
+                attribution: Attribution::default(),
+                region: None,
+            }],
+        });
+        assert_eq!(record.encode()[0], 2);
+        assert_eq!(LogRecord::decode(&record.encode()).unwrap(), record);
+    }
+
+    #[test]
+    fn a_version_1_record_still_decodes() {
+        let old = v1::Wire::Observations {
+            source: "mqtt".into(),
+            device_id: "mon-1".into(),
+            received_ms: 5,
+            observations: vec![v1::WireObservation {
+                metric: "spo2".into(),
+                device_time_ms: 4,
+                value: WireValue::Numeric(97.0),
+                body_site: None,
+                region: Some("finger_left".into()),
+                implausible: false,
+                device_flagged: false,
+                patient: Some("p1".into()),
+                bed: None,
+                room: None,
+            }],
+        };
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+        let LogRecord::Observations(record) = LogRecord::decode(&bytes).unwrap() else {
+            panic!("not observations");
+        };
+        let observation = &record.observations[0].observation;
+        assert_eq!(observation.value, ObservedValue::Numeric(97.0));
+        assert_eq!(observation.reference_range, None);
+        assert_eq!(
+            record.observations[0].attribution.patient,
+            Some("p1".into())
+        );
+    }
     use model::{BodyPart, BodyRegion, Side};
 
     #[test]
@@ -269,6 +438,7 @@ mod tests {
                             implausible: false,
                             device_flagged: true,
                         },
+                        reference_range: None,
                     },
                     attribution: Attribution {
                         patient: Some("p".into()),
@@ -289,6 +459,7 @@ mod tests {
                         received_time: Timestamp(10),
                         body_site: None,
                         quality: Quality::GOOD,
+                        reference_range: None,
                     },
                     attribution: Attribution::default(),
                     region: None,

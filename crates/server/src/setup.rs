@@ -259,6 +259,7 @@ pub fn load_ward(
                 received_time: value.received_time,
                 body_site: value.body_site,
                 quality: value.quality,
+                reference_range: None,
             };
             let mut attributed =
                 twin::attribution::attribute(&registry, catalog, observation, None);

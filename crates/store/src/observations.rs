@@ -42,8 +42,8 @@ impl Store {
             let mut insert_vital = tx.prepare_cached(
                 "INSERT OR IGNORE INTO vitals (log_offset, device_id, patient_id, room_id, bed_id,
                      metric, value, device_time_ms, received_ms, body_site, implausible,
-                     device_flagged)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     device_flagged, ref_low, ref_high)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             let mut insert_chunk = tx.prepare_cached(
                 "INSERT OR IGNORE INTO waveform_chunks (log_offset, device_id, patient_id, room_id,
@@ -77,6 +77,8 @@ impl Store {
                             body_site,
                             observation.quality.implausible,
                             observation.quality.device_flagged,
+                            observation.reference_range.and_then(|range| range.low),
+                            observation.reference_range.and_then(|range| range.high),
                         ])?;
                     }
                     ObservedValue::Waveform(chunk) => {
@@ -190,7 +192,8 @@ impl Store {
         let (column, id) = subject_column(subject);
         // The column name comes from a closed set, never from input.
         let sql = format!(
-            "SELECT device_time_ms, value, implausible, device_flagged, device_id FROM vitals
+            "SELECT device_time_ms, value, implausible, device_flagged, device_id, ref_low, ref_high
+             FROM vitals
              WHERE {column} = ?1 AND metric = ?2 AND device_time_ms >= ?3 AND device_time_ms < ?4
              ORDER BY device_time_ms, log_offset LIMIT ?5"
         );
@@ -209,6 +212,13 @@ impl Store {
                             device_flagged: row.get(3)?,
                         },
                         device_id: DeviceId::new(row.get::<_, String>(4)?),
+                        reference_range: match (
+                            row.get::<_, Option<f64>>(5)?,
+                            row.get::<_, Option<f64>>(6)?,
+                        ) {
+                            (None, None) => None,
+                            (low, high) => Some(model::ReferenceRange { low, high }),
+                        },
                     })
                 },
             )?

@@ -128,6 +128,8 @@ pub struct HistoryPoint {
     pub value: f64,
     pub quality: Quality,
     pub device_id: DeviceId,
+    /// The limits the device sent with the value, if any.
+    pub reference_range: Option<model::ReferenceRange>,
 }
 
 /// The last value of one metric for a subject.

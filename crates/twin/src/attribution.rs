@@ -96,6 +96,7 @@ mod tests {
             received_time: Timestamp(t),
             body_site,
             quality: Quality::GOOD,
+            reference_range: None,
         }
     }
 

@@ -241,6 +241,7 @@ mod tests {
             received_time: Timestamp(t),
             body_site: None,
             quality,
+            reference_range: None,
         }
     }
 

@@ -237,6 +237,7 @@ mod tests {
                 received_time: Timestamp(t),
                 body_site: None,
                 quality: Quality::GOOD,
+                reference_range: None,
             },
             attribution: Attribution {
                 patient: patient.map(PatientId::from),

@@ -115,6 +115,7 @@ pub fn normalize_numeric(
             implausible: !metric.plausible.contains(value),
             device_flagged: raw.device_flagged,
         },
+        reference_range: None,
     })
 }
 
@@ -149,6 +150,7 @@ pub fn normalize_waveform(
             implausible,
             device_flagged: raw.device_flagged,
         },
+        reference_range: None,
     })
 }
 

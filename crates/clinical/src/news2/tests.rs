@@ -370,6 +370,7 @@ fn inputs_come_from_catalog_observations() {
         received_time: at(0),
         body_site: None,
         quality: Quality::GOOD,
+        reference_range: None,
     };
     for (metric, parameter) in [
         ("respiration_rate", Parameter::RespirationRate),

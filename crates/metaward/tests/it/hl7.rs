@@ -351,6 +351,27 @@ async fn every_shared_pcd01_file_ingests_as_its_content_says() {
             .len(),
         1
     );
+    // OBX-7 limits travel with their values: `<120` and `75 - 90`.
+    let points = async |metric: &str| {
+        get_json(
+            http_addr,
+            &format!("/api/v1/patients/111222333444/history?metric={metric}&from=0"),
+        )
+        .await["points"]
+            .clone()
+    };
+    let systolic = points("nibp_systolic").await;
+    assert_eq!(
+        systolic[0]["reference_range"],
+        serde_json::json!({ "low": null, "high": 120.0 }),
+        "{systolic}"
+    );
+    let diastolic = points("nibp_diastolic").await;
+    assert_eq!(
+        diastolic[0]["reference_range"],
+        serde_json::json!({ "low": 75.0, "high": 90.0 }),
+        "{diastolic}"
+    );
 
     // v2.6 with a PID-13 component withdrawn in 2.6: a field we do not read, so accepted.
     let ack = send("hapi-MessageValidatorTest-withdrawn-datatype.hl7").await;

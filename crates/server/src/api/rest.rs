@@ -364,7 +364,8 @@ async fn history(state: AppState, subject: Subject, query: HistoryQuery) -> ApiR
         .iter()
         .map(|p| {
             json!({ "time": p.time.millis(), "value": p.value, "device_id": p.device_id.to_string(),
-                    "artefact": p.quality.is_artefact() })
+                    "artefact": p.quality.is_artefact(),
+                    "reference_range": p.reference_range.map(|r| json!({ "low": r.low, "high": r.high })) })
         })
         .collect();
     Ok(Json(

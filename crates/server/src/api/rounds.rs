@@ -85,6 +85,7 @@ pub async fn create_note(
             received_time: at,
             body_site: None,
             quality: Quality::GOOD,
+            reference_range: None,
         };
         state
             .ingest
