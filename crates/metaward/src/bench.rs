@@ -132,14 +132,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let seconds = args.seconds as f64;
     latencies_ms.sort_by(f64::total_cmp);
     alarm_latencies_ms.sort_by(f64::total_cmp);
-    let quantile_of = |sorted: &[f64], q: f64| {
-        sorted
-            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    let quantile = |q: f64| quantile_of(&latencies_ms, q);
-    let alarm_quantile = |q: f64| quantile_of(&alarm_latencies_ms, q);
+    let quantile = |q: f64| self::quantile(&latencies_ms, q);
+    let alarm_quantile = |q: f64| self::quantile(&alarm_latencies_ms, q);
     let result = json!({
         "beds": args.beds,
         "seconds": args.seconds,
@@ -229,12 +223,7 @@ async fn run_hl7(args: BenchArgs) -> anyhow::Result<()> {
     }
     let seconds = args.seconds as f64;
     latencies_ms.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        latencies_ms
-            .get(((latencies_ms.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let quantile = |q: f64| self::quantile(&latencies_ms, q);
     let result = json!({
         "protocol": "hl7",
         "beds": args.beds,
@@ -458,4 +447,13 @@ pub async fn bench_token(server: &server::Server) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("the bench user could not sign in"))
+}
+
+/// The `q` quantile (nearest rank) of sorted values; NaN when there are none. Every bench mode
+/// reports its latencies with it.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }

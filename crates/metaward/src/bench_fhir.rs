@@ -62,12 +62,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let seconds = args.seconds as f64;
     load.latencies_ms.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        load.latencies_ms
-            .get(((load.latencies_ms.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let quantile = |q: f64| crate::bench::quantile(&load.latencies_ms, q);
     let result = json!({
         "protocol": "fhir",
         "connections": args.connections,
