@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub mqtt_tls: Option<tls::TlsFiles>,
     /// HL7 MLLP over TLS on the `mllp` address, with this certificate and key.
     pub mllp_tls: Option<tls::TlsFiles>,
+    /// Single sign-on through an OpenID Connect provider (`[auth.oidc]`).
+    pub oidc: Option<auth::oidc::OidcConfig>,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
             tls: None,
             mqtt_tls: None,
             mllp_tls: None,
+            oidc: None,
         }
     }
 }
@@ -313,9 +316,15 @@ impl Server {
                 })
             }
         };
+        let oidc = config
+            .oidc
+            .clone()
+            .map(auth::oidc::Oidc::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let audit_shutdown = CancellationToken::new();
         let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
-        let auth = auth::Auth::new(audit);
+        let auth = auth::Auth::new(audit, oidc);
         let app = app(auth);
         let http_shutdown = shutdown.clone();
         let (tls, plain) = match &config.tls {

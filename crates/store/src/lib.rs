@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v10_security.sql"),
     include_str!("schema/v11_record_views.sql"),
     include_str!("schema/v12_reference_ranges.sql"),
+    include_str!("schema/v14_oidc.sql"),
 ];
 
 /// The schema version this build writes.

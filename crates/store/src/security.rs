@@ -23,6 +23,8 @@ pub struct UserRecord {
     pub locked_until_ms: Option<i64>,
     pub created_at_ms: i64,
     pub password_set_at_ms: i64,
+    /// The OpenID Connect subject linked to this user (single sign-on), if any.
+    pub oidc_subject: Option<String>,
 }
 
 pub struct NewUser<'a> {
@@ -119,7 +121,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT name, role, all_wards, password_hash, disabled, failed_logins,
-                        locked_until_ms, created_at_ms, password_set_at_ms
+                        locked_until_ms, created_at_ms, password_set_at_ms, oidc_subject
                  FROM users WHERE name = ?1",
                 params![name],
                 |row| {
@@ -133,6 +135,7 @@ impl Store {
                         locked_until_ms: row.get(6)?,
                         created_at_ms: row.get(7)?,
                         password_set_at_ms: row.get(8)?,
+                        oidc_subject: row.get(9)?,
                     })
                 },
             )
@@ -179,6 +182,45 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// The user linked to an OpenID Connect subject.
+    pub fn user_by_oidc_subject(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
+        let name: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM users WHERE oidc_subject = ?1",
+                params![subject],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match name {
+            Some(name) => self.user(&name),
+            None => Ok(None),
+        }
+    }
+
+    /// Links a user to an OpenID Connect subject (`None`: unlinks). Fails
+    /// (`StoreError::Conflict`) if another user has that subject.
+    pub fn set_user_oidc_subject(
+        &self,
+        name: &str,
+        subject: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(subject) = subject
+            && let Some(other) = self.user_by_oidc_subject(subject)?
+            && other.name != name
+        {
+            return Err(StoreError::Conflict(format!(
+                "the identity is already linked to user `{}`",
+                other.name
+            )));
+        }
+        let changed = self.conn.execute(
+            "UPDATE users SET oidc_subject = ?2 WHERE name = ?1",
+            params![name, subject],
+        )?;
+        self.require_user(changed, name)
     }
 
     /// Enables or disables a user.
@@ -394,6 +436,44 @@ mod tests {
                 .execute("INSERT INTO users (name, role, all_wards, password_hash, created_at_ms, password_set_at_ms) VALUES ('x', 'root', 1, 'h', 1, 1)", [])
                 .is_err(),
             "only the four roles"
+        );
+    }
+
+    #[test]
+    fn an_oidc_subject_links_one_user() {
+        let mut store = Store::open_in_memory().unwrap();
+        for name in ["ann", "bob"] {
+            store
+                .create_user(&NewUser {
+                    name,
+                    role: "nurse",
+                    wards: None,
+                    password_hash: "h",
+                    at_ms: 1,
+                })
+                .unwrap();
+        }
+        assert_eq!(store.user("ann").unwrap().unwrap().oidc_subject, None);
+        store.set_user_oidc_subject("ann", Some("sub-1")).unwrap();
+        assert_eq!(
+            store.user_by_oidc_subject("sub-1").unwrap().unwrap().name,
+            "ann"
+        );
+        assert!(matches!(
+            store.set_user_oidc_subject("bob", Some("sub-1")),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(
+            store
+                .set_user_oidc_subject("nobody", Some("sub-2"))
+                .is_err()
+        );
+        store.set_user_oidc_subject("ann", None).unwrap();
+        assert!(store.user_by_oidc_subject("sub-1").unwrap().is_none());
+        store.set_user_oidc_subject("bob", Some("sub-1")).unwrap();
+        assert_eq!(
+            store.user("bob").unwrap().unwrap().oidc_subject.as_deref(),
+            Some("sub-1")
         );
     }
 

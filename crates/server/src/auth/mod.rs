@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod middleware;
+pub mod oidc;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
@@ -237,6 +238,7 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
         "failed_logins": user.failed_logins,
         "created_at": user.created_at_ms,
         "password_set_at": user.password_set_at_ms,
+        "oidc_subject": user.oidc_subject,
     })
 }
 
@@ -244,13 +246,16 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
 pub struct Auth {
     pub sessions: Sessions,
     pub audit: Audit,
+    /// Single sign-on, when `[auth.oidc]` is configured.
+    pub oidc: Option<oidc::Oidc>,
 }
 
 impl Auth {
-    pub fn new(audit: Audit) -> Arc<Auth> {
+    pub fn new(audit: Audit, oidc: Option<oidc::Oidc>) -> Arc<Auth> {
         Arc::new(Auth {
             sessions: Sessions::default(),
             audit,
+            oidc,
         })
     }
 }

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}/enable", post(enable_user))
         .route("/users/{name}/reset-password", post(reset_password))
         .route("/audit", get(audit_events))
+        .merge(super::oidc::routes())
 }
 
 #[derive(Deserialize)]
@@ -61,7 +62,7 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| super::hash_password(&super::generate_password()))
 }
 
-fn session_json(
+pub(super) fn session_json(
     pair: super::TokenPair,
     user: &str,
     role: Role,

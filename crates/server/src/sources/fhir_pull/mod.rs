@@ -88,10 +88,12 @@ async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Resu
             .find(|link| link["relation"] == "next")
             .and_then(|link| link["url"].as_str())
             .and_then(|url| {
-                let rest = url.strip_prefix("http://")?;
-                let slash = rest.find('/')?;
-                (rest[..slash] == authority && rest[slash..].starts_with(&base_path))
-                    .then(|| rest[slash..].to_owned())
+                let (next, next_path) = http_client::split_base_url(url).ok()?;
+                (next.host == authority.host
+                    && next.port == authority.port
+                    && next.is_https() == authority.is_https()
+                    && next_path.starts_with(&base_path))
+                .then_some(next_path)
             });
     }
     Ok(resources)
