@@ -259,6 +259,7 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
         base_url: format!("http://{emr_addr}/fhir"),
         token: Some(token),
         interval: Duration::from_millis(200),
+        trust: None,
     });
     let ward = Server::start(config).await.expect("the ward starts");
     sign_in_admin(&ward).await;

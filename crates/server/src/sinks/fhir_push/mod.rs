@@ -28,9 +28,11 @@ pub const CURSOR: &str = "fhir_push";
 
 #[derive(Clone, Debug)]
 pub struct FhirPushConfig {
-    /// The EMR's FHIR base, `http://host:port/fhir`.
+    /// The EMR's FHIR base, `http(s)://host:port/fhir`.
     pub base_url: String,
     pub token: Option<String>,
+    /// For https: trust this CA (`[emr] ca_file`) instead of the public roots.
+    pub trust: Option<http_client::Trust>,
     /// Names this metaward in identifiers, so two wards' log offsets never collide at the EMR.
     pub source: String,
     /// Log records per batch at most.
@@ -47,6 +49,7 @@ impl FhirPushConfig {
         FhirPushConfig {
             base_url: base_url.into(),
             token: None,
+            trust: None,
             source: "metaward".into(),
             max_records: 256,
             poll: Duration::from_millis(500),
@@ -147,7 +150,7 @@ fn read_batch(
 
 /// Sends one transaction Bundle; Ok when the EMR answered 200 with a transaction-response.
 async fn send(config: &FhirPushConfig, entries: Vec<Value>) -> anyhow::Result<()> {
-    let (authority, path) = http_client::split_base_url(&config.base_url)?;
+    let (authority, path) = http_client::split_url_with(&config.base_url, config.trust.as_ref())?;
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     let body = serde_json::to_vec(&bundle)?;
     let response = http_client::request(

@@ -22,10 +22,12 @@ use crate::ward::Ward;
 
 #[derive(Clone, Debug)]
 pub struct FhirPullConfig {
-    /// The EMR's FHIR base, `http://host:port/fhir`.
+    /// The EMR's FHIR base, `http(s)://host:port/fhir`.
     pub base_url: String,
     pub token: Option<String>,
     pub interval: Duration,
+    /// For https: trust this CA (`[emr] ca_file`) instead of the public roots.
+    pub trust: Option<http_client::Trust>,
 }
 
 /// What is pulled for each patient: the type and the search that selects it.
@@ -52,7 +54,8 @@ fn encode(text: &str) -> String {
 
 /// Every resource of a search, following `next` links.
 async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Result<Vec<Value>> {
-    let (authority, base_path) = http_client::split_base_url(&config.base_url)?;
+    let (authority, base_path) =
+        http_client::split_url_with(&config.base_url, config.trust.as_ref())?;
     let mut path = Some(first_path);
     let mut resources = Vec::new();
     let mut pages = 0;
