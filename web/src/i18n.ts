@@ -90,6 +90,23 @@ const EN: Record<string, string> = {
   "acvpu.V": "responds to Voice",
   "acvpu.P": "responds to Pain",
   "acvpu.U": "Unresponsive",
+  // Single sign-on (auth.ts)
+  "login.sso": "Sign in with SSO",
+  "login.or": "or with a metaward password",
+  "sso.signing_in": "signing in with SSO…",
+  "sso.error.unlinked": "Your SSO account is not linked to a metaward user. Ask an administrator to link it (metaward user link NAME --oidc-subject SUB).",
+  "sso.error.linked_elsewhere": "The metaward user of that name is linked to another SSO account.",
+  "sso.error.disabled": "This account is disabled.",
+  "sso.error.bad_state": "The SSO sign-in expired or was already used: start again.",
+  "sso.error.wrong_browser": "The SSO sign-in was started in another browser or tab: start again here.",
+  "sso.error.provider_refused": "The identity provider did not sign you in.",
+  "sso.error.code_refused": "The identity provider refused the sign-in code: start again.",
+  "sso.error.bad_id_token": "The identity provider's answer did not verify; the sign-in was refused.",
+  "sso.error.wrong_issuer": "The answer came from another identity provider; the sign-in was refused.",
+  "sso.error.provider_unreachable": "The identity provider cannot be reached.",
+  "sso.error.provider_misconfigured": "Single sign-on is misconfigured on the server.",
+  "sso.error.bad_code": "The SSO sign-in expired: start again.",
+  "sso.error": "Single sign-on failed.",
 };
 
 const ZH: Record<string, string> = {
@@ -205,6 +222,23 @@ const ZH: Record<string, string> = {
   "regionname.thigh_left": "左大腿", "regionname.thigh_right": "右大腿",
   "regionname.leg_left": "左小腿", "regionname.leg_right": "右小腿",
   "regionname.foot_left": "左足", "regionname.foot_right": "右足",
+  // 单点登录 (auth.ts)
+  "login.sso": "单点登录 (SSO)",
+  "login.or": "或使用 metaward 密码登录",
+  "sso.signing_in": "正在通过单点登录…",
+  "sso.error.unlinked": "您的单点登录账号尚未关联 metaward 用户，请联系管理员关联（metaward user link 用户名 --oidc-subject SUB）。",
+  "sso.error.linked_elsewhere": "同名的 metaward 用户已关联另一个单点登录账号。",
+  "sso.error.disabled": "此账号已停用。",
+  "sso.error.bad_state": "单点登录已过期或已使用，请重新登录。",
+  "sso.error.wrong_browser": "单点登录是在另一个浏览器或标签页中发起的，请在此处重新登录。",
+  "sso.error.provider_refused": "身份提供方未能让您登录。",
+  "sso.error.code_refused": "身份提供方拒绝了登录码，请重新登录。",
+  "sso.error.bad_id_token": "身份提供方的应答未通过验证，登录被拒绝。",
+  "sso.error.wrong_issuer": "应答来自另一个身份提供方，登录被拒绝。",
+  "sso.error.provider_unreachable": "无法连接身份提供方。",
+  "sso.error.provider_misconfigured": "服务器上的单点登录配置有误。",
+  "sso.error.bad_code": "单点登录已过期，请重新登录。",
+  "sso.error": "单点登录失败。",
 };
 
 const DICTIONARIES: Record<Language, Record<string, string>> = { en: EN, zh: ZH };
