@@ -255,6 +255,9 @@ impl IdClaims {
     }
 }
 
+/// Checks a signature over a message with a key.
+type Verifier = fn(&Jwk, &[u8], &[u8]) -> bool;
+
 /// Verifies a compact JWS ID token against a key set and the expected issuer, audience and
 /// nonce at `now_s` (epoch seconds). OpenID Connect Core 3.1.3.7.
 pub fn verify_id_token(
@@ -275,7 +278,7 @@ pub fn verify_id_token(
     let signature = b64url_decode(signature_b64).ok_or(IdTokenError::Malformed)?;
     let alg = header["alg"].as_str().ok_or(IdTokenError::Malformed)?;
     let kid = header["kid"].as_str();
-    let (kty, verify): (&str, fn(&Jwk, &[u8], &[u8]) -> bool) = match alg {
+    let (kty, verify): (&str, Verifier) = match alg {
         "RS256" => ("RSA", |jwk, message, signature| {
             rsa_verify(
                 jwk,
