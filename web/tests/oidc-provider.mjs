@@ -1,25 +1,28 @@
 // A small, real OpenID Connect provider for the single sign-on browser test: panva's
-// oidc-provider (a certified implementation, MIT) on loopback, with one registered confidential
-// client (client_secret_basic), PKCE S256 required, its development login form (any account id,
-// any password) and consent screen, and an RS256 signing key made at start.
+// oidc-provider (a certified implementation, MIT) on loopback, over https when given a
+// certificate, with one registered confidential client (client_secret_basic), PKCE S256
+// required, its development login form (any account id, any password) and consent screen, and
+// an RS256 signing key made at start.
 //
 // Used by sso.test.mjs through `startProvider`; also runnable on its own for trying SSO by hand:
 //
 //   node tests/oidc-provider.mjs PORT REDIRECT_URI   (client metaward, secret printed)
 
 import http from "node:http";
+import https from "node:https";
 import crypto from "node:crypto";
 import Provider from "oidc-provider";
 
 /**
  * Starts the provider on 127.0.0.1:`port` (0: any free port).
- * @param {{ port?: number, clientId: string, clientSecret: string, redirectUri: string }} options
+ * @param {{ port?: number, clientId: string, clientSecret: string, redirectUri: string,
+ *           tls?: { key: string, cert: string } }} options  (tls: PEM texts; https then)
  * @returns {Promise<{ issuer: string, close: () => Promise<void> }>}
  */
-export async function startProvider({ port = 0, clientId, clientSecret, redirectUri }) {
-  const server = http.createServer();
+export async function startProvider({ port = 0, clientId, clientSecret, redirectUri, tls }) {
+  const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }) : http.createServer();
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const issuer = `${tls ? "https" : "http"}://127.0.0.1:${server.address().port}`;
   const { privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
   const signingKey = { ...privateKey.export({ format: "jwk" }), kid: crypto.randomUUID(), alg: "RS256", use: "sig" };
   const provider = new Provider(issuer, {

@@ -1,5 +1,6 @@
 // Single sign-on end to end: a real OpenID Connect provider (oidc-provider, tests/oidc-provider.mjs)
-// and a metaward demo configured with [auth.oidc], both on loopback and both started here, and
+// over https with a certificate from a CA made here (openssl), and a metaward demo configured
+// with [auth.oidc] trusting that CA (ca_file), both on loopback and both started here, and
 // real Chromium (playwright-core; Debian's /usr/bin/chromium unless CHROMIUM_PATH says
 // otherwise) clicking through "Sign in with SSO", the provider's login and consent, and back to
 // the ward. An account the provider knows but no metaward user is linked to is refused with a
@@ -35,6 +36,21 @@ let url;
 let adminPassword;
 let browser;
 
+/** A test CA and a certificate it signs for 127.0.0.1 (openssl), in `dir`: PEM paths. */
+function makeCertificates(dir) {
+  const run = (...args) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  fs.writeFileSync(path.join(dir, "leaf.ext"),
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n");
+  run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+    "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=metaward SSO test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
+  run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", "idp.key", "-out", "idp.csr", "-subj", "/CN=127.0.0.1");
+  run("x509", "-req", "-in", "idp.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+    "-days", "1", "-out", "idp.pem", "-extfile", "leaf.ext");
+  return { ca: path.join(dir, "ca.pem"), key: path.join(dir, "idp.key"), cert: path.join(dir, "idp.pem") };
+}
+
 /** A free loopback port: the callback URL must be known to the provider before metaward starts. */
 async function freePort() {
   const server = net.createServer();
@@ -50,13 +66,21 @@ before(async () => {
   const port = await freePort();
   const redirectUri = `http://127.0.0.1:${port}/api/v1/auth/oidc/callback`;
   const clientSecret = crypto.randomBytes(24).toString("base64url");
-  provider = await startProvider({ clientId: "metaward", clientSecret, redirectUri });
-
   data = fs.mkdtempSync(path.join(os.tmpdir(), "metaward-sso-"));
+  const pki = path.join(data, "pki");
+  fs.mkdirSync(pki);
+  const certificates = makeCertificates(pki);
+  provider = await startProvider({
+    clientId: "metaward", clientSecret, redirectUri,
+    tls: { key: fs.readFileSync(certificates.key, "utf8"), cert: fs.readFileSync(certificates.cert, "utf8") },
+  });
+  assert.match(provider.issuer, /^https:/);
+
   const config = path.join(data, "metaward.toml");
   fs.writeFileSync(config, [
     "[auth.oidc]",
     `issuer = "${provider.issuer}"`,
+    `ca_file = "${certificates.ca}"`,
     `client_id = "metaward"`,
     `client_secret = "${clientSecret}"`,
     `redirect_uri = "${redirectUri}"`,
@@ -150,7 +174,9 @@ async function auditEvents() {
 }
 
 test("a linked account signs in through the identity provider and sees its ward", async () => {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  // The browser is not what is tested against the provider's certificate (metaward is, through
+  // its ca_file): it accepts the test CA's certificate.
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, ignoreHTTPSErrors: true });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
@@ -187,7 +213,7 @@ test("a linked account signs in through the identity provider and sees its ward"
 });
 
 test("an account linked to no metaward user is refused with a clear message and audited", async () => {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, ignoreHTTPSErrors: true });
   const page = await context.newPage();
   await signInWithSso(page, UNLINKED_SUBJECT);
   await page.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 15_000 });
