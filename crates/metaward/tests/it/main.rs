@@ -20,6 +20,7 @@ mod rules;
 mod scores;
 mod security;
 mod sql;
+mod sso;
 mod tls;
 
 use std::net::SocketAddr;
