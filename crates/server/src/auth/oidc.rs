@@ -56,6 +56,8 @@ pub const HANDOFF_TTL_MS: i64 = 60 * 1000;
 pub const LEEWAY_S: i64 = 60;
 /// Discovery is read again after this long (keys rotate on their own: unknown `kid`).
 const METADATA_TTL: Duration = Duration::from_secs(60 * 60);
+/// After a failed discovery, logins fail at once for this long.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 const HTTP_LIMIT: Duration = Duration::from_secs(15);
 
 /// A secret that never shows in `Debug` output or logs.
@@ -139,6 +141,17 @@ impl OidcConfig {
             .next()
             .unwrap_or_default();
         format!("{}/", base.strip_suffix(CALLBACK_PATH).unwrap_or(base))
+    }
+
+    /// The path the binding cookie is sent on: the SSO routes' directory as the browser sees it
+    /// (behind a proxy that serves metaward under a prefix, with that prefix).
+    fn cookie_path(&self) -> String {
+        let page = self.page_url();
+        let path = page
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|slash| &rest[slash..]))
+            .unwrap_or("/");
+        format!("{}/api/v1/auth/oidc", path.trim_end_matches('/'))
     }
 }
 
@@ -489,6 +502,9 @@ pub struct Oidc {
     config: OidcConfig,
     trust: Trust,
     metadata: tokio::sync::Mutex<Option<(ProviderMetadata, Instant)>>,
+    /// When discovery last failed: for a few seconds, logins fail at once instead of each
+    /// waiting on an unreachable provider (the login route is public).
+    discovery_failed: Mutex<Option<Instant>>,
     keys: tokio::sync::Mutex<Option<KeySet>>,
     pending: Mutex<HashMap<String, Pending>>,
     handoffs: Mutex<HashMap<[u8; 32], Handoff>>,
@@ -520,6 +536,7 @@ impl Oidc {
             config,
             trust,
             metadata: Default::default(),
+            discovery_failed: Default::default(),
             keys: Default::default(),
             pending: Default::default(),
             handoffs: Default::default(),
@@ -565,6 +582,25 @@ impl Oidc {
         {
             return Ok(metadata.clone());
         }
+        if self
+            .discovery_failed
+            .lock()
+            .expect("oidc discovery lock")
+            .is_some_and(|at| at.elapsed() < DISCOVERY_RETRY)
+        {
+            return Err(OidcError::Provider(
+                "discovery failed moments ago; trying again shortly".into(),
+            ));
+        }
+        let fetched = self.discover().await;
+        *self.discovery_failed.lock().expect("oidc discovery lock") =
+            fetched.is_err().then(Instant::now);
+        let metadata = fetched?;
+        *cached = Some((metadata.clone(), Instant::now()));
+        Ok(metadata)
+    }
+
+    async fn discover(&self) -> Result<ProviderMetadata, OidcError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.config.issuer.trim_end_matches('/')
@@ -593,7 +629,6 @@ impl Oidc {
                 "the provider does not offer PKCE with S256".into(),
             ));
         }
-        *cached = Some((metadata.clone(), Instant::now()));
         Ok(metadata)
     }
 
@@ -943,7 +978,8 @@ fn binding_cookie(oidc: &Oidc, value: &str, max_age_s: i64) -> String {
         ""
     };
     format!(
-        "{BINDING_COOKIE}={value}; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
+        "{BINDING_COOKIE}={value}; Path={}; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}",
+        oidc.config().cookie_path()
     )
 }
 

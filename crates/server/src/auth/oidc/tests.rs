@@ -258,9 +258,17 @@ struct TestProvider {
     issuer: String,
     jwks: Arc<Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
+    /// What the token endpoint answers next.
+    token_answer: Arc<Mutex<(StatusCode, Value)>>,
+    /// The token requests received: the Authorization header and the form body.
+    token_requests: Arc<Mutex<Vec<(Option<String>, String)>>>,
 }
 
 async fn test_provider(keys: Vec<Value>) -> TestProvider {
+    test_provider_with(keys, None).await
+}
+
+async fn test_provider_with(keys: Vec<Value>, auth_methods: Option<Vec<&str>>) -> TestProvider {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let jwks = Arc::new(Mutex::new(json!({ "keys": keys })));
@@ -271,8 +279,26 @@ async fn test_provider(keys: Vec<Value>) -> TestProvider {
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks"),
         "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": auth_methods,
     });
+    let token_answer = Arc::new(Mutex::new((StatusCode::OK, json!({}))));
+    let token_requests = Arc::new(Mutex::new(Vec::new()));
     let app = Router::new()
+        .route(
+            "/token",
+            post({
+                let (answer, requests) = (token_answer.clone(), token_requests.clone());
+                move |headers: HeaderMap, body: String| {
+                    let authorization = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    requests.lock().unwrap().push((authorization, body));
+                    let (status, body) = answer.lock().unwrap().clone();
+                    async move { (status, Json(body)) }
+                }
+            }),
+        )
         .route(
             "/.well-known/openid-configuration",
             get(move || {
@@ -298,6 +324,8 @@ async fn test_provider(keys: Vec<Value>) -> TestProvider {
         issuer,
         jwks,
         fetches,
+        token_answer,
+        token_requests,
     }
 }
 
@@ -460,6 +488,9 @@ async fn discovery_must_name_the_configured_issuer() {
     let oidc = Oidc::new(config_for(&other_name)).unwrap();
     let error = oidc.begin(0).await.unwrap_err();
     assert!(matches!(error, OidcError::Discovery(_)), "{error}");
+    // Right after a failure, logins fail at once rather than each waiting on the provider.
+    let error = oidc.begin(0).await.unwrap_err();
+    assert!(error.to_string().contains("moments ago"), "{error}");
 }
 
 #[test]
@@ -467,6 +498,7 @@ fn the_configuration_is_checked() {
     let good = config_for("https://idp.hospital.example/realms/ward");
     assert_eq!(good.check(), Ok(()));
     assert_eq!(good.page_url(), "http://127.0.0.1:8080/");
+    assert_eq!(good.cookie_path(), "/api/v1/auth/oidc");
     let mut plain = good.clone();
     plain.issuer = "http://idp.hospital.example".into();
     assert!(plain.check().unwrap_err().contains("plain http"));
@@ -480,6 +512,7 @@ fn the_configuration_is_checked() {
     proxied.redirect_uri = format!("https://h.example/metaward{CALLBACK_PATH}");
     assert_eq!(proxied.check(), Ok(()));
     assert_eq!(proxied.page_url(), "https://h.example/metaward/");
+    assert_eq!(proxied.cookie_path(), "/metaward/api/v1/auth/oidc");
     let mut clear = good.clone();
     clear.redirect_uri = format!("http://metaward.example{CALLBACK_PATH}");
     assert!(clear.check().is_err());
@@ -586,5 +619,131 @@ fn identities_map_to_linked_users_only() {
     assert_eq!(
         found(&identity("sub-nobody", json!({})), None).unwrap_err(),
         Refusal::Unlinked
+    );
+}
+
+fn form_value(form: &str, name: &str) -> Option<String> {
+    form.split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The whole `finish` against a loopback token endpoint, for each way of authenticating the
+/// client: the token request carries the code, the redirect URI and the PKCE verifier of this
+/// login, and the ID token it answers is verified.
+#[tokio::test]
+async fn the_code_is_exchanged_with_the_verifier_and_the_client_credentials() {
+    let rsa = rsa_key();
+    let basic_default = test_provider_with(vec![rsa_jwk(&rsa, "k")], None).await;
+    let post_only =
+        test_provider_with(vec![rsa_jwk(&rsa, "k")], Some(vec!["client_secret_post"])).await;
+    let public = test_provider_with(vec![rsa_jwk(&rsa, "k")], None).await;
+    for (provider, secret, mode) in [
+        (&basic_default, Some("s3cret:/+"), "basic"),
+        (&post_only, Some("s3cret:/+"), "post"),
+        (&public, None, "public"),
+    ] {
+        let mut config = config_for(&provider.issuer);
+        config.client_secret = secret.map(|secret| Secret(secret.into()));
+        let oidc = Oidc::new(config).unwrap();
+        let started = oidc.begin(NOW * 1000).await.unwrap();
+        let url = &started.authorization_url;
+        let (state, nonce, challenge) = (
+            query_value(url, "state"),
+            query_value(url, "nonce"),
+            query_value(url, "code_challenge"),
+        );
+        let mut claims = claims();
+        claims["iss"] = json!(provider.issuer);
+        claims["nonce"] = json!(nonce);
+        *provider.token_answer.lock().unwrap() = (
+            StatusCode::OK,
+            json!({ "access_token": "at", "token_type": "Bearer",
+                    "id_token": sign(&rs256(&rsa), Some("k"), &claims) }),
+        );
+        let params = CallbackParams {
+            code: Some("the-code".into()),
+            state: Some(state),
+            iss: Some(provider.issuer.clone()),
+            ..CallbackParams::default()
+        };
+        let identity = oidc
+            .finish(&params, Some(&started.binding), NOW * 1000 + 1)
+            .await
+            .unwrap_or_else(|error| panic!("{mode}: {error}"));
+        assert_eq!(identity.sub, "248289761001", "{mode}");
+
+        let (authorization, form) = provider.token_requests.lock().unwrap().pop().unwrap();
+        assert_eq!(
+            form_value(&form, "grant_type").as_deref(),
+            Some("authorization_code")
+        );
+        assert_eq!(form_value(&form, "code").as_deref(), Some("the-code"));
+        assert_eq!(
+            form_value(&form, "redirect_uri").as_deref(),
+            Some("http%3A%2F%2F127.0.0.1%3A8080%2Fapi%2Fv1%2Fauth%2Foidc%2Fcallback")
+        );
+        let verifier = form_value(&form, "code_verifier").unwrap();
+        assert_eq!(pkce_challenge(&verifier), challenge, "{mode}: PKCE");
+        match mode {
+            "basic" => {
+                // RFC 6749 2.3.1: form-encoded, then base64.
+                let expected =
+                    base64::engine::general_purpose::STANDARD.encode("metaward:s3cret%3A%2F%2B");
+                assert_eq!(authorization, Some(format!("Basic {expected}")));
+                assert_eq!(form_value(&form, "client_secret"), None);
+            }
+            "post" => {
+                assert_eq!(authorization, None);
+                assert_eq!(form_value(&form, "client_id").as_deref(), Some("metaward"));
+                assert_eq!(
+                    form_value(&form, "client_secret").as_deref(),
+                    Some("s3cret%3A%2F%2B")
+                );
+            }
+            _ => {
+                assert_eq!(authorization, None);
+                assert_eq!(form_value(&form, "client_id").as_deref(), Some("metaward"));
+                assert_eq!(form_value(&form, "client_secret"), None);
+            }
+        }
+    }
+
+    // The token endpoint refuses the code: refused with its error code.
+    let oidc = Oidc::new(config_for(&public.issuer)).unwrap();
+    let started = oidc.begin(NOW * 1000).await.unwrap();
+    *public.token_answer.lock().unwrap() =
+        (StatusCode::BAD_REQUEST, json!({ "error": "invalid_grant" }));
+    let params = CallbackParams {
+        code: Some("stale".into()),
+        state: Some(query_value(&started.authorization_url, "state")),
+        ..CallbackParams::default()
+    };
+    let error = oidc
+        .finish(&params, Some(&started.binding), NOW * 1000 + 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "code_refused");
+    assert!(error.to_string().contains("invalid_grant"), "{error}");
+    // An ID token for another login's nonce (a token injected from elsewhere): refused.
+    let started = oidc.begin(NOW * 1000).await.unwrap();
+    let mut claims = claims();
+    claims["iss"] = json!(public.issuer);
+    *public.token_answer.lock().unwrap() = (
+        StatusCode::OK,
+        json!({ "id_token": sign(&rs256(&rsa), Some("k"), &claims) }),
+    );
+    let params = CallbackParams {
+        code: Some("c".into()),
+        state: Some(query_value(&started.authorization_url, "state")),
+        ..CallbackParams::default()
+    };
+    let error = oidc
+        .finish(&params, Some(&started.binding), NOW * 1000 + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, OidcError::IdToken(IdTokenError::WrongNonce)),
+        "{error}"
     );
 }
