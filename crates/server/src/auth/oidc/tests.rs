@@ -252,6 +252,9 @@ fn bad_tokens_are_refused_each_for_its_reason() {
     assert_eq!(check("not.a-token"), IdTokenError::Malformed);
 }
 
+/// A token request as received: the Authorization header and the form body.
+type TokenRequest = (Option<String>, String);
+
 /// A provider's discovery document and key set on a real loopback HTTP server, counting key
 /// set fetches; the key set can be replaced (rotation).
 struct TestProvider {
@@ -261,7 +264,7 @@ struct TestProvider {
     /// What the token endpoint answers next.
     token_answer: Arc<Mutex<(StatusCode, Value)>>,
     /// The token requests received: the Authorization header and the form body.
-    token_requests: Arc<Mutex<Vec<(Option<String>, String)>>>,
+    token_requests: Arc<Mutex<Vec<TokenRequest>>>,
 }
 
 async fn test_provider(keys: Vec<Value>) -> TestProvider {
