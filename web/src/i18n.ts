@@ -106,6 +106,8 @@ const EN: Record<string, string> = {
   "sso.error.provider_unreachable": "The identity provider cannot be reached.",
   "sso.error.provider_misconfigured": "Single sign-on is misconfigured on the server.",
   "sso.error.bad_code": "The SSO sign-in expired: start again.",
+  "sso.error.no_group": "Your SSO account is no longer in a group that may use metaward.",
+  "sso.error.server_error": "The server could not set up your account; see its log.",
   "sso.error": "Single sign-on failed.",
 };
 
@@ -238,6 +240,8 @@ const ZH: Record<string, string> = {
   "sso.error.provider_unreachable": "无法连接身份提供方。",
   "sso.error.provider_misconfigured": "服务器上的单点登录配置有误。",
   "sso.error.bad_code": "单点登录已过期，请重新登录。",
+  "sso.error.no_group": "您的单点登录账号已不在允许使用 metaward 的用户组中。",
+  "sso.error.server_error": "服务器无法设置您的账号，请查看服务器日志。",
   "sso.error": "单点登录失败。",
 };
 

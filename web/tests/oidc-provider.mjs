@@ -36,16 +36,18 @@ export async function startProvider({ port = 0, clientId, clientSecret, redirect
     }],
     jwks: { keys: [signingKey] },
     pkce: { required: () => true },
-    // The account id typed on the login form is the subject; a few claims to go with it.
+    // The account id typed on the login form is the subject; a few claims to go with it. Ids
+    // that start with `grp-` are in the group `ward-a-physicians` (scope `groups`).
     async findAccount(ctx, id) {
       return {
         accountId: id,
         async claims() {
-          return { sub: id, preferred_username: id, name: `Test ${id}`, email: `${id}@hospital.example`, email_verified: true };
+          const groups = id.startsWith("grp-") ? ["staff", "ward-a-physicians"] : ["staff"];
+          return { sub: id, preferred_username: id, name: `Test ${id}`, email: `${id}@hospital.example`, email_verified: true, groups };
         },
       };
     },
-    claims: { openid: ["sub"], profile: ["preferred_username", "name"], email: ["email", "email_verified"] },
+    claims: { openid: ["sub"], profile: ["preferred_username", "name"], email: ["email", "email_verified"], groups: ["groups"] },
     conformIdTokenClaims: false,
     cookies: { keys: [crypto.randomBytes(32).toString("hex")] },
     features: { devInteractions: { enabled: true } },

@@ -28,6 +28,7 @@ const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const LINKED_SUBJECT = "ann-sso-7f3a";
 const LINKED_USER = "ann.sso";
 const UNLINKED_SUBJECT = "stranger-42";
+const GROUP_SUBJECT = "grp-carol";
 
 let provider;
 let demo;
@@ -85,6 +86,13 @@ before(async () => {
     `client_secret = "${clientSecret}"`,
     `redirect_uri = "${redirectUri}"`,
     `display_name = "Test Hospital IdP"`,
+    `scopes = ["openid", "profile", "groups"]`,
+    `username_claim = "preferred_username"`,
+    `groups_claim = "groups"`,
+    "[[auth.oidc.groups]]",
+    `group = "ward-a-physicians"`,
+    `role = "physician"`,
+    `wards = ["ward-a"]`,
     "",
   ].join("\n"), { mode: 0o600 });
   // An admin links a nurse of ward-a (the demo's ward) to the provider's subject.
@@ -232,5 +240,24 @@ test("an account linked to no metaward user is refused with a clear message and 
   assert.ok(refused, "no audited failed login for the unlinked identity");
   assert.equal(refused.outcomeDesc, "oidc_unlinked");
   assert.equal(refused.agent[0].network.address, "127.0.0.1");
+  await context.close();
+});
+
+test("an account in a configured group gets a user with that group's role and wards", async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await signInWithSso(page, GROUP_SUBJECT);
+  await page.waitForSelector('[data-testid="login"]', { state: "hidden", timeout: 15_000 });
+  await page.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
+  const me = await page.evaluate(async () => {
+    const token = JSON.parse(sessionStorage.getItem("metaward.session")).access_token;
+    const answer = await fetch("/api/v1/auth/me", { headers: { Authorization: `Bearer ${token}` } });
+    return answer.json();
+  });
+  // Named by preferred_username, role and wards from the group rule.
+  assert.deepEqual(me, { name: GROUP_SUBJECT, role: "physician", wards: ["ward-a"] });
+  const events = await auditEvents();
+  const created = events.find((event) => event.subtype?.[0]?.code === "change" && /created with role physician from the provider's group ward-a-physicians/.test(event.entity[0].what.display));
+  assert.ok(created, "the user's creation from the group is not in the audit trail");
   await context.close();
 });

@@ -125,6 +125,25 @@ struct OidcFile {
     display_name: Option<String>,
     username_claim: Option<String>,
     ca_file: Option<PathBuf>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    groups: Vec<GroupFile>,
+}
+
+/// `[[auth.oidc.groups]] group = "…", role = "nurse", wards = ["ward-a"]` (or `"*"`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    group: String,
+    role: String,
+    wards: WardsFile,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum WardsFile {
+    List(Vec<String>),
+    All(String),
 }
 
 /// Never prints the client secret.
@@ -408,6 +427,33 @@ impl ListenArgs {
             display_name: file.display_name.unwrap_or_else(|| "SSO".into()),
             username_claim: file.username_claim,
             ca_file: file.ca_file,
+            groups_claim: file.groups_claim,
+            groups: file
+                .groups
+                .into_iter()
+                .map(|rule| {
+                    let role = server::auth::Role::from_key(&rule.role).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "auth.oidc.groups `{}`: unknown role `{}` (admin, physician, nurse, observer)",
+                            rule.group,
+                            rule.role
+                        )
+                    })?;
+                    let wards = match rule.wards {
+                        WardsFile::List(wards) => Some(wards),
+                        WardsFile::All(all) if all == "*" => None,
+                        WardsFile::All(other) => anyhow::bail!(
+                            "auth.oidc.groups `{}`: wards is a list of ward ids or \"*\", not `{other}`",
+                            rule.group
+                        ),
+                    };
+                    Ok(server::auth::oidc::GroupRule {
+                        group: rule.group,
+                        role,
+                        wards,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
         };
         config.check().map_err(anyhow::Error::msg)?;
         Ok(Some(config))
@@ -640,6 +686,17 @@ client_secret = "from-file"
 redirect_uri = "https://metaward.hospital.example/api/v1/auth/oidc/callback"
 display_name = "Hospital login"
 username_claim = "preferred_username"
+groups_claim = "groups"
+
+[[auth.oidc.groups]]
+group = "icu-physicians"
+role = "physician"
+wards = ["icu"]
+
+[[auth.oidc.groups]]
+group = "metaward-admins"
+role = "admin"
+wards = "*"
 "#,
         )
         .unwrap();
@@ -653,6 +710,10 @@ username_claim = "preferred_username"
         assert_eq!(oidc.client_secret.as_ref().unwrap().0, "from-env");
         assert_eq!(oidc.scopes, ["openid", "profile", "email"]);
         assert_eq!(oidc.display_name, "Hospital login");
+        assert_eq!(oidc.groups.len(), 2);
+        assert_eq!(oidc.groups[0].role, server::auth::Role::Physician);
+        assert_eq!(oidc.groups[0].wards, Some(vec!["icu".to_owned()]));
+        assert_eq!(oidc.groups[1].wards, None);
         assert!(!format!("{oidc:?}").contains("from-env"), "never printed");
 
         for (text, expected) in [
@@ -669,6 +730,14 @@ username_claim = "preferred_username"
                 "redirect_uri",
             ),
             ("[auth.oidc]\nclient_id = \"m\"\n", "issuer"),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\ngroups_claim = \"groups\"\n[[auth.oidc.groups]]\ngroup = \"g\"\nrole = \"root\"\nwards = \"*\"\n",
+                "unknown role",
+            ),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\n[[auth.oidc.groups]]\ngroup = \"g\"\nrole = \"nurse\"\nwards = [\"w\"]\n",
+                "groups_claim",
+            ),
             ("[auth.oidc]\nisuer = \"https://idp.example\"\n", "isuer"),
         ] {
             std::fs::write(&path, text).unwrap();

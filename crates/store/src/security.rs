@@ -25,6 +25,8 @@ pub struct UserRecord {
     pub password_set_at_ms: i64,
     /// The OpenID Connect subject linked to this user (single sign-on), if any.
     pub oidc_subject: Option<String>,
+    /// Whether the role and wards follow the identity provider's groups.
+    pub oidc_managed: bool,
 }
 
 pub struct NewUser<'a> {
@@ -121,7 +123,8 @@ impl Store {
             .conn
             .query_row(
                 "SELECT name, role, all_wards, password_hash, disabled, failed_logins,
-                        locked_until_ms, created_at_ms, password_set_at_ms, oidc_subject
+                        locked_until_ms, created_at_ms, password_set_at_ms, oidc_subject,
+                        oidc_managed
                  FROM users WHERE name = ?1",
                 params![name],
                 |row| {
@@ -136,6 +139,7 @@ impl Store {
                         created_at_ms: row.get(7)?,
                         password_set_at_ms: row.get(8)?,
                         oidc_subject: row.get(9)?,
+                        oidc_managed: row.get(10)?,
                     })
                 },
             )
@@ -221,6 +225,37 @@ impl Store {
             params![name, subject],
         )?;
         self.require_user(changed, name)
+    }
+
+    /// Sets a user's role and wards (`None`: every ward), and whether the identity provider's
+    /// groups manage them.
+    pub fn set_user_access(
+        &mut self,
+        name: &str,
+        role: &str,
+        wards: Option<&[String]>,
+        oidc_managed: bool,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET role = ?2, all_wards = ?3, oidc_managed = ?4 WHERE name = ?1",
+            params![name, role, wards.is_none(), oidc_managed],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "user",
+                id: name.to_owned(),
+            });
+        }
+        tx.execute("DELETE FROM user_wards WHERE user_name = ?1", params![name])?;
+        for ward in wards.unwrap_or_default() {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_wards (user_name, ward_id) VALUES (?1, ?2)",
+                params![name, ward],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Enables or disables a user.
@@ -474,6 +509,30 @@ mod tests {
         assert_eq!(
             store.user("bob").unwrap().unwrap().oidc_subject.as_deref(),
             Some("sub-1")
+        );
+        // The provider's groups take over bob's role and wards.
+        let wards = vec!["w2".to_owned()];
+        store
+            .set_user_access("bob", "physician", Some(&wards), true)
+            .unwrap();
+        let bob = store.user("bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.role.as_str(), bob.wards, bob.oidc_managed),
+            ("physician", Some(wards), true)
+        );
+        store
+            .set_user_access("bob", "observer", None, false)
+            .unwrap();
+        let bob = store.user("bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.role.as_str(), bob.wards, bob.oidc_managed),
+            ("observer", None, false)
+        );
+        assert!(store.set_user_access("bob", "root", None, false).is_err());
+        assert!(
+            store
+                .set_user_access("nobody", "nurse", None, false)
+                .is_err()
         );
     }
 

@@ -99,6 +99,8 @@ async fn sso_routes_redirect_and_refuse_as_documented() {
             display_name: "Hospital login".into(),
             username_claim: None,
             ca_file: None,
+            groups_claim: None,
+            groups: Vec::new(),
         })
     })
     .await;

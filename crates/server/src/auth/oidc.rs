@@ -91,6 +91,20 @@ pub struct OidcConfig {
     pub username_claim: Option<String>,
     /// Trust for an https provider: this CA file (PEM) instead of the public roots.
     pub ca_file: Option<PathBuf>,
+    /// The claim holding the identity's groups (a list of names, or one name), for `groups`.
+    pub groups_claim: Option<String>,
+    /// The provider's groups that decide role and wards, first match wins (list the most
+    /// privileged first). Empty: admins decide every user's role and wards.
+    pub groups: Vec<GroupRule>,
+}
+
+/// `[[auth.oidc.groups]]`: members of `group` sign in with this role and these wards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRule {
+    pub group: String,
+    pub role: Role,
+    /// `None`: every ward.
+    pub wards: Option<Vec<String>>,
 }
 
 impl OidcConfig {
@@ -130,7 +144,37 @@ impl OidcConfig {
         {
             return Err("auth.oidc.username_claim is empty".into());
         }
+        if !self.groups.is_empty() && self.groups_claim.as_deref().is_none_or(str::is_empty) {
+            return Err(
+                "auth.oidc.groups needs auth.oidc.groups_claim (the claim that lists the groups, e.g. `groups`)"
+                    .into(),
+            );
+        }
+        for rule in &self.groups {
+            if rule.group.is_empty() {
+                return Err("auth.oidc.groups: a rule without a group".into());
+            }
+            if rule.wards.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "auth.oidc.groups `{}`: at least one ward, or \"*\" for every ward",
+                    rule.group
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The first group rule the identity's groups claim matches.
+    pub fn group_rule(&self, identity: &IdClaims) -> Option<&GroupRule> {
+        let claim = identity.claims.get(self.groups_claim.as_deref()?)?;
+        let groups: Vec<&str> = match claim {
+            Value::String(group) => vec![group.as_str()],
+            Value::Array(groups) => groups.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        self.groups
+            .iter()
+            .find(|rule| groups.contains(&rule.group.as_str()))
     }
 
     /// Where the page is: the redirect URI without the callback path.
@@ -866,11 +910,126 @@ impl Oidc {
 /// Why an identity did not become a session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// No user is linked to the identity (nor named by the configured claim).
+    /// No user is linked to the identity (nor named by the configured claim), and no group
+    /// rule matches.
     Unlinked,
     /// The user named by the claim is linked to another identity.
     LinkedElsewhere,
     Disabled,
+    /// The user's role came from the provider's groups, and the identity is in none of the
+    /// configured groups any more.
+    NoGroup,
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Unlinked => "unlinked",
+            Refusal::LinkedElsewhere => "linked_elsewhere",
+            Refusal::Disabled => "disabled",
+            Refusal::NoGroup => "no_group",
+        }
+    }
+}
+
+/// What signing in changed about the user, for the audit trail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AccessChange {
+    None,
+    /// Created from a group rule, linked to the identity.
+    Created {
+        group: String,
+    },
+    /// Role or wards set from a group rule.
+    Updated {
+        group: String,
+    },
+}
+
+/// The user an identity signs in as, with the provider's groups applied when configured: a
+/// matching group rule sets the role and wards of the user found (or creates and links one,
+/// named by the username claim when that name is free, else `sso-…`); a user whose access came
+/// from groups is refused once the identity is in none of them; otherwise as [`find_user`].
+/// Runs on the writer connection; CPU-bound when it creates a user (hashing a password nobody
+/// is shown: such users sign in through the provider only).
+pub fn sign_in_user(
+    store: &mut Store,
+    identity: &IdClaims,
+    config: &OidcConfig,
+    now_ms: i64,
+) -> Result<Result<(UserRecord, AccessChange), Refusal>, super::UserError> {
+    let rule = config.group_rule(identity).cloned();
+    let found = find_user(store, identity, config.username_claim.as_deref())?;
+    let (user, change) = match (found, rule) {
+        (Ok(user), Some(rule)) => {
+            let wards: Option<Vec<WardId>> = rule
+                .wards
+                .as_ref()
+                .map(|wards| wards.iter().map(WardId::new).collect());
+            let stored: Option<Vec<WardId>> = user
+                .wards
+                .as_ref()
+                .map(|wards| wards.iter().map(WardId::new).collect());
+            let same = user.oidc_managed
+                && user.role == rule.role.key()
+                && stored.map(sorted) == wards.map(sorted);
+            if same {
+                (user, AccessChange::None)
+            } else {
+                store.set_user_access(&user.name, rule.role.key(), rule.wards.as_deref(), true)?;
+                let user = store.user(&user.name)?.ok_or(StoreError::NotFound {
+                    what: "user",
+                    id: user.name.clone(),
+                })?;
+                (user, AccessChange::Updated { group: rule.group })
+            }
+        }
+        (Ok(user), None) if user.oidc_managed && !config.groups.is_empty() => {
+            return Ok(Err(Refusal::NoGroup));
+        }
+        (Ok(user), None) => (user, AccessChange::None),
+        (Err(Refusal::Unlinked), Some(rule)) => {
+            let name = provisioned_name(store, identity, config.username_claim.as_deref())?;
+            super::create_user(store, &name, rule.role.key(), rule.wards.as_deref(), now_ms)?;
+            store.set_user_oidc_subject(&name, Some(&identity.sub))?;
+            store.set_user_access(&name, rule.role.key(), rule.wards.as_deref(), true)?;
+            let user = store.user(&name)?.ok_or(StoreError::NotFound {
+                what: "user",
+                id: name.clone(),
+            })?;
+            (user, AccessChange::Created { group: rule.group })
+        }
+        (Err(refusal), _) => return Ok(Err(refusal)),
+    };
+    Ok(Ok((user, change)))
+}
+
+fn sorted(mut wards: Vec<WardId>) -> Vec<WardId> {
+    wards.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    wards
+}
+
+/// A free user name for an identity: its username claim's value, else `sso-` and its subject
+/// (or, when the subject is not a valid name, a hash of it).
+fn provisioned_name(
+    store: &Store,
+    identity: &IdClaims,
+    username_claim: Option<&str>,
+) -> Result<String, StoreError> {
+    if let Some(name) = username_claim.and_then(|claim| claimed_name(identity, claim))
+        && store.user(name)?.is_none()
+    {
+        return Ok(name.to_owned());
+    }
+    let plain = format!("sso-{}", identity.sub);
+    if super::valid_user_name(&plain) && store.user(&plain)?.is_none() {
+        return Ok(plain);
+    }
+    let hash: String = digest(&identity.sub)[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(format!("sso-{hash}"))
 }
 
 /// The metaward user an identity maps to: the user whose linked subject it is; else, when a
@@ -1064,24 +1223,56 @@ pub async fn callback(
         }
     };
     let found = {
-        let (identity, claim) = (identity.clone(), oidc.config().username_claim.clone());
+        let (identity, config) = (identity.clone(), oidc.config().clone());
         state
             .stores
-            .read(move |store| find_user(store, &identity, claim.as_deref()))
+            .write(move |store| sign_in_user(store, &identity, &config, now_ms))
             .await
     };
     let user = match found {
-        Ok(Ok(Ok(user))) => user,
-        Ok(Ok(Err(refusal))) => {
-            let (actor, reason) = match refusal {
-                Refusal::Unlinked => (identity_actor(&identity), "unlinked"),
-                Refusal::LinkedElsewhere => (identity_actor(&identity), "linked_elsewhere"),
-                Refusal::Disabled => (identity_actor(&identity), "disabled"),
+        Ok(Ok(Ok((user, change)))) => {
+            let (verb, group) = match change {
+                AccessChange::None => ("", String::new()),
+                AccessChange::Created { group } => ("created", group),
+                AccessChange::Updated { group } => ("updated", group),
             };
-            audit(actor, None, "login_failed", &format!("oidc_{reason}"));
+            if !verb.is_empty() {
+                state.auth.audit.record(AuditEntry {
+                    time_ms: now_ms,
+                    actor: user.name.clone(),
+                    role: Some(user.role.clone()),
+                    source: source.clone(),
+                    action: "change".into(),
+                    what: format!(
+                        "oidc: user {} {verb} with role {} from the provider's group {group}",
+                        user.name, user.role
+                    ),
+                    patient_id: None,
+                    outcome: "success".into(),
+                });
+            }
+            user
+        }
+        Ok(Ok(Err(refusal))) => {
+            let reason = refusal.reason();
+            audit(
+                identity_actor(&identity),
+                None,
+                "login_failed",
+                &format!("oidc_{reason}"),
+            );
             return refuse(reason);
         }
-        Ok(Err(error)) => return ApiError::from(error).into_response(),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "single sign-on could not set up the user");
+            audit(
+                identity_actor(&identity),
+                None,
+                "login_failed",
+                "oidc_server_error",
+            );
+            return refuse("server_error");
+        }
         Err(error) => return error.into_response(),
     };
     let Some(role) = Role::from_key(&user.role) else {

@@ -342,6 +342,8 @@ fn config_for(issuer: &str) -> OidcConfig {
         display_name: "Hospital SSO".into(),
         username_claim: None,
         ca_file: None,
+        groups_claim: None,
+        groups: Vec::new(),
     }
 }
 
@@ -749,4 +751,148 @@ async fn the_code_is_exchanged_with_the_verifier_and_the_client_credentials() {
         matches!(error, OidcError::IdToken(IdTokenError::WrongNonce)),
         "{error}"
     );
+}
+
+#[test]
+fn the_providers_groups_decide_role_and_wards_when_configured() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_user(&store::NewUser {
+            name: "ann",
+            role: "observer",
+            wards: None,
+            password_hash: "h",
+            at_ms: 1,
+        })
+        .unwrap();
+    store.set_user_oidc_subject("ann", Some("sub-ann")).unwrap();
+    store
+        .create_user(&store::NewUser {
+            name: "dan",
+            role: "nurse",
+            wards: Some(&["w9".to_owned()]),
+            password_hash: "h",
+            at_ms: 1,
+        })
+        .unwrap();
+    store.set_user_oidc_subject("dan", Some("sub-dan")).unwrap();
+    let mut config = config_for("https://idp.example");
+    config.username_claim = Some("preferred_username".into());
+    config.groups_claim = Some("groups".into());
+    config.groups = vec![
+        GroupRule {
+            group: "icu-doctors".into(),
+            role: Role::Physician,
+            wards: Some(vec!["icu".into(), "w2".into()]),
+        },
+        GroupRule {
+            group: "nurses".into(),
+            role: Role::Nurse,
+            wards: Some(vec!["w1".into()]),
+        },
+    ];
+    assert_eq!(config.check(), Ok(()));
+    let identity = |sub: &str, extra: Value| {
+        let mut claims = extra.as_object().cloned().unwrap_or_default();
+        claims.insert("sub".into(), json!(sub));
+        IdClaims {
+            sub: sub.to_owned(),
+            claims,
+        }
+    };
+    let mut sign_in = |id: &IdClaims| sign_in_user(&mut store, id, &config, 5).unwrap();
+
+    // A new identity in a group: a user named by the claim, linked, with the first rule's access.
+    let carol = identity(
+        "sub-carol",
+        json!({ "preferred_username": "carol", "groups": ["staff", "nurses", "icu-doctors"] }),
+    );
+    let (user, change) = sign_in(&carol).unwrap();
+    assert_eq!(
+        change,
+        AccessChange::Created {
+            group: "icu-doctors".into()
+        }
+    );
+    assert_eq!(
+        (user.name.as_str(), user.role.as_str(), user.wards.clone()),
+        (
+            "carol",
+            "physician",
+            Some(vec!["icu".to_owned(), "w2".to_owned()])
+        )
+    );
+    assert!(user.oidc_managed);
+    assert_eq!(user.oidc_subject.as_deref(), Some("sub-carol"));
+    // Again: nothing changes. Moved to the nurses: updated.
+    assert_eq!(sign_in(&carol).unwrap().1, AccessChange::None);
+    let carol = identity(
+        "sub-carol",
+        json!({ "preferred_username": "carol", "groups": "nurses" }),
+    );
+    let (user, change) = sign_in(&carol).unwrap();
+    assert_eq!(
+        change,
+        AccessChange::Updated {
+            group: "nurses".into()
+        }
+    );
+    assert_eq!(
+        (user.role.as_str(), user.wards),
+        ("nurse", Some(vec!["w1".to_owned()]))
+    );
+    // In no configured group any more: refused (the provider manages carol's access).
+    let carol = identity("sub-carol", json!({ "groups": ["staff"] }));
+    assert_eq!(sign_in(&carol).unwrap_err(), Refusal::NoGroup);
+    // An admin-linked user outside the groups keeps the role an admin gave.
+    let (user, change) = sign_in(&identity("sub-ann", json!({}))).unwrap();
+    assert_eq!(
+        (user.role.as_str(), change),
+        ("observer", AccessChange::None)
+    );
+    // ... and in a group, the group decides from then on.
+    let (user, _) = sign_in(&identity("sub-ann", json!({ "groups": ["nurses"] }))).unwrap();
+    assert_eq!((user.role.as_str(), user.oidc_managed), ("nurse", true));
+    // A new identity in no group: refused as before. A subject that is no valid user name
+    // gets a hashed name; a claimed name that is taken is not reused.
+    assert_eq!(
+        sign_in(&identity("sub-x", json!({ "groups": ["staff"] }))).unwrap_err(),
+        Refusal::Unlinked
+    );
+    assert_eq!(
+        sign_in(&identity(
+            "weird sub/with spaces",
+            json!({ "preferred_username": "dan", "groups": ["nurses"] }),
+        ))
+        .unwrap_err(),
+        Refusal::LinkedElsewhere,
+        "dan is another identity's user"
+    );
+    let (user, _) = sign_in(&identity(
+        "weird sub/with spaces",
+        json!({ "groups": ["nurses"] }),
+    ))
+    .unwrap();
+    assert!(
+        user.name.starts_with("sso-") && user.name.len() == 20,
+        "{}",
+        user.name
+    );
+    // A disabled user stays refused, groups or not.
+    store.set_user_disabled("carol", true).unwrap();
+    assert_eq!(
+        sign_in_user(
+            &mut store,
+            &identity("sub-carol", json!({ "groups": ["nurses"] })),
+            &config,
+            5
+        )
+        .unwrap()
+        .unwrap_err(),
+        Refusal::Disabled
+    );
+    // Groups without the claim that lists them: refused at start.
+    let mut no_claim = config.clone();
+    no_claim.groups_claim = None;
+    assert!(no_claim.check().unwrap_err().contains("groups_claim"));
 }
