@@ -962,17 +962,9 @@ pub fn sign_in_user(
     let found = find_user(store, identity, config.username_claim.as_deref())?;
     let (user, change) = match (found, rule) {
         (Ok(user), Some(rule)) => {
-            let wards: Option<Vec<WardId>> = rule
-                .wards
-                .as_ref()
-                .map(|wards| wards.iter().map(WardId::new).collect());
-            let stored: Option<Vec<WardId>> = user
-                .wards
-                .as_ref()
-                .map(|wards| wards.iter().map(WardId::new).collect());
             let same = user.oidc_managed
                 && user.role == rule.role.key()
-                && stored.map(sorted) == wards.map(sorted);
+                && sorted(user.wards.as_ref()) == sorted(rule.wards.as_ref());
             if same {
                 (user, AccessChange::None)
             } else {
@@ -1004,9 +996,14 @@ pub fn sign_in_user(
     Ok(Ok((user, change)))
 }
 
-fn sorted(mut wards: Vec<WardId>) -> Vec<WardId> {
-    wards.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
-    wards
+/// Wards as a set, to compare (`None`: every ward).
+fn sorted(wards: Option<&Vec<String>>) -> Option<Vec<String>> {
+    wards.map(|wards| {
+        let mut wards = wards.clone();
+        wards.sort();
+        wards.dedup();
+        wards
+    })
 }
 
 /// A free user name for an identity: its username claim's value, else `sso-` and its subject
