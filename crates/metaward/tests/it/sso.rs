@@ -223,6 +223,41 @@ async fn sso_routes_redirect_and_refuse_as_documented() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_link_users_to_identities_over_the_api() {
+    let (server, _dir) = start_server().await;
+    let http_addr = server.http_addr();
+    let created = http(
+        http_addr,
+        "POST",
+        "/api/v1/users",
+        Some(r#"{"name":"ann","role":"nurse","wards":["w1"],"oidc_subject":"sub-ann"}"#),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.json()["oidc_subject"], "sub-ann");
+    assert_eq!(created.json()["oidc_managed"], false);
+    // One identity, one user: refused before anything is created.
+    let taken = http(
+        http_addr,
+        "POST",
+        "/api/v1/users",
+        Some(r#"{"name":"bob","role":"nurse","wards":"*","oidc_subject":"sub-ann"}"#),
+    )
+    .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let users = get_json(http_addr, "/api/v1/users").await;
+    assert!(
+        !users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|user| user["name"] == "bob"),
+        "{users}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_sso_the_routes_say_it_is_not_configured() {
     let (server, _dir) = start_server().await;
     let http_addr = server.http_addr();

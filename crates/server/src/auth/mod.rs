@@ -239,6 +239,7 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
         "created_at": user.created_at_ms,
         "password_set_at": user.password_set_at_ms,
         "oidc_subject": user.oidc_subject,
+        "oidc_managed": user.oidc_managed,
     })
 }
 
