@@ -946,7 +946,8 @@ pub enum AccessChange {
     },
 }
 
-/// The user an identity signs in as, with the provider's groups applied when configured: a
+/// The user an identity signs in as (linked to it from then on when found by the username
+/// claim), with the provider's groups applied when configured: a
 /// matching group rule sets the role and wards of the user found (or creates and links one,
 /// named by the username claim when that name is free, else `sso-…`); a user whose access came
 /// from groups is refused once the identity is in none of them; otherwise as [`find_user`].
@@ -993,6 +994,16 @@ pub fn sign_in_user(
         }
         (Err(refusal), _) => return Ok(Err(refusal)),
     };
+    // Found by the username claim: linked now, so that the name alone never maps another
+    // identity to this user later (a reassigned user name at the provider).
+    if user.oidc_subject.is_none() {
+        store.set_user_oidc_subject(&user.name, Some(&identity.sub))?;
+        let linked = store.user(&user.name)?.ok_or(StoreError::NotFound {
+            what: "user",
+            id: user.name.clone(),
+        })?;
+        return Ok(Ok((linked, change)));
+    }
     Ok(Ok((user, change)))
 }
 

@@ -896,3 +896,38 @@ fn the_providers_groups_decide_role_and_wards_when_configured() {
     no_claim.groups_claim = None;
     assert!(no_claim.check().unwrap_err().contains("groups_claim"));
 }
+
+#[test]
+fn a_user_found_by_the_username_claim_is_linked_at_first_sign_in() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_user(&store::NewUser {
+            name: "bob",
+            role: "nurse",
+            wards: None,
+            password_hash: "h",
+            at_ms: 1,
+        })
+        .unwrap();
+    let mut config = config_for("https://idp.example");
+    config.username_claim = Some("preferred_username".into());
+    let identity = |sub: &str| IdClaims {
+        sub: sub.to_owned(),
+        claims: json!({ "sub": sub, "preferred_username": "bob" })
+            .as_object()
+            .cloned()
+            .unwrap(),
+    };
+    let (user, change) = sign_in_user(&mut store, &identity("sub-bob"), &config, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!((user.name.as_str(), change), ("bob", AccessChange::None));
+    assert_eq!(user.oidc_subject.as_deref(), Some("sub-bob"));
+    // The provider later gives the name `bob` to someone else: not this user.
+    assert_eq!(
+        sign_in_user(&mut store, &identity("sub-new-bob"), &config, 2)
+            .unwrap()
+            .unwrap_err(),
+        Refusal::LinkedElsewhere
+    );
+}
