@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use store::Store;
+
 use super::*;
 
 const RSA_TEST_KEY: &str = include_str!("../testdata/oidc-test-rsa-key.pem");
