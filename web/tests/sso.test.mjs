@@ -153,16 +153,16 @@ async function signInWithSso(page, account, shot) {
   if (shot) await page.screenshot({ path: path.join(artifacts, shot) });
   await page.click('[data-testid="login-sso"]');
   // The provider's own pages: its development login form (any account id, any password) ...
-  await page.waitForURL((at) => at.origin === new URL(provider.issuer).origin, { timeout: 10_000 });
-  await page.waitForSelector('input[name="login"]', { timeout: 10_000 });
+  await page.waitForURL((at) => at.origin === new URL(provider.issuer).origin, { timeout: 20_000 });
+  await page.waitForSelector('input[name="login"]', { timeout: 20_000 });
   await page.fill('input[name="login"]', account);
   await page.fill('input[name="password"]', "anything");
   await page.click('button[type="submit"]');
   // ... and its consent screen for this client.
-  await page.waitForSelector('input[name="prompt"][value="consent"]', { state: "attached", timeout: 10_000 });
+  await page.waitForSelector('input[name="prompt"][value="consent"]', { state: "attached", timeout: 20_000 });
   await page.click('button[type="submit"]');
   // Back on metaward's page.
-  await page.waitForURL((at) => at.origin === new URL(url).origin, { timeout: 15_000 });
+  await page.waitForURL((at) => at.origin === new URL(url).origin, { timeout: 20_000 });
 }
 
 async function adminToken() {
