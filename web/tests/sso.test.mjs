@@ -89,6 +89,8 @@ before(async () => {
     `scopes = ["openid", "profile", "groups"]`,
     `username_claim = "preferred_username"`,
     `groups_claim = "groups"`,
+    // Shared ward workstations: the provider must authenticate again at each sign-in.
+    `force_login = true`,
     "[[auth.oidc.groups]]",
     `group = "ward-a-physicians"`,
     `role = "physician"`,
@@ -216,6 +218,15 @@ test("a linked account signs in through the identity provider and sees its ward"
   assert.ok(login, "no audited login for the SSO user");
   assert.equal(login.outcomeDesc, "success");
   assert.match(login.entity[0].what.display, /oidc\/callback/);
+
+  // A shared workstation: after signing out, the next "Sign in with SSO" meets the provider's
+  // login form again (force_login), not the previous person's provider session.
+  await page.click('[data-testid="logout"]');
+  await page.waitForSelector('[data-testid="login"]', { state: "visible", timeout: 10_000 });
+  await page.waitForSelector('[data-testid="login-sso"]', { state: "visible", timeout: 10_000 });
+  await page.click('[data-testid="login-sso"]');
+  await page.waitForURL((at) => at.origin === new URL(provider.issuer).origin, { timeout: 20_000 });
+  await page.waitForSelector('input[name="login"]', { timeout: 20_000 });
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -128,6 +128,8 @@ struct OidcFile {
     groups_claim: Option<String>,
     #[serde(default)]
     groups: Vec<GroupFile>,
+    #[serde(default)]
+    force_login: bool,
 }
 
 /// `[[auth.oidc.groups]] group = "…", role = "nurse", wards = ["ward-a"]` (or `"*"`).
@@ -428,6 +430,7 @@ impl ListenArgs {
             username_claim: file.username_claim,
             ca_file: file.ca_file,
             groups_claim: file.groups_claim,
+            force_login: file.force_login,
             groups: file
                 .groups
                 .into_iter()

@@ -101,6 +101,7 @@ async fn sso_routes_redirect_and_refuse_as_documented() {
             ca_file: None,
             groups_claim: None,
             groups: Vec::new(),
+            force_login: false,
         })
     })
     .await;

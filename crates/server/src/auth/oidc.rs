@@ -86,6 +86,10 @@ pub struct OidcConfig {
     /// The provider's groups that decide role and wards, first match wins (list the most
     /// privileged first). Empty: admins decide every user's role and wards.
     pub groups: Vec<GroupRule>,
+    /// Ask the provider to authenticate the person again at every sign-in (`prompt=login`,
+    /// `max_age=0`) and check that it did (`auth_time`): for shared ward workstations, where
+    /// the provider's session may still be the previous user's.
+    pub force_login: bool,
 }
 
 /// `[[auth.oidc.groups]]`: members of `group` sign in with this role and these wards.
@@ -514,7 +518,7 @@ impl Oidc {
             );
         }
         let scope = self.config.scopes.join(" ");
-        let query = http_client::form(&[
+        let mut pairs = vec![
             ("response_type", "code"),
             ("client_id", &self.config.client_id),
             ("redirect_uri", &self.config.redirect_uri),
@@ -523,7 +527,11 @@ impl Oidc {
             ("nonce", &nonce),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
-        ]);
+        ];
+        if self.config.force_login {
+            pairs.extend([("prompt", "login"), ("max_age", "0")]);
+        }
+        let query = http_client::form(&pairs);
         let separator = if metadata.authorization_endpoint.contains('?') {
             '&'
         } else {
@@ -578,8 +586,18 @@ impl Oidc {
             .as_deref()
             .ok_or_else(|| OidcError::Refused("no code in the callback".into()))?;
         let id_token = self.exchange(code, &login.verifier).await?;
-        self.verify(&id_token, &login.nonce, now_ms.div_euclid(1000))
-            .await
+        let identity = self
+            .verify(&id_token, &login.nonce, now_ms.div_euclid(1000))
+            .await?;
+        // With max_age the ID token must say when the person authenticated (Core 3.1.2.1):
+        // not before this sign-in started.
+        if self.config.force_login {
+            let auth_time = identity.claims.get("auth_time").and_then(Value::as_i64);
+            if auth_time.is_none_or(|at| at + LEEWAY_S < login.started_ms.div_euclid(1000)) {
+                return Err(OidcError::IdToken(IdTokenError::NotReauthenticated));
+            }
+        }
+        Ok(identity)
     }
 
     /// The authorization code and the PKCE verifier for tokens at the token endpoint (RFC 6749

@@ -58,6 +58,8 @@ pub enum IdTokenError {
     WrongNonce,
     #[error("the ID token names no subject")]
     NoSubject,
+    #[error("the provider did not authenticate the person again for this sign-in (auth_time)")]
+    NotReauthenticated,
 }
 
 /// What an ID token must say to be accepted.

@@ -350,6 +350,7 @@ fn config_for(issuer: &str) -> OidcConfig {
         ca_file: None,
         groups_claim: None,
         groups: Vec::new(),
+        force_login: false,
     }
 }
 
@@ -935,5 +936,59 @@ fn a_user_found_by_the_username_claim_is_linked_at_first_sign_in() {
             .unwrap()
             .unwrap_err(),
         Refusal::LinkedElsewhere
+    );
+}
+
+/// `force_login`: the authorization request asks for a fresh authentication, and an ID token
+/// whose `auth_time` is older than the sign-in (the provider reused someone's session) is refused.
+#[tokio::test]
+async fn force_login_needs_a_fresh_authentication() {
+    let rsa = rsa_key();
+    let provider = test_provider(vec![rsa_jwk(&rsa, "k")]).await;
+    let mut config = config_for(&provider.issuer);
+    config.force_login = true;
+    let oidc = Oidc::new(config).unwrap();
+    let started_ms = NOW * 1000;
+    for (auth_time, accepted) in [
+        (Some(NOW + 2), true),
+        (Some(NOW - 5), true), // within the leeway
+        (Some(NOW - 3600), false),
+        (None, false),
+    ] {
+        let started = oidc.begin(started_ms).await.unwrap();
+        let url = &started.authorization_url;
+        assert_eq!(query_value(url, "prompt"), "login");
+        assert_eq!(query_value(url, "max_age"), "0");
+        let mut claims = claims();
+        claims["iss"] = json!(provider.issuer);
+        claims["nonce"] = json!(query_value(url, "nonce"));
+        if let Some(auth_time) = auth_time {
+            claims["auth_time"] = json!(auth_time);
+        }
+        *provider.token_answer.lock().unwrap() = (
+            StatusCode::OK,
+            json!({ "id_token": sign(&rs256(&rsa), Some("k"), &claims) }),
+        );
+        let params = CallbackParams {
+            code: Some("c".into()),
+            state: Some(query_value(url, "state")),
+            ..CallbackParams::default()
+        };
+        let finished = oidc
+            .finish(&params, Some(&started.binding), started_ms + 3000)
+            .await;
+        match (accepted, finished) {
+            (true, Ok(_)) => {}
+            (false, Err(OidcError::IdToken(IdTokenError::NotReauthenticated))) => {}
+            (_, other) => panic!("auth_time {auth_time:?}: {other:?}"),
+        }
+    }
+    // Without force_login, neither parameter is added (the test provider's endpoint URL
+    // carries a `prompt` of its own).
+    let plain = Oidc::new(config_for(&provider.issuer)).unwrap();
+    let url = plain.begin(0).await.unwrap().authorization_url;
+    assert!(
+        url.matches("prompt=").count() == 1 && !url.contains("max_age="),
+        "{url}"
     );
 }
