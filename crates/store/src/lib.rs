@@ -15,6 +15,7 @@ mod alarms;
 pub mod analytics;
 mod credentials;
 mod device_identifiers;
+mod device_observations;
 mod devices;
 mod emr;
 mod error;
@@ -36,6 +37,9 @@ use rusqlite::Connection;
 pub use alarms::{AlarmHistoryEntry, AlarmQuery};
 pub use device_identifiers::{
     DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key,
+};
+pub use device_observations::{
+    DeviceObservationFilter, DeviceObservationRow, DeviceSortKey, DeviceTest, PointTest,
 };
 pub use error::StoreError;
 pub use news2::StoredNews2;
@@ -62,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v10_security.sql"),
     include_str!("schema/v11_record_views.sql"),
     include_str!("schema/v12_reference_ranges.sql"),
+    include_str!("schema/v13_log_positions.sql"),
 ];
 
 /// The schema version this build writes.

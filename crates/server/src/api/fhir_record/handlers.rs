@@ -655,10 +655,11 @@ pub async fn search(
     }
     let page = {
         let request = request.clone();
+        let catalog = state.ward.catalog;
         state
             .stores
             .read(move |store| -> Result<_, RecordError> {
-                let page = store.fhir_search(&request)?;
+                let page = super::device_search::search(store, catalog, &request)?;
                 let included = included(store, &request, &page.resources)?;
                 Ok((page, included))
             })
@@ -798,14 +799,22 @@ pub async fn lastn(
         descending: true,
     }];
     request.count = MAX_COUNT * 100;
-    let page = state
+    let catalog = state.ward.catalog;
+    let mut candidates = state
         .stores
-        .read(move |store| store.fhir_search(&request))
+        .read(move |store| -> Result<_, RecordError> {
+            let mut found = store.fhir_search(&request)?.resources;
+            // Device data is many values per code: the newest of each metric, from SQL.
+            found.extend(super::device_search::latest_per_metric(
+                store, catalog, &request, max,
+            )?);
+            Ok(found)
+        })
         .await??;
+    candidates.sort_by_cached_key(|found| std::cmp::Reverse(effective_start(&found.resource)));
     let mut per_code: std::collections::HashMap<String, usize> = Default::default();
     let base = base_url(&headers);
-    let entries: Vec<Value> = page
-        .resources
+    let entries: Vec<Value> = candidates
         .iter()
         .filter(|found| {
             let count = per_code.entry(code_key(&found.resource)).or_default();
@@ -820,6 +829,18 @@ pub async fn lastn(
         bundle["entry"] = json!(entries);
     }
     Ok(fhir_response(StatusCode::OK, &bundle))
+}
+
+/// When an observation took effect, for ordering `$lastn`'s candidates newest first.
+fn effective_start(observation: &Value) -> i64 {
+    index_values(observation)
+        .into_iter()
+        .filter_map(|(name, value)| match (name, value) {
+            ("date", IndexValue::Date(range)) => Some(range.low),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(i64::MIN)
 }
 
 /// What makes two observations "the same code" for $lastn: the first coding's system and code,

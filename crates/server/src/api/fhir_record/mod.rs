@@ -9,6 +9,7 @@
 //! counted (`metaward_messages_rejected_total{source="fhir_record"}`) and kept as a dead letter.
 
 pub mod capability;
+pub mod device_search;
 pub mod handlers;
 pub mod news2;
 
