@@ -12,6 +12,7 @@ pub mod capability;
 pub mod device_search;
 pub mod handlers;
 pub mod news2;
+pub mod scope;
 
 pub use handlers::ChangeBody;
 
