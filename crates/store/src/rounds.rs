@@ -146,7 +146,9 @@ mod tests {
         store
             .insert_round_note(note("p2", "dr.li", 3_000, "seen", None, true))
             .unwrap();
-        let notes = store.round_notes(Some(std::slice::from_ref(&p1)), 10).unwrap();
+        let notes = store
+            .round_notes(Some(std::slice::from_ref(&p1)), 10)
+            .unwrap();
         assert_eq!(notes.len(), 2);
         assert_eq!(notes[0], second);
         assert_eq!(notes[0].acvpu, Some('C'));

@@ -56,7 +56,7 @@ pub async fn authorize(
     let what = format!("{method} {}", decision.template);
     let now_ms = now().millis();
     let Some(session) = token.and_then(|token| state.auth.sessions.check(&token, now_ms)) else {
-        state.auth.audit.record(AuditEntry {
+        let refused = AuditEntry {
             time_ms: now_ms,
             actor: "anonymous".into(),
             role: None,
@@ -65,7 +65,8 @@ pub async fn authorize(
             what,
             patient_id: None,
             outcome: "401".into(),
-        });
+        };
+        state.auth.audit.record_durably(refused).await;
         return refuse(
             StatusCode::UNAUTHORIZED,
             fhir,
@@ -89,7 +90,11 @@ pub async fn authorize(
         outcome,
     };
     if caller.role < rule.role {
-        state.auth.audit.record(entry(None, "403".into()));
+        state
+            .auth
+            .audit
+            .record_durably(entry(None, "403".into()))
+            .await;
         return refuse(
             StatusCode::FORBIDDEN,
             fhir,
@@ -98,7 +103,11 @@ pub async fn authorize(
     }
     let (allowed, patient_id) = in_scope(&state, &caller, rule.scope, &decision, &path).await;
     if !allowed {
-        state.auth.audit.record(entry(patient_id, "403".into()));
+        state
+            .auth
+            .audit
+            .record_durably(entry(patient_id, "403".into()))
+            .await;
         return refuse(
             StatusCode::FORBIDDEN,
             fhir,
@@ -115,7 +124,20 @@ pub async fn authorize(
         } else {
             status.as_u16().to_string()
         };
-        state.auth.audit.record(entry(patient_id, outcome));
+        // The answer waits for its audit entry. A read that cannot be recorded is not served
+        // (fail closed); a change has happened already, so its answer goes out regardless.
+        let stored = state
+            .auth
+            .audit
+            .record_durably(entry(patient_id, outcome))
+            .await;
+        if !stored && method == "GET" {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                fhir,
+                "the audit trail cannot be written, so patient data is not served",
+            );
+        }
     }
     response
 }
