@@ -109,6 +109,9 @@ struct EmrFile {
     push: bool,
     /// Names this metaward in the identifiers of what it sends [default: metaward].
     source: Option<String>,
+    /// Link ward patients to the EMR's by this identifier system (e.g. the MRN's) instead of
+    /// by id.
+    patient_identifier_system: Option<String>,
 }
 
 /// `mqtt = "127.0.0.1:1883"`, or a `[mqtt]` table with the listener, the device policy and an
@@ -175,7 +178,18 @@ fn emr_pull(
             .ok()
             .or(file.token.clone()),
         interval: std::time::Duration::from_secs(interval),
+        link: patient_link(file),
     }))
+}
+
+/// How ward patients are found at the EMR: by id, or by an identifier system.
+fn patient_link(file: &EmrFile) -> server::emr_patient::PatientLink {
+    match &file.patient_identifier_system {
+        Some(system) => server::emr_patient::PatientLink::ByIdentifier {
+            system: system.clone(),
+        },
+        None => server::emr_patient::PatientLink::ById,
+    }
 }
 
 /// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
@@ -184,12 +198,14 @@ fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::Fh
     if !file.push {
         return Ok(None);
     }
+    let link = patient_link(&file);
     let Some(base_url) = file.base_url else {
         anyhow::bail!("emr.push needs emr.base_url (http://host:port/fhir)");
     };
     server::sinks::http_client::split_base_url(&base_url)
         .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
     let mut push = server::sinks::fhir_push::FhirPushConfig::new(base_url);
+    push.link = link;
     push.token = std::env::var("METAWARD_EMR_TOKEN").ok().or(file.token);
     if let Some(source) = file.source {
         push.source = source;
@@ -398,6 +414,7 @@ token = "from-file"
 pull_interval_secs = 30
 push = true
 source = "ward-3"
+patient_identifier_system = "urn:oid:2.16.840.1.113883.19.5"
 "#,
         )
         .unwrap();
@@ -412,6 +429,10 @@ source = "ward-3"
         let pull = config.emr_pull.unwrap();
         assert_eq!(pull.interval, std::time::Duration::from_secs(30));
         assert_eq!(pull.token.as_deref(), Some("from-file"));
+        let by_mrn = server::emr_patient::PatientLink::ByIdentifier {
+            system: "urn:oid:2.16.840.1.113883.19.5".into(),
+        };
+        assert_eq!((&pull.link, &push.link), (&by_mrn, &by_mrn));
 
         // Without a base URL, or with one this build cannot reach: refused, not ignored.
         for (text, expected) in [

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod directory;
+pub mod emr_patient;
 pub mod hub;
 pub mod metrics;
 pub mod pipeline;

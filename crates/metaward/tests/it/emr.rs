@@ -259,6 +259,7 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
         base_url: format!("http://{emr_addr}/fhir"),
         token: Some(token),
         interval: Duration::from_millis(200),
+        link: Default::default(),
     });
     let ward = Server::start(config).await.expect("the ward starts");
     sign_in_admin(&ward).await;
@@ -327,6 +328,87 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
     // The resolved condition is a new version of the same resource here too.
     let history = get_json(addr, "/fhir/Condition/emr-c1/_history").await;
     assert_eq!(history["total"], 2, "{history}");
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
+
+/// A hospital whose ward patients are their medical record numbers (HL7 ADT PID-3) and whose
+/// EMR has ids of its own: linked by the MRN identifier, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patients_are_linked_to_the_emr_by_their_record_number() {
+    const MRN: &str = "urn:oid:2.16.840.1.113883.19.5";
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    // At the EMR, ward patient p1 is Patient/emr-4711, with p1 as its MRN.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/emr-4711",
+        json!({"resourceType": "Patient", "id": "emr-4711",
+            "identifier": [{"system": MRN, "value": "p1"}]}),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-c9",
+        json!({"resourceType": "Condition", "id": "emr-c9",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "13645005"}]},
+            "subject": {"reference": "Patient/emr-4711"}}),
+    )
+    .await;
+
+    let token = emr_token(&emr, "ward-mrn", "admin").await;
+    let link = server::emr_patient::PatientLink::ByIdentifier { system: MRN.into() };
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url: format!("http://{emr_addr}/fhir"),
+        token: Some(token.clone()),
+        interval: Duration::from_millis(200),
+        link: link.clone(),
+    });
+    let mut push = FhirPushConfig::new(format!("http://{emr_addr}/fhir"));
+    push.token = Some(token);
+    push.source = "ward-mrn".into();
+    push.poll = Duration::from_millis(100);
+    push.link = link;
+    config.emr_push = Some(push);
+    let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    // Pulled: the EMR's condition about emr-4711 is p1's here.
+    eventually("the emr's condition on p1", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        ward_patient(&twin)["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["code"] == "13645005")
+            .then_some(())
+    })
+    .await;
+    let kept = get_json(addr, "/fhir/Condition/emr-c9").await;
+    assert_eq!(kept["subject"]["reference"], "Patient/p1", "{kept}");
+
+    // Pushed: p1's vitals land on emr-4711 at the EMR.
+    publish_v311(ward.mqtt_addr(), "it-mrn", "dev-1", vitals(now_ms(), 77.0)).await;
+    let pushed = eventually("p1's vitals at the emr", || async {
+        let page = get_json(
+            emr_addr,
+            &format!("/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C"),
+        )
+        .await;
+        (page["total"] == 2).then_some(page)
+    })
+    .await;
+    for entry in pushed["entry"].as_array().unwrap() {
+        assert_eq!(
+            entry["resource"]["subject"]["reference"], "Patient/emr-4711",
+            "{entry}"
+        );
+    }
     ward.shutdown().await;
     emr.shutdown().await;
 }

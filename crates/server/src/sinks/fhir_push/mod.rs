@@ -40,6 +40,8 @@ pub struct FhirPushConfig {
     /// The first and the longest wait between failed attempts.
     pub backoff_first: Duration,
     pub backoff_max: Duration,
+    /// How a value's patient is named to the EMR.
+    pub link: crate::emr_patient::PatientLink,
 }
 
 impl FhirPushConfig {
@@ -52,6 +54,7 @@ impl FhirPushConfig {
             poll: Duration::from_millis(500),
             backoff_first: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            link: Default::default(),
         }
     }
 }
@@ -125,11 +128,15 @@ fn read_batch(
             .into_iter()
             .flat_map(|record| record.observations);
         for (position, attributed) in values.enumerate() {
-            let Some(resource) =
+            let Some(mut resource) =
                 pushed_observation(catalog, &config.source, offset.0, position, &attributed)
             else {
                 continue;
             };
+            if let Some(patient) = &attributed.attribution.patient {
+                resource["subject"]["reference"] =
+                    json!(config.link.subject_reference(patient.as_str()));
+            }
             let identifier = &resource["identifier"][0];
             let if_none_exist = format!(
                 "identifier={}|{}",
