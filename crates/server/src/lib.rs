@@ -240,7 +240,7 @@ impl Server {
                 log.clone(),
                 stores.writer.clone(),
                 Catalog::embedded(),
-                metrics.clone(),
+                ingest.clone(),
                 shutdown.clone(),
             )));
         }

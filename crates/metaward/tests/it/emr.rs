@@ -412,3 +412,85 @@ async fn patients_are_linked_to_the_emr_by_their_record_number() {
     ward.shutdown().await;
     emr.shutdown().await;
 }
+
+/// A value the EMR will not take (here: its patient is unknown there) is kept as a dead letter
+/// on the ward, and does not hold back the values after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_emr_refuses_is_kept_and_does_not_block_the_outbox() {
+    const MRN: &str = "urn:oid:2.16.840.1.113883.19.5";
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    let token = emr_token(&emr, "ward-refused", "admin").await;
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    let mut push = FhirPushConfig::new(format!("http://{emr_addr}/fhir"));
+    push.token = Some(token);
+    push.poll = Duration::from_millis(100);
+    push.backoff_max = Duration::from_millis(300);
+    push.link = server::emr_patient::PatientLink::ByIdentifier { system: MRN.into() };
+    config.emr_push = Some(push);
+    let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    // p1 is not registered at the EMR yet: both values of this message are refused there.
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-refused-1",
+        "dev-1",
+        vitals(now_ms(), 71.0),
+    )
+    .await;
+    let dead = eventually("the refused values kept on the ward", || async {
+        let dead = get_json(addr, "/api/v1/dead-letters?source=emr_push").await;
+        (dead.as_array()?.len() == 2).then_some(dead)
+    })
+    .await;
+    let first = &dead[0];
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("emr_refused_4"),
+        "{first}"
+    );
+    let raw = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            first["raw_base64"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(raw.contains("\"resourceType\":\"Observation\""), "{raw}");
+    assert!(raw.contains(IDENTIFIER_SYSTEM), "kept as sent: {raw}");
+    let metrics = ward.metrics_text();
+    assert!(
+        metrics.contains("source=\"emr_push\""),
+        "the refusals are counted"
+    );
+
+    // Once the EMR knows p1, the next values go through: the outbox did not stall.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/emr-1",
+        json!({"resourceType": "Patient", "id": "emr-1",
+            "identifier": [{"system": MRN, "value": "p1"}]}),
+    )
+    .await;
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-refused-2",
+        "dev-1",
+        vitals(now_ms(), 72.0),
+    )
+    .await;
+    eventually("the later values at the emr", || async {
+        (pushed_identifiers(emr_addr).await.len() == 2).then_some(())
+    })
+    .await;
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
