@@ -315,7 +315,13 @@ impl Server {
         };
         let audit_shutdown = CancellationToken::new();
         let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
-        let auth = auth::Auth::new(audit);
+        // Sessions are kept in the store (hashes only), so a restart signs nobody out.
+        let sessions = auth::Sessions::persistent(
+            Store::open(&stores.path).context("opening the SQL store")?,
+            pipeline::now().millis(),
+        )
+        .context("loading sessions")?;
+        let auth = auth::Auth::with_sessions(audit, sessions);
         let app = app(auth);
         let http_shutdown = shutdown.clone();
         let (tls, plain) = match &config.tls {

@@ -27,6 +27,7 @@ mod patients;
 mod records;
 mod rounds;
 mod security;
+mod tokens;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -47,6 +48,7 @@ pub use records::{
 };
 pub use rounds::{LastReview, RoundNote};
 pub use security::{AuditEntry, AuditRecord, NewUser, UserRecord};
+pub use tokens::{ApiTokenKind, ApiTokenRecord, SessionRecord};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v10_security.sql"),
     include_str!("schema/v11_record_views.sql"),
     include_str!("schema/v12_reference_ranges.sql"),
+    include_str!("schema/v13_api_tokens.sql"),
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,9 @@ pub mod middleware;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
+pub mod throttle;
+pub mod token_routes;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -133,9 +136,13 @@ pub fn check_exposure(config: &crate::ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Lockout: this many failed logins in a row lock the account for `LOCKOUT_MS`.
+/// Lockout (`throttle`): this many failed logins in a row on an account from one address lock
+/// the account for `LOCKOUT_MS` from that address.
 pub const FAILURES_TO_LOCK: u32 = 5;
 pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+/// This many failed logins in a row on an account, from whatever addresses, lock it for
+/// `LOCKOUT_MS` from everywhere (kept in the store).
+pub const ACCOUNT_FAILURES_TO_LOCK: u32 = 50;
 
 /// Argon2id with the OWASP parameters for passwords (19 MiB, two passes, one lane): people
 /// choose passwords that can be guessed, so hashing must be slow (unlike device secrets).
@@ -244,13 +251,22 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
 pub struct Auth {
     pub sessions: Sessions,
     pub audit: Audit,
+    /// Failed logins per address and per account and address.
+    pub throttle: throttle::LoginThrottle,
 }
 
 impl Auth {
+    /// Sessions in memory only (a restart ends them).
     pub fn new(audit: Audit) -> Arc<Auth> {
+        Auth::with_sessions(audit, Sessions::default())
+    }
+
+    /// With `sessions` (e.g. [`Sessions::persistent`], kept across restarts).
+    pub fn with_sessions(audit: Audit, sessions: Sessions) -> Arc<Auth> {
         Arc::new(Auth {
-            sessions: Sessions::default(),
+            sessions,
             audit,
+            throttle: Default::default(),
         })
     }
 }
