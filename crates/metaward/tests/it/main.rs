@@ -19,6 +19,7 @@ mod rounds;
 mod rules;
 mod scores;
 mod security;
+mod security_tokens;
 mod sql;
 mod tls;
 

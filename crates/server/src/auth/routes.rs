@@ -131,20 +131,23 @@ pub async fn login(
         Ok(Err(error)) => return ApiError::from(error).into_response(),
         Err(error) => return error.into_response(),
     };
+    // The account a failure counts against, with when its password was set.
+    let account = user
+        .as_ref()
+        .map(|user| (user.name.clone(), user.password_set_at_ms));
+    let account = account.as_ref().map(|(name, set)| (name.as_str(), *set));
     let locked = user.as_ref().is_some_and(|user| {
         user.locked_until_ms.is_some_and(|until| until > now_ms)
-            || state
-                .auth
-                .throttle
-                .account_locked(&user.name, &source, now_ms)
+            || state.auth.throttle.account_locked(
+                &user.name,
+                &source,
+                user.password_set_at_ms,
+                now_ms,
+            )
     });
     if locked {
         // Still a failure of this address: a guesser keeps counting towards its own wait.
-        state.auth.throttle.failed(
-            user.as_ref().map(|user| user.name.as_str()),
-            &source,
-            now_ms,
-        );
+        state.auth.throttle.failed(account, &source, now_ms);
         audit(&body.username, "locked", "login_failed");
         return unauthorized(
             "locked",
@@ -161,10 +164,7 @@ pub async fn login(
         .unwrap_or(false);
     let exists = user.is_some();
     let Some(user) = user.filter(|_| verified) else {
-        state
-            .auth
-            .throttle
-            .failed(exists.then_some(body.username.as_str()), &source, now_ms);
+        state.auth.throttle.failed(account, &source, now_ms);
         if exists {
             let name = body.username.clone();
             let _ = state

@@ -53,19 +53,29 @@ impl LoginThrottle {
         (failures.count >= ADDRESS_FAILURES && until > now_ms).then_some(until - now_ms)
     }
 
-    /// Whether `user` is locked for logins from `address`.
-    pub fn account_locked(&self, user: &str, address: &str, now_ms: i64) -> bool {
+    /// Whether `user` is locked for logins from `address`. A password set after the last
+    /// failure (an admin's reset, over REST or the command line) lifts the lock.
+    pub fn account_locked(
+        &self,
+        user: &str,
+        address: &str,
+        password_set_at_ms: i64,
+        now_ms: i64,
+    ) -> bool {
         let inner = self.inner.lock().expect("throttle lock");
         inner
             .by_account
             .get(&(user.to_owned(), address.to_owned()))
             .is_some_and(|failures| {
-                failures.count >= FAILURES_TO_LOCK && failures.last_ms + LOCKOUT_MS > now_ms
+                failures.count >= FAILURES_TO_LOCK
+                    && failures.last_ms + LOCKOUT_MS > now_ms
+                    && failures.last_ms >= password_set_at_ms
             })
     }
 
-    /// Counts a failed login from `address`, naming `user` if such a user exists.
-    pub fn failed(&self, user: Option<&str>, address: &str, now_ms: i64) {
+    /// Counts a failed login from `address`, naming `user` if such a user exists (with when
+    /// its password was set: failures before that do not count).
+    pub fn failed(&self, user: Option<(&str, i64)>, address: &str, now_ms: i64) {
         let mut inner = self.inner.lock().expect("throttle lock");
         if inner.by_address.len() + inner.by_account.len() > SWEEP_AT {
             inner.sweep(now_ms);
@@ -82,14 +92,16 @@ impl LoginThrottle {
             inner.by_address.entry(address.to_owned()).or_default(),
             WINDOW_MS,
         );
-        if let Some(user) = user {
-            count(
-                inner
-                    .by_account
-                    .entry((user.to_owned(), address.to_owned()))
-                    .or_default(),
-                LOCKOUT_MS,
-            );
+        if let Some((user, password_set_at_ms)) = user {
+            let failures = inner
+                .by_account
+                .entry((user.to_owned(), address.to_owned()))
+                .or_default();
+            // A new password (an admin's reset) starts a new run.
+            if failures.last_ms < password_set_at_ms {
+                failures.count = 0;
+            }
+            count(failures, LOCKOUT_MS);
         }
     }
 
@@ -121,22 +133,26 @@ mod tests {
     fn a_guesser_locks_an_account_only_for_itself() {
         let throttle = LoginThrottle::default();
         for i in 0..FAILURES_TO_LOCK {
-            assert!(!throttle.account_locked("ann", "10.0.0.66", i64::from(i)));
-            throttle.failed(Some("ann"), "10.0.0.66", i64::from(i));
+            assert!(!throttle.account_locked("ann", "10.0.0.66", 0, i64::from(i)));
+            throttle.failed(Some(("ann", 0)), "10.0.0.66", i64::from(i));
         }
-        assert!(throttle.account_locked("ann", "10.0.0.66", 10));
+        assert!(throttle.account_locked("ann", "10.0.0.66", 0, 10));
         assert!(
-            !throttle.account_locked("ann", "10.0.0.5", 10),
+            !throttle.account_locked("ann", "10.0.0.66", 5, 10),
+            "a reset password lifts the lock"
+        );
+        assert!(
+            !throttle.account_locked("ann", "10.0.0.5", 0, 10),
             "ann's own address has not failed"
         );
-        assert!(!throttle.account_locked("bob", "10.0.0.66", 10));
+        assert!(!throttle.account_locked("bob", "10.0.0.66", 0, 10));
         assert!(
-            !throttle.account_locked("ann", "10.0.0.66", 4 + LOCKOUT_MS),
+            !throttle.account_locked("ann", "10.0.0.66", 0, 4 + LOCKOUT_MS),
             "the lock expires"
         );
-        throttle.failed(Some("ann"), "10.0.0.66", 5 + LOCKOUT_MS);
+        throttle.failed(Some(("ann", 0)), "10.0.0.66", 5 + LOCKOUT_MS);
         assert!(
-            !throttle.account_locked("ann", "10.0.0.66", 6 + LOCKOUT_MS),
+            !throttle.account_locked("ann", "10.0.0.66", 0, 6 + LOCKOUT_MS),
             "a new run starts from one"
         );
     }
@@ -145,7 +161,7 @@ mod tests {
     fn an_address_that_fails_too_often_waits_whatever_account_it_names() {
         let throttle = LoginThrottle::default();
         for i in 0..ADDRESS_FAILURES - 1 {
-            throttle.failed(Some(&format!("user{i}")), "10.0.0.66", 100);
+            throttle.failed(Some((&format!("user{i}"), 0)), "10.0.0.66", 100);
         }
         assert_eq!(throttle.address_wait_ms("10.0.0.66", 100), None);
         throttle.failed(None, "10.0.0.66", 100);
