@@ -312,7 +312,7 @@ mod tests {
             refresh_hash: [byte + 100; 32],
             user: user.into(),
             role: "nurse".into(),
-            wards: (byte % 2 == 0).then(|| vec!["w1".to_owned()]),
+            wards: byte.is_multiple_of(2).then(|| vec!["w1".to_owned()]),
             access_expires_ms: 10,
             refresh_expires_ms,
         };
