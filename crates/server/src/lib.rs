@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub mqtt_tls: Option<tls::TlsFiles>,
     /// HL7 MLLP over TLS on the `mllp` address, with this certificate and key.
     pub mllp_tls: Option<tls::TlsFiles>,
+    /// Which MLLP peers may connect: an address allow-list, client certificates over TLS.
+    pub mllp_access: sources::hl7_mllp::MllpAccess,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
             tls: None,
             mqtt_tls: None,
             mllp_tls: None,
+            mllp_access: Default::default(),
         }
     }
 }
@@ -276,13 +279,22 @@ impl Server {
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
 
+        // The audit writer starts before the listeners, which record refused peers in it.
+        let audit_shutdown = CancellationToken::new();
+        let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
         let mllp = sources::hl7_mllp::MllpListener::start(
             config.mllp,
             sources::hl7_mllp::MllpConfig {
-                tls: match &config.mllp_tls {
-                    Some(files) => Some(tls::acceptor(files)?),
-                    None => None,
+                tls: match (&config.mllp_tls, &config.mllp_access.client_ca) {
+                    (Some(files), Some(ca)) => Some(tls::acceptor_verifying_clients(files, ca)?),
+                    (Some(files), None) => Some(tls::acceptor(files)?),
+                    (None, Some(_)) => anyhow::bail!(
+                        "mllp client certificates need MLLP over TLS (mllp_tls and a [tls] certificate)"
+                    ),
+                    (None, None) => None,
                 },
+                access: config.mllp_access.clone(),
+                audit: Some(audit.clone()),
                 ..sources::hl7_mllp::MllpConfig::default()
             },
             ingest.clone(),
@@ -313,8 +325,6 @@ impl Server {
                 })
             }
         };
-        let audit_shutdown = CancellationToken::new();
-        let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
         // Sessions are kept in the store (hashes only), so a restart signs nobody out.
         let sessions = auth::Sessions::persistent(
             Store::open(&stores.path).context("opening the SQL store")?,

@@ -116,8 +116,9 @@ pub fn visible_directory(
 /// Which listeners may face the network. HTTP always authenticates users (there is no way to
 /// turn that off), so it may bind anywhere. The embedded MQTT broker beyond loopback needs
 /// `device_auth = "required"` (otherwise any host could publish as a device without a
-/// credential). MLLP peers cannot authenticate yet (no address allow-list, no TLS client
-/// certificates; TLS alone only hides the traffic), so it stays on loopback.
+/// credential). MLLP has no credentials of its own: beyond loopback it needs an address
+/// allow-list narrower than everything, or client certificates over TLS (TLS alone only hides
+/// the traffic).
 pub fn check_exposure(config: &crate::ServerConfig) -> Result<(), String> {
     if !config.mqtt.ip().is_loopback()
         && config.mqtt_device_auth != crate::sources::mqtt::DeviceAuth::Required
@@ -127,9 +128,11 @@ pub fn check_exposure(config: &crate::ServerConfig) -> Result<(), String> {
             config.mqtt
         ));
     }
-    if !config.mllp.ip().is_loopback() {
+    let access = &config.mllp_access;
+    let client_certificates = access.client_ca.is_some() && config.mllp_tls.is_some();
+    if !config.mllp.ip().is_loopback() && !access.restricts_addresses() && !client_certificates {
         return Err(format!(
-            "refusing to listen on {} (mllp): binding beyond loopback requires authentication, and MLLP peers cannot authenticate yet (no address allow-list or client certificates); keep it on loopback behind a gateway or tunnel",
+            "refusing to listen on {} (mllp): binding beyond loopback requires authentication, and MLLP peers are known only by address or certificate: set `allow = [\"10.1.0.0/16\", ...]` in [mllp_access] (the gateways' addresses; not 0.0.0.0/0), or `client_ca` there with MLLP over TLS; or keep it on loopback behind a gateway or tunnel",
             config.mllp
         ));
     }

@@ -58,6 +58,12 @@ async fn accept_loop(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if !config.access.allows(peer.ip()) {
+                        // Closed before a byte is read: nothing of the peer's reaches us.
+                        drop(stream);
+                        refused(&config, &handler, peer, "peer_not_allowed");
+                        continue;
+                    }
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many mllp connections; closing a new one");
                         continue;
@@ -79,7 +85,12 @@ async fn accept_loop(
                                         let (reader, writer) = tokio::io::split(tls);
                                         serve_connection(reader, writer, peer, config, handler, shutdown).await;
                                     }
-                                    Ok(Err(error)) => tracing::debug!(%peer, %error, "mllp tls handshake failed"),
+                                    // Without a valid client certificate (when one is required)
+                                    // the handshake fails here: refused, counted, audited.
+                                    Ok(Err(error)) => {
+                                        tracing::info!(%peer, %error, "mllp tls handshake failed");
+                                        refused(&config, &handler, peer, "tls_handshake");
+                                    }
                                     Err(_) => tracing::debug!(%peer, "mllp tls handshake timed out"),
                                 }
                             }
@@ -98,6 +109,25 @@ async fn accept_loop(
         }
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// A connection closed before any message: counted under `reason`, logged with the peer's
+/// address only, and written to the audit trail.
+fn refused(config: &MllpConfig, handler: &Handler, peer: SocketAddr, reason: &str) {
+    handler.metrics().connection_refused(SOURCE, reason);
+    tracing::warn!(%peer, reason, "refused an mllp connection");
+    if let Some(audit) = &config.audit {
+        audit.record(store::AuditEntry {
+            time_ms: crate::pipeline::now().millis(),
+            actor: "anonymous".into(),
+            role: None,
+            source: peer.ip().to_string(),
+            action: "connect".into(),
+            what: "MLLP connection".into(),
+            patient_id: None,
+            outcome: reason.to_owned(),
+        });
+    }
 }
 
 async fn serve_connection(

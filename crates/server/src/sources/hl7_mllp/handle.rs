@@ -70,6 +70,10 @@ impl Handler {
         }
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.ingest.metrics()
+    }
+
     /// Handles one frame; returns the acknowledgment to send, if there is anyone to answer.
     pub async fn handle_frame(&self, frame: Frame, peer: SocketAddr) -> Option<Vec<u8>> {
         let received = now();
