@@ -134,8 +134,34 @@ async fn a_device_token_posts_only_its_own_observations() {
         assert_eq!(read.json()["resourceType"], "OperationOutcome", "{path}");
         assert!(!read.body.contains("Ada"), "{}", read.body);
     }
+    // By identifier, resolved as every device Observation is: a registered monitor's EUI-64
+    // names mon-7, not dev-1.
+    let eui = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680";
+    let monitor = json!({
+        "resourceType": "Device", "id": "mon-7",
+        "identifier": [{"system": eui, "value": "00-09-FB-FF-FF-A0-F4-CA"}],
+        "type": {"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": "69965"}]}
+    });
+    let registered = http(
+        addr,
+        "PUT",
+        "/fhir/Device/mon-7",
+        Some(&monitor.to_string()),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let mut by_identifier = observation("dev-1", 53.0);
+    by_identifier["device"] =
+        json!({"identifier": {"system": eui, "value": "00-09-FB-FF-FF-A0-F4-CA"}});
+    let impersonation = post("/fhir/Observation", by_identifier.clone()).await;
+    assert_eq!(impersonation.status, 403, "{}", impersonation.body);
+    assert!(
+        impersonation.body.contains("mon-7"),
+        "{}",
+        impersonation.body
+    );
     let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
-    for refused in [50.0, 51.0, 52.0] {
+    for refused in [50.0, 51.0, 52.0, 53.0] {
         assert!(!has_value(&twin["values"], "spo2", refused), "{twin}");
     }
 
@@ -149,7 +175,7 @@ async fn a_device_token_posts_only_its_own_observations() {
             .find(|(r, _)| r == reason)
             .map_or(0, |(_, n)| *n)
     };
-    assert_eq!(count("device_mismatch"), 2, "{reasons:?}");
+    assert_eq!(count("device_mismatch"), 3, "{reasons:?}");
     assert_eq!(count("device_scope"), 4, "{reasons:?}");
     let letters = eventually("the refusals as dead letters", || async {
         let letters = get_json(addr, "/api/v1/dead-letters").await;
@@ -158,18 +184,34 @@ async fn a_device_token_posts_only_its_own_observations() {
             .iter()
             .map(|letter| letter["reason"].clone())
             .collect();
-        (reasons.len() == 6).then_some(reasons)
+        (reasons.len() == 7).then_some(reasons)
     })
     .await;
     assert_eq!(
         letters.iter().filter(|r| **r == "device_mismatch").count(),
-        2,
+        3,
         "{letters:?}"
     );
     let audit = http(addr, "GET", "/api/v1/audit", None).await.body;
     assert!(audit.contains("device:dev-1"), "{audit}");
     assert!(audit.contains("403 device_mismatch"), "{audit}");
     assert!(audit.contains("403 device_scope"), "{audit}");
+
+    // mon-7's own token may post by its identifier.
+    let mon7 = create_token(
+        addr,
+        json!({"name": "monitor-7", "kind": "device", "device": "mon-7"}),
+    )
+    .await;
+    let own_identifier = http_as(
+        addr,
+        mon7["token"].as_str(),
+        "POST",
+        "/fhir/Observation",
+        Some(&by_identifier.to_string()),
+    )
+    .await;
+    assert_eq!(own_identifier.status, 201, "{}", own_identifier.body);
 
     // Revoked: refused at the next request, without a restart.
     let revoked = http(addr, "DELETE", "/api/v1/tokens/monitor-1", None).await;
