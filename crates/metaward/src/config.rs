@@ -106,6 +106,9 @@ struct MllpAccessFile {
     #[serde(default)]
     allow: Vec<String>,
     client_ca: Option<PathBuf>,
+    /// `[mllp_access.facilities] "gw-1.icu.example" = ["ICU"]`: certificate name → MSH-4s.
+    #[serde(default)]
+    facilities: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -333,6 +336,7 @@ impl ListenArgs {
                 })
                 .collect::<anyhow::Result<_>>()?,
             client_ca: self.mllp_client_ca.clone().or(file.client_ca),
+            facilities: file.facilities,
         })
     }
 
@@ -606,6 +610,16 @@ password = "from-file"
         assert_eq!(
             config.mllp_access.client_ca,
             Some(std::path::PathBuf::from("ca.pem"))
+        );
+        std::fs::write(
+            &path,
+            "[mllp_access]\nclient_ca = \"ca.pem\"\n[mllp_access.facilities]\n\"gw-1.icu.example\" = [\"ICU\", \"ICU2\"]\n",
+        )
+        .unwrap();
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            config.mllp_access.facilities["gw-1.icu.example"],
+            vec!["ICU".to_owned(), "ICU2".to_owned()]
         );
         // Client certificates without TLS authenticate nobody.
         std::fs::write(

@@ -279,6 +279,10 @@ impl Server {
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
 
+        anyhow::ensure!(
+            config.mllp_access.facilities.is_empty() || config.mllp_access.client_ca.is_some(),
+            "mllp_access.facilities maps client certificates: it needs client_ca (and MLLP over TLS)"
+        );
         // The audit writer starts before the listeners, which record refused peers in it.
         let audit_shutdown = CancellationToken::new();
         let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());

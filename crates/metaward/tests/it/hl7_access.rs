@@ -120,6 +120,9 @@ struct TestPki {
     client_key: PathBuf,
     rogue_cert: PathBuf,
     rogue_key: PathBuf,
+    /// From the hospital's CA, but named nowhere in the facility map.
+    unmapped_cert: PathBuf,
+    unmapped_key: PathBuf,
 }
 
 fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
@@ -194,7 +197,16 @@ fn test_pki(dir: &Path) -> TestPki {
         dir,
         "rogue",
     );
+    let (unmapped_cert, unmapped_key) = leaf(
+        &["gateway-9.er.example"],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        &hospital,
+        dir,
+        "unmapped",
+    );
     TestPki {
+        unmapped_cert,
+        unmapped_key,
         ca: ca_path,
         server: server::tls::TlsFiles { cert, key },
         client_cert,
@@ -291,6 +303,11 @@ async fn mllp_over_tls_requires_a_client_certificate_from_the_ca() {
     let (server, _dir) = start_server_with(move |config| {
         config.mllp_tls = Some(server_files);
         config.mllp_access.client_ca = Some(ca);
+        // The ICU's gateway sends for the ICU only.
+        config
+            .mllp_access
+            .facilities
+            .insert("gateway-1.icu.example".into(), vec!["ICU".into()]);
     })
     .await;
     server.apply_setup(small_setup()).await.unwrap();
@@ -308,6 +325,34 @@ async fn mllp_over_tls_requires_a_client_certificate_from_the_ca() {
     .await
     .unwrap();
     assert!(ok && text.contains("Verification: OK"), "{text}");
+
+    // The gateway's certificate does not cover another facility: AR with the ERR at MSH-4.
+    let other_facility = String::from_utf8(framed_oru("cert-2"))
+        .unwrap()
+        .replacen("|ICU|", "|ER|", 1)
+        .into_bytes();
+    let (answer, errors) = python_mllp(port, &pki.ca, client, other_facility).await;
+    assert!(answer.contains("MSA|AR|cert-2"), "{answer}{errors}");
+    assert!(answer.contains("ERR||MSH^1^4"), "{answer}");
+    assert_eq!(
+        metric(
+            &server,
+            "metaward_messages_rejected_total{source=\"hl7\",reason=\"facility_not_allowed\"}"
+        ),
+        1.0
+    );
+    // A certificate from the CA that the map does not name: closed after the handshake.
+    let unmapped = Some((pki.unmapped_cert.as_path(), pki.unmapped_key.as_path()));
+    let (answer, _) = python_mllp(port, &pki.ca, unmapped, framed_oru("unmapped-1")).await;
+    assert!(!answer.contains("MSA"), "{answer}");
+    eventually("the unmapped certificate counted", || async {
+        let refused = metric(
+            &server,
+            "metaward_connections_refused_total{source=\"hl7\",reason=\"certificate_not_mapped\"}",
+        );
+        (refused == 1.0).then_some(())
+    })
+    .await;
 
     // Without a certificate, or with one from another CA: no handshake, nothing answered.
     let refused_before = metric(
@@ -337,15 +382,18 @@ async fn mllp_over_tls_requires_a_client_certificate_from_the_ca() {
         (refused >= refused_before + 3.0).then_some(())
     })
     .await;
-    // Only the certified gateway's message was taken.
+    // Only the certified gateway's messages were read (one taken, one refused).
     assert_eq!(
         metric(&server, "metaward_messages_received_total{source=\"hl7\"}"),
-        1.0
+        2.0
     );
     let addr = server.http_addr();
     eventually("the refusals in the audit trail", || async {
         let audit = http(addr, "GET", "/api/v1/audit", None).await.body;
-        audit.contains("tls_handshake").then_some(())
+        (audit.contains("tls_handshake")
+            && audit.contains("certificate_not_mapped")
+            && audit.contains("mllp:gateway-1.icu.example"))
+        .then_some(())
     })
     .await;
     server.shutdown().await;

@@ -8,11 +8,20 @@
 //! - **client certificates** (with MLLP over TLS): a peer must present a certificate signed by
 //!   the configured CA, or its handshake fails (`reason="tls_handshake"`).
 //!
-//! Either one is what lets MLLP bind beyond loopback (`auth::check_exposure`).
+//! - optionally, **which facilities a certificate may send for**: certificate names (DNS names
+//!   the certificate is valid for, as a server name would be checked) mapped to the sending
+//!   facilities (MSH-4) their messages may carry. A certified peer named nowhere in the map is
+//!   closed after the handshake (`reason="certificate_not_mapped"`); a message with another
+//!   MSH-4 is refused (AR, ERR at MSH-4, dead letter `facility_not_allowed`).
+//!
+//! Either of the first two is what lets MLLP bind beyond loopback (`auth::check_exposure`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// An address or a CIDR range: `10.20.0.0/16`, `192.0.2.7`, `fd00::/8`, `::1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,12 +134,54 @@ pub struct MllpAccess {
     pub allow: Vec<IpRange>,
     /// With MLLP over TLS: require a client certificate signed by this CA (PEM).
     pub client_ca: Option<PathBuf>,
+    /// With client certificates: a certificate name → the sending facilities (MSH-4) it may
+    /// send for. Empty: a certified peer may send for any facility.
+    pub facilities: BTreeMap<String, Vec<String>>,
+}
+
+/// What a certified peer may send for: the certificate names it matched, and their facilities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertifiedPeer {
+    pub names: Vec<String>,
+    pub facilities: Vec<String>,
 }
 
 impl MllpAccess {
     /// Whether a peer at `ip` may connect.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|range| range.contains(ip))
+    }
+
+    /// The facilities the peer presenting `certificate` (already verified against the CA by
+    /// the handshake) may send for: `Ok(None)` when no map is configured, `Err` when the map
+    /// names none of the certificate's names.
+    pub fn certified(
+        &self,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Result<Option<CertifiedPeer>, &'static str> {
+        if self.facilities.is_empty() {
+            return Ok(None);
+        }
+        let parsed = certificate
+            .and_then(|certificate| rustls::server::ParsedCertificate::try_from(certificate).ok())
+            .ok_or("certificate_not_mapped")?;
+        let mut peer = CertifiedPeer {
+            names: Vec::new(),
+            facilities: Vec::new(),
+        };
+        for (name, facilities) in &self.facilities {
+            let Ok(server_name) = ServerName::try_from(name.as_str()) else {
+                continue;
+            };
+            if rustls::client::verify_server_name(&parsed, &server_name).is_ok() {
+                peer.names.push(name.clone());
+                peer.facilities.extend(facilities.iter().cloned());
+            }
+        }
+        if peer.names.is_empty() {
+            return Err("certificate_not_mapped");
+        }
+        Ok(Some(peer))
     }
 
     /// Whether the allow-list names anything narrower than the whole Internet.
@@ -184,13 +235,13 @@ mod tests {
         assert!(open.allows(ip("203.0.113.5")) && !open.restricts_addresses());
         let ward = MllpAccess {
             allow: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
-            client_ca: None,
+            ..MllpAccess::default()
         };
         assert!(ward.allows(ip("127.0.0.1")) && ward.allows(ip("fd12::1")));
         assert!(!ward.allows(ip("192.0.2.1")) && ward.restricts_addresses());
         let everything = MllpAccess {
             allow: vec!["::/0".parse().unwrap()],
-            client_ca: None,
+            ..MllpAccess::default()
         };
         assert!(!everything.restricts_addresses());
     }
