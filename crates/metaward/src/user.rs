@@ -141,6 +141,8 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
         }
         UserCommand::Disable { name } => {
             store.set_user_disabled(&name, true)?;
+            // A running server ends them at their next refresh; a restart does not revive them.
+            store.delete_user_sessions(&name)?;
             audit_user_cli(&mut store, "disable", &name)?;
             println!("disabled {name}");
         }
@@ -151,6 +153,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
         }
         UserCommand::Reset { name } => {
             let password = server::auth::reset_password(&store, &name, now_ms())?;
+            store.delete_user_sessions(&name)?;
             audit_user_cli(&mut store, "reset", &name)?;
             println!("new password for {name} (shown once): {password}");
         }

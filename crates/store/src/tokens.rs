@@ -203,12 +203,18 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions whose refresh token has not expired at `now_ms`; expired ones are deleted.
-    pub fn live_sessions(&self, now_ms: i64) -> Result<Vec<SessionRecord>, StoreError> {
+    /// Deletes the sessions whose refresh token has expired at `now_ms`.
+    pub fn delete_expired_sessions(&self, now_ms: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "DELETE FROM sessions WHERE refresh_expires_ms <= ?1",
             params![now_ms],
         )?;
+        Ok(())
+    }
+
+    /// Sessions whose refresh token has not expired at `now_ms`; expired ones are deleted.
+    pub fn live_sessions(&self, now_ms: i64) -> Result<Vec<SessionRecord>, StoreError> {
+        self.delete_expired_sessions(now_ms)?;
         let mut statement = self
             .conn
             .prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions"))?;

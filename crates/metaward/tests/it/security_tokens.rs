@@ -124,6 +124,13 @@ async fn a_device_token_posts_only_its_own_observations() {
     .await;
     assert_eq!(record.status, 403, "{}", record.body);
     assert_eq!(record.json()["resourceType"], "OperationOutcome");
+    let record_bundle = post(
+        "/fhir",
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "px"}, "request": {"method": "PUT", "url": "Patient/px"}}]}),
+    )
+    .await;
+    assert_eq!(record_bundle.status, 403, "{}", record_bundle.body);
     for path in [
         "/fhir/Patient/p1",
         "/fhir/Observation?patient=p1",
@@ -176,7 +183,7 @@ async fn a_device_token_posts_only_its_own_observations() {
             .map_or(0, |(_, n)| *n)
     };
     assert_eq!(count("device_mismatch"), 3, "{reasons:?}");
-    assert_eq!(count("device_scope"), 4, "{reasons:?}");
+    assert_eq!(count("device_scope"), 5, "{reasons:?}");
     let letters = eventually("the refusals as dead letters", || async {
         let letters = get_json(addr, "/api/v1/dead-letters").await;
         let reasons: Vec<Value> = letters
@@ -184,7 +191,7 @@ async fn a_device_token_posts_only_its_own_observations() {
             .iter()
             .map(|letter| letter["reason"].clone())
             .collect();
-        (reasons.len() == 7).then_some(reasons)
+        (reasons.len() == 8).then_some(reasons)
     })
     .await;
     assert_eq!(

@@ -136,6 +136,8 @@ impl Sessions {
         );
         inner.by_refresh.insert(refresh_hash, access_hash);
         self.persist("start", |store| {
+            // Sessions nobody refreshed or ended leave with the next login after they expire.
+            store.delete_expired_sessions(now_ms)?;
             store.insert_session(&SessionRecord {
                 access_hash,
                 refresh_hash,
