@@ -1,11 +1,13 @@
 //! Who may see and touch patient data: users with a role and a scope of wards, password login
-//! with lockout, short-lived bearer sessions with refresh and logout, the access policy every
-//! HTTP route is checked against (`policy`), the middleware that applies it to the whole router
-//! (`middleware`), and the tamper-evident audit trail (`audit`).
+//! with lockout and per-address throttling (`throttle`), short-lived bearer sessions with
+//! refresh and logout that survive a restart (`sessions`), long-lived API tokens for devices and
+//! services (`tokens`), the access policy every HTTP route is checked against (`policy`), the
+//! middleware that applies it to the whole router (`middleware`), and the tamper-evident audit
+//! trail (`audit`).
 //!
 //! Must never: keep or log a password or a token (only their hashes are kept: Argon2id for
-//! passwords, SHA-256 for session tokens, which are 256 random bits), or let a route through
-//! that the policy does not list (unlisted routes need an admin).
+//! passwords, SHA-256 for session and API tokens, which are 256 random bits), or let a route
+//! through that the policy does not list (unlisted routes need an admin).
 
 pub mod audit;
 pub mod middleware;
