@@ -143,10 +143,16 @@ pub async fn authorize(
             }
         }
     };
+    // A device has no role of a person's: the trail says `device`.
+    let audit_role = if device.is_some() {
+        "device"
+    } else {
+        caller.role.key()
+    };
     let entry = |patient_id: Option<String>, outcome: String| AuditEntry {
         time_ms: now_ms,
         actor: actor.clone(),
-        role: Some(caller.role.key().to_owned()),
+        role: Some(audit_role.to_owned()),
         source: caller.source.clone(),
         action: action(&method, &decision),
         what: what.clone(),
