@@ -109,6 +109,26 @@ async fn a_peer_outside_the_allow_list_is_closed_at_accept() {
         .expect("an answer");
     assert!(answer.contains("MSA|AA|in-1"), "{answer}");
     server.shutdown().await;
+
+    // IPv6: on ::1, a list of IPv4 networks refuses the IPv6 peer, and one with ::1 takes it.
+    for (allow, taken) in [
+        (vec!["127.0.0.0/8"], false),
+        (vec!["fd00::/8", "::1/128"], true),
+    ] {
+        let (server, _dir) = start_server_with(|config| {
+            config.mllp = "[::1]:0".parse().unwrap();
+            config.mllp_access.allow = allow.iter().map(|a| a.parse().unwrap()).collect();
+        })
+        .await;
+        server.apply_setup(small_setup()).await.unwrap();
+        let answer = send_plain(server.mllp_addr(), "v6-1").await;
+        assert_eq!(
+            answer.is_some_and(|answer| answer.contains("MSA|AA|v6-1")),
+            taken,
+            "{allow:?}"
+        );
+        server.shutdown().await;
+    }
 }
 
 /// A CA, a server certificate for localhost and 127.0.0.1 signed by it, a client certificate
