@@ -69,6 +69,13 @@ pub struct ListenArgs {
     /// Also HL7 MLLP over TLS, with the same certificate
     #[arg(long, env = "METAWARD_MLLP_TLS")]
     pub mllp_tls: bool,
+    /// MLLP peers allowed to connect: addresses or CIDR ranges, comma-separated
+    /// (e.g. 10.20.0.0/16,fd00::/8) [default: any, on loopback only]
+    #[arg(long, env = "METAWARD_MLLP_ALLOW", value_delimiter = ',')]
+    pub mllp_allow: Vec<String>,
+    /// MLLP over TLS: require client certificates signed by this CA (PEM)
+    #[arg(long, env = "METAWARD_MLLP_CLIENT_CA")]
+    pub mllp_client_ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -89,6 +96,19 @@ struct FileConfig {
     /// MLLP over TLS with the `[tls]` certificate.
     #[serde(default)]
     mllp_tls: bool,
+    /// `[mllp_access] allow = ["10.20.0.0/16"], client_ca = "ca.pem"` (docs/hl7.md).
+    mllp_access: Option<MllpAccessFile>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct MllpAccessFile {
+    #[serde(default)]
+    allow: Vec<String>,
+    client_ca: Option<PathBuf>,
+    /// `[mllp_access.facilities] "gw-1.icu.example" = ["ICU"]`: certificate name → MSH-4s.
+    #[serde(default)]
+    facilities: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -290,6 +310,7 @@ impl ListenArgs {
             },
             mqtt_tls: None,
             mllp_tls: None,
+            mllp_access: self.mllp_access(file.mllp_access.unwrap_or_default())?,
         };
         let mut config = config;
         let certificate = |what: &str| {
@@ -310,6 +331,31 @@ impl ListenArgs {
 }
 
 impl ListenArgs {
+    /// Which MLLP peers may connect: flags and environment replace the file's list.
+    fn mllp_access(
+        &self,
+        file: MllpAccessFile,
+    ) -> anyhow::Result<server::sources::hl7_mllp::MllpAccess> {
+        let allow = if self.mllp_allow.is_empty() {
+            file.allow
+        } else {
+            self.mllp_allow.clone()
+        };
+        Ok(server::sources::hl7_mllp::MllpAccess {
+            allow: allow
+                .iter()
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| {
+                    entry
+                        .parse()
+                        .map_err(|error| anyhow::anyhow!("mllp_access.allow: {error}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            client_ca: self.mllp_client_ca.clone().or(file.client_ca),
+            facilities: file.facilities,
+        })
+    }
+
     /// The external broker, if one is named by a flag, the environment or the file.
     fn external(
         &self,
@@ -551,5 +597,57 @@ password = "from-file"
         };
         let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("(mllp)"), "{error}");
+        // MLLP beyond loopback with an allow-list of its gateways, or client certificates.
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            mllp_allow: vec!["10.20.0.0/16".into(), "fd00::/8".into()],
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.mllp_access.allow.len(), 2);
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            mllp_allow: vec!["0.0.0.0/0".into()],
+            ..ListenArgs::default()
+        };
+        assert!(args.resolve().is_err(), "an allow-list of everyone is none");
+        let args = ListenArgs {
+            mllp_allow: vec!["10.1.2.3/8".into()],
+            ..ListenArgs::default()
+        };
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("mllp_access.allow"), "{error}");
+        let path = dir.path().join("mllp.toml");
+        std::fs::write(
+            &path,
+            "mllp = \"0.0.0.0:2575\"\nmllp_tls = true\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[mllp_access]\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            config.mllp_access.client_ca,
+            Some(std::path::PathBuf::from("ca.pem"))
+        );
+        std::fs::write(
+            &path,
+            "[mllp_access]\nclient_ca = \"ca.pem\"\n[mllp_access.facilities]\n\"gw-1.icu.example\" = [\"ICU\", \"ICU2\"]\n",
+        )
+        .unwrap();
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            config.mllp_access.facilities["gw-1.icu.example"],
+            vec!["ICU".to_owned(), "ICU2".to_owned()]
+        );
+        // Client certificates without TLS authenticate nobody.
+        std::fs::write(
+            &path,
+            "mllp = \"0.0.0.0:2575\"\n[mllp_access]\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert!(args.resolve().is_err());
     }
 }

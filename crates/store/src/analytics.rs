@@ -140,8 +140,8 @@ pub fn query_read_only_in(
     })
 }
 
-/// Tables no analyst reads: secrets.
-const NOT_FOR_ANALYSTS: &[&str] = &["device_credentials"];
+/// Tables no analyst reads: secrets (and the hashes of bearer tokens).
+const NOT_FOR_ANALYSTS: &[&str] = &["device_credentials", "api_tokens", "sessions"];
 
 /// Reading tables (but not secrets), calling functions, recursive CTEs, and the pragmas that
 /// describe the schema.
@@ -293,6 +293,8 @@ mod tests {
             "PRAGMA journal_mode = DELETE",
             "SELECT 1; DELETE FROM wards",
             "SELECT * FROM device_credentials",
+            "SELECT hex(token_hash) FROM api_tokens",
+            "SELECT hex(access_hash) FROM sessions",
         ] {
             let refused = query_read_only(&path, sql, SqlLimits::default());
             assert!(

@@ -28,6 +28,7 @@ mod patients;
 mod records;
 mod rounds;
 mod security;
+mod tokens;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use records::{
 };
 pub use rounds::{LastReview, RoundNote};
 pub use security::{AuditEntry, AuditRecord, NewUser, UserRecord};
+pub use tokens::{ApiTokenKind, ApiTokenRecord, SessionRecord};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -67,6 +69,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v11_record_views.sql"),
     include_str!("schema/v12_reference_ranges.sql"),
     include_str!("schema/v13_log_positions.sql"),
+    include_str!("schema/v14_api_tokens.sql"),
 ];
 
 /// The schema version this build writes.
@@ -94,6 +97,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Write transactions take the write lock when they begin, so they wait (busy_timeout)
+        // for another process's writer, such as `metaward user` or `metaward token` beside a
+        // running server. A deferred one that read first would fail at once with "database is
+        // locked" when its snapshot went stale, and two could read the same audit chain head.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // The FHIR record's writes cycle through more than rusqlite's default 16 cached
         // statements; re-preparing them cost a fifth of an import.
         conn.set_prepared_statement_cache_capacity(64);

@@ -9,6 +9,7 @@ mod emr;
 mod fhir;
 mod fhir_record;
 pub(crate) mod hl7;
+mod hl7_access;
 mod ingest;
 mod mosquitto;
 mod mqtt_external;
@@ -19,6 +20,7 @@ mod rounds;
 mod rules;
 mod scores;
 mod security;
+mod security_tokens;
 mod sql;
 mod tls;
 

@@ -455,7 +455,7 @@ async fn lockout_refresh_logout_and_disable() {
         "the old password is gone"
     );
     let session = login_as(new_password.clone()).await;
-    assert_eq!(session.status, 200);
+    assert_eq!(session.status, 200, "{}", session.body);
     let token = session.json()["access_token"].as_str().unwrap().to_owned();
     // Disabling ends the session at once and refuses logins.
     let disabled = http(http_addr, "POST", "/api/v1/users/ann/disable", None).await;

@@ -218,6 +218,15 @@ pub const API: &[(&str, &str, Access)] = &[
         rule(Admin, AllWards),
     ),
     ("GET", "/api/v1/audit", rule(Admin, AllWards)),
+    // API tokens (device and service credentials).
+    ("GET", "/api/v1/tokens", rule(Admin, AllWards)),
+    ("POST", "/api/v1/tokens", rule(Admin, AllWards)),
+    ("DELETE", "/api/v1/tokens/{name}", rule(Admin, AllWards)),
+    (
+        "POST",
+        "/api/v1/tokens/{name}/rotate",
+        rule(Admin, AllWards),
+    ),
 ];
 
 /// Anything not listed: closed to all but admins of every ward.
