@@ -69,7 +69,8 @@ impl LoginThrottle {
             .is_some_and(|failures| {
                 failures.count >= FAILURES_TO_LOCK
                     && failures.last_ms + LOCKOUT_MS > now_ms
-                    && failures.last_ms >= password_set_at_ms
+                    // Failures in the millisecond of a reset were against the old password.
+                    && failures.last_ms > password_set_at_ms
             })
     }
 
@@ -98,7 +99,7 @@ impl LoginThrottle {
                 .entry((user.to_owned(), address.to_owned()))
                 .or_default();
             // A new password (an admin's reset) starts a new run.
-            if failures.last_ms < password_set_at_ms {
+            if failures.last_ms <= password_set_at_ms {
                 failures.count = 0;
             }
             count(failures, LOCKOUT_MS);
