@@ -133,7 +133,8 @@ mod tests {
     #[test]
     fn a_guesser_locks_an_account_only_for_itself() {
         let throttle = LoginThrottle::default();
-        for i in 0..FAILURES_TO_LOCK {
+        // The password was set at 0; the failures come after it, at 1..=5.
+        for i in 1..=FAILURES_TO_LOCK {
             assert!(!throttle.account_locked("ann", "10.0.0.66", 0, i64::from(i)));
             throttle.failed(Some(("ann", 0)), "10.0.0.66", i64::from(i));
         }
@@ -148,12 +149,12 @@ mod tests {
         );
         assert!(!throttle.account_locked("bob", "10.0.0.66", 0, 10));
         assert!(
-            !throttle.account_locked("ann", "10.0.0.66", 0, 4 + LOCKOUT_MS),
+            !throttle.account_locked("ann", "10.0.0.66", 0, 5 + LOCKOUT_MS),
             "the lock expires"
         );
-        throttle.failed(Some(("ann", 0)), "10.0.0.66", 5 + LOCKOUT_MS);
+        throttle.failed(Some(("ann", 0)), "10.0.0.66", 6 + LOCKOUT_MS);
         assert!(
-            !throttle.account_locked("ann", "10.0.0.66", 0, 6 + LOCKOUT_MS),
+            !throttle.account_locked("ann", "10.0.0.66", 0, 7 + LOCKOUT_MS),
             "a new run starts from one"
         );
     }
