@@ -150,6 +150,11 @@ fn only_reading(context: AuthContext<'_>) -> Authorization {
         AuthAction::Read { table_name, .. } if NOT_FOR_ANALYSTS.contains(&table_name) => {
             Authorization::Deny
         }
+        // Users are fine to count and join; their password hashes are not for anyone.
+        AuthAction::Read {
+            table_name: "users",
+            column_name: "password_hash",
+        } => Authorization::Deny,
         AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } => {
             Authorization::Allow
         }
@@ -295,6 +300,8 @@ mod tests {
             "SELECT * FROM device_credentials",
             "SELECT hex(token_hash) FROM api_tokens",
             "SELECT hex(access_hash) FROM sessions",
+            "SELECT password_hash FROM users",
+            "SELECT * FROM users",
         ] {
             let refused = query_read_only(&path, sql, SqlLimits::default());
             assert!(
