@@ -23,6 +23,8 @@ pub enum IssueCode {
     TooCostly,
     /// The server could not do what it should have (durability failed).
     Exception,
+    /// The caller is authenticated but may not do this (a device speaking for another).
+    Forbidden,
 }
 
 impl IssueCode {
@@ -36,6 +38,7 @@ impl IssueCode {
             IssueCode::NotFound => "not-found",
             IssueCode::TooCostly => "too-costly",
             IssueCode::Exception => "exception",
+            IssueCode::Forbidden => "forbidden",
         }
     }
 }

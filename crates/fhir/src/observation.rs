@@ -13,7 +13,9 @@ use twin::normalize::{self, MetricRef, NormalizeError, RawNumeric, RawWaveform};
 use crate::body_site::{self, BodySiteError};
 use crate::issue::{self, Issue, IssueCode};
 use crate::system;
-use crate::types::{CodeableConcept, Observation, Quantity, Reference, SampledData};
+use crate::types::{
+    CodeableConcept, Observation, ObservationReferenceRange, Quantity, Reference, SampledData,
+};
 
 /// Statuses whose value can be recorded. `entered-in-error` and `cancelled` retract or deny a
 /// value, which the device log cannot express; `registered` has no value yet.
@@ -281,13 +283,15 @@ pub fn to_core(
                 ),
             )
         })?;
-        if let Some(value) = value(
+        if let Some(mut value) = value(
             &context,
             metric,
             observation.value_quantity.as_ref(),
             observation.value_sampled_data.as_ref(),
             "Observation",
         )? {
+            value.reference_range =
+                reference_range(metric, &observation.reference_range, "Observation")?;
             core.push(value);
         } else if observation.component.is_empty() {
             return Err(no_value(
@@ -316,7 +320,10 @@ pub fn to_core(
             component.value_sampled_data.as_ref(),
             &at,
         )? {
-            Some(value) => core.push(value),
+            Some(mut value) => {
+                value.reference_range = reference_range(metric, &component.reference_range, &at)?;
+                core.push(value);
+            }
             // A component the device could not measure (dataAbsentReason) has nothing to keep.
             None if component.data_absent_reason.is_some() => {}
             None => return Err(no_value(&at, false)),
@@ -326,6 +333,39 @@ pub fn to_core(
         return Err(no_value("Observation", true));
     }
     Ok(core)
+}
+
+/// The first `referenceRange` with a bound, in the catalog's unit: kept with the value (as HL7
+/// OBX-7 is) and served back. A bound in a unit that cannot be converted is refused, as a
+/// value would be; a range given only as text or by type has no number to keep.
+fn reference_range(
+    metric: &Metric,
+    ranges: &[ObservationReferenceRange],
+    at: &str,
+) -> Result<Option<model::ReferenceRange>, Issue> {
+    let Some((index, range)) = ranges
+        .iter()
+        .enumerate()
+        .find(|(_, range)| range.low.is_some() || range.high.is_some())
+    else {
+        return Ok(None);
+    };
+    let bound = |quantity: &Option<Quantity>, name: &str| -> Result<Option<f64>, Issue> {
+        let Some(quantity) = quantity else {
+            return Ok(None);
+        };
+        let at = format!("{at}.referenceRange[{index}].{name}");
+        let Some(number) = quantity.value else {
+            return Ok(None);
+        };
+        let unit = unit_of(quantity).unwrap_or(&metric.ucum);
+        normalize::convert(metric, unit, number)
+            .map(Some)
+            .map_err(|error| normalize_issue(error, &at))
+    };
+    let low = bound(&range.low, "low")?;
+    let high = bound(&range.high, "high")?;
+    Ok((low.is_some() || high.is_some()).then_some(model::ReferenceRange { low, high }))
 }
 
 fn no_value(at: &str, absent: bool) -> Issue {

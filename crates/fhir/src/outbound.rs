@@ -121,6 +121,19 @@ pub fn device_observation(
             });
         }
     }
+    if let Some(range) = observation.reference_range {
+        // The limits the device sent with the value (HL7 OBX-7, FHIR referenceRange), in the
+        // value's unit.
+        let bound = |value: f64| json!({"value": value, "unit": metric.ucum, "system": system::UCUM, "code": metric.ucum});
+        let mut reference = json!({});
+        if let Some(low) = range.low {
+            reference["low"] = bound(low);
+        }
+        if let Some(high) = range.high {
+            reference["high"] = bound(high);
+        }
+        resource["referenceRange"] = json!([reference]);
+    }
     if observation.quality.is_artefact() {
         // Kept and served, never dropped; flagged as the device or the plausibility check said.
         resource["status"] = json!("preliminary");

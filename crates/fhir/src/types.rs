@@ -130,12 +130,28 @@ pub struct Meta {
     pub profile: Vec<String>,
 }
 
+/// `Observation.referenceRange` (and a component's): the bounds a value is judged against.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationReferenceRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<Quantity>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservationComponent {
     pub code: CodeableConcept,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_quantity: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_range: Vec<ObservationReferenceRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_sampled_data: Option<SampledData>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +198,8 @@ pub struct Observation {
     pub body_site: Option<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_range: Vec<ObservationReferenceRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Reference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

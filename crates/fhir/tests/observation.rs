@@ -223,3 +223,58 @@ fn bundle_entry_expressions_are_rerooted() {
         Some("Bundle.entry[3].resource.code")
     );
 }
+
+#[test]
+fn reference_ranges_are_kept_in_the_catalog_unit_and_served_back() {
+    let mut with_range = spo2();
+    with_range["referenceRange"] = json!([
+        {"text": "ward default"},
+        {"low": {"value": 92, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+    ]);
+    let core = map(with_range).unwrap();
+    assert_eq!(
+        core[0].reference_range,
+        Some(model::ReferenceRange {
+            low: Some(92.0),
+            high: None
+        })
+    );
+    let served = fhir::outbound::device_observation(
+        Catalog::embedded(),
+        "1-0",
+        &core[0],
+        &fhir::outbound::Subject {
+            patient: Some("p1".into()),
+            room: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        served["referenceRange"],
+        json!([{"low": {"value": 92.0, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}])
+    );
+
+    // A component's range in kPa is converted with it; a unit that cannot be is refused there.
+    let bp = |unit: &str| {
+        json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "effectiveDateTime": "2025-11-25T04:40:00Z",
+            "device": {"reference": "Device/bp-1"},
+            "component": [{
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 16, "system": "http://unitsofmeasure.org", "code": "kPa"},
+                "referenceRange": [{"high": {"value": 18.67, "system": "http://unitsofmeasure.org", "code": unit}}]
+            }]
+        })
+    };
+    let core = map(bp("kPa")).unwrap();
+    let high = core[0].reference_range.unwrap().high.unwrap();
+    assert!((high - 140.0).abs() < 0.1, "{high}");
+    let (status, _, expression) = refusal(bp("furlong"));
+    assert_eq!(status, 422);
+    assert_eq!(
+        expression,
+        "Observation.component[0].referenceRange[0].high.code"
+    );
+}

@@ -83,6 +83,13 @@ pub struct ListenArgs {
     /// (https://HOST/api/v1/auth/oidc/callback)
     #[arg(long, env = "METAWARD_OIDC_REDIRECT_URI")]
     pub oidc_redirect_uri: Option<String>,
+    /// MLLP peers allowed to connect: addresses or CIDR ranges, comma-separated
+    /// (e.g. 10.20.0.0/16,fd00::/8) [default: any, on loopback only]
+    #[arg(long, env = "METAWARD_MLLP_ALLOW", value_delimiter = ',')]
+    pub mllp_allow: Vec<String>,
+    /// MLLP over TLS: require client certificates signed by this CA (PEM)
+    #[arg(long, env = "METAWARD_MLLP_CLIENT_CA")]
+    pub mllp_client_ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -105,6 +112,19 @@ struct FileConfig {
     mllp_tls: bool,
     /// `[auth.oidc]`: single sign-on.
     auth: Option<AuthFile>,
+    /// `[mllp_access] allow = ["10.20.0.0/16"], client_ca = "ca.pem"` (docs/hl7.md).
+    mllp_access: Option<MllpAccessFile>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct MllpAccessFile {
+    #[serde(default)]
+    allow: Vec<String>,
+    client_ca: Option<PathBuf>,
+    /// `[mllp_access.facilities] "gw-1.icu.example" = ["ICU"]`: certificate name → MSH-4s.
+    #[serde(default)]
+    facilities: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -178,6 +198,9 @@ struct EmrFile {
     push: bool,
     /// Names this metaward in the identifiers of what it sends [default: metaward].
     source: Option<String>,
+    /// Link ward patients to the EMR's by this identifier system (e.g. the MRN's) instead of
+    /// by id.
+    patient_identifier_system: Option<String>,
     /// For an https base URL: trust this CA file (PEM) instead of the public roots.
     ca_file: Option<PathBuf>,
 }
@@ -256,7 +279,18 @@ fn emr_pull(
             .or(file.token.clone()),
         interval: std::time::Duration::from_secs(interval),
         trust: emr_trust(file)?,
+        link: patient_link(file),
     }))
+}
+
+/// How ward patients are found at the EMR: by id, or by an identifier system.
+fn patient_link(file: &EmrFile) -> server::emr_patient::PatientLink {
+    match &file.patient_identifier_system {
+        Some(system) => server::emr_patient::PatientLink::ByIdentifier {
+            system: system.clone(),
+        },
+        None => server::emr_patient::PatientLink::ById,
+    }
 }
 
 /// The vitals write-back, when `[emr]` asks for it. The token may come from the environment
@@ -266,6 +300,7 @@ fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::Fh
         return Ok(None);
     }
     let trust = emr_trust(&file)?;
+    let link = patient_link(&file);
     let Some(base_url) = file.base_url else {
         anyhow::bail!("emr.push needs emr.base_url (http(s)://host:port/fhir)");
     };
@@ -273,6 +308,7 @@ fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::Fh
         .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
     let mut push = server::sinks::fhir_push::FhirPushConfig::new(base_url);
     push.trust = trust;
+    push.link = link;
     push.token = std::env::var("METAWARD_EMR_TOKEN").ok().or(file.token);
     if let Some(source) = file.source {
         push.source = source;
@@ -358,6 +394,7 @@ impl ListenArgs {
             mqtt_tls: None,
             mllp_tls: None,
             oidc: self.oidc(file.auth.and_then(|auth| auth.oidc))?,
+            mllp_access: self.mllp_access(file.mllp_access.unwrap_or_default())?,
         };
         let mut config = config;
         let certificate = |what: &str| {
@@ -460,6 +497,31 @@ impl ListenArgs {
         };
         config.check().map_err(anyhow::Error::msg)?;
         Ok(Some(config))
+    }
+
+    /// Which MLLP peers may connect: flags and environment replace the file's list.
+    fn mllp_access(
+        &self,
+        file: MllpAccessFile,
+    ) -> anyhow::Result<server::sources::hl7_mllp::MllpAccess> {
+        let allow = if self.mllp_allow.is_empty() {
+            file.allow
+        } else {
+            self.mllp_allow.clone()
+        };
+        Ok(server::sources::hl7_mllp::MllpAccess {
+            allow: allow
+                .iter()
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| {
+                    entry
+                        .parse()
+                        .map_err(|error| anyhow::anyhow!("mllp_access.allow: {error}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            client_ca: self.mllp_client_ca.clone().or(file.client_ca),
+            facilities: file.facilities,
+        })
     }
 
     /// The external broker, if one is named by a flag, the environment or the file.
@@ -571,6 +633,7 @@ token = "from-file"
 pull_interval_secs = 30
 push = true
 source = "ward-3"
+patient_identifier_system = "urn:oid:2.16.840.1.113883.19.5"
 "#,
         )
         .unwrap();
@@ -585,6 +648,10 @@ source = "ward-3"
         let pull = config.emr_pull.unwrap();
         assert_eq!(pull.interval, std::time::Duration::from_secs(30));
         assert_eq!(pull.token.as_deref(), Some("from-file"));
+        let by_mrn = server::emr_patient::PatientLink::ByIdentifier {
+            system: "urn:oid:2.16.840.1.113883.19.5".into(),
+        };
+        assert_eq!((&pull.link, &push.link), (&by_mrn, &by_mrn));
 
         // Without a base URL, or with one this build cannot reach: refused, not ignored.
         for (text, expected) in [
@@ -794,5 +861,57 @@ wards = "*"
         };
         let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("(mllp)"), "{error}");
+        // MLLP beyond loopback with an allow-list of its gateways, or client certificates.
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            mllp_allow: vec!["10.20.0.0/16".into(), "fd00::/8".into()],
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.mllp_access.allow.len(), 2);
+        let args = ListenArgs {
+            mllp: Some("0.0.0.0:2575".parse().unwrap()),
+            mllp_allow: vec!["0.0.0.0/0".into()],
+            ..ListenArgs::default()
+        };
+        assert!(args.resolve().is_err(), "an allow-list of everyone is none");
+        let args = ListenArgs {
+            mllp_allow: vec!["10.1.2.3/8".into()],
+            ..ListenArgs::default()
+        };
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("mllp_access.allow"), "{error}");
+        let path = dir.path().join("mllp.toml");
+        std::fs::write(
+            &path,
+            "mllp = \"0.0.0.0:2575\"\nmllp_tls = true\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[mllp_access]\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            ..ListenArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            config.mllp_access.client_ca,
+            Some(std::path::PathBuf::from("ca.pem"))
+        );
+        std::fs::write(
+            &path,
+            "[mllp_access]\nclient_ca = \"ca.pem\"\n[mllp_access.facilities]\n\"gw-1.icu.example\" = [\"ICU\", \"ICU2\"]\n",
+        )
+        .unwrap();
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            config.mllp_access.facilities["gw-1.icu.example"],
+            vec!["ICU".to_owned(), "ICU2".to_owned()]
+        );
+        // Client certificates without TLS authenticate nobody.
+        std::fs::write(
+            &path,
+            "mllp = \"0.0.0.0:2575\"\n[mllp_access]\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert!(args.resolve().is_err());
     }
 }

@@ -9,6 +9,7 @@
 //! - `test-rules`: replays rules files (timelines with expected scores) and reports differences.
 //! - `sql`: analysts' read-only SQL over a data directory's store.
 //! - `user`: create, list, disable, enable and reset users; `audit`: verify and export the trail.
+//! - `token`: create, list, rotate and revoke API tokens (device and service).
 
 mod bench;
 mod bench_fhir;
@@ -18,6 +19,7 @@ mod import;
 mod rules;
 mod score;
 mod sql;
+mod token;
 mod user;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +73,8 @@ enum Command {
     User(user::UserArgs),
     /// Check the audit trail's hash chain, or export it as FHIR AuditEvents
     Audit(user::AuditArgs),
+    /// Manage API tokens: device tokens for FHIR posting, service tokens for integrations
+    Token(token::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => return sql::run(args),
         Command::User(args) => return user::run(args),
         Command::Audit(args) => return user::run_audit(args),
+        Command::Token(args) => return token::run(args),
         command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,7 +114,8 @@ fn main() -> anyhow::Result<()> {
             | Command::TestRules(_)
             | Command::Sql(_)
             | Command::User(_)
-            | Command::Audit(_) => {
+            | Command::Audit(_)
+            | Command::Token(_) => {
                 unreachable!("handled above")
             }
         }

@@ -81,7 +81,7 @@ enum AuditCommand {
     },
 }
 
-fn open(data: Option<PathBuf>) -> anyhow::Result<Store> {
+pub(crate) fn open(data: Option<PathBuf>) -> anyhow::Result<Store> {
     let data = data.unwrap_or_else(|| crate::config::DEFAULT_DATA.into());
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
@@ -98,7 +98,12 @@ fn now_ms() -> i64 {
 
 /// User changes from the command line go to the audit trail too: who ran it (the OS user), from
 /// this machine.
-fn audit_cli(store: &mut Store, what: &str, subject: &str) -> anyhow::Result<()> {
+fn audit_user_cli(store: &mut Store, what: &str, subject: &str) -> anyhow::Result<()> {
+    audit_cli(store, &format!("metaward user {what}"), subject)
+}
+
+/// A change made by `command` (e.g. `metaward token revoke`) on `subject`, in the audit trail.
+pub(crate) fn audit_cli(store: &mut Store, command: &str, subject: &str) -> anyhow::Result<()> {
     let os_user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
@@ -108,7 +113,7 @@ fn audit_cli(store: &mut Store, what: &str, subject: &str) -> anyhow::Result<()>
         role: None,
         source: "local".into(),
         action: "change".into(),
-        what: format!("metaward user {what} {subject}"),
+        what: format!("{command} {subject}"),
         patient_id: None,
         outcome: "success".into(),
     }])?;
@@ -138,7 +143,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
             let wards = (!(admin || all_wards)).then_some(wards);
             let password =
                 server::auth::create_user(&mut store, &name, &role, wards.as_deref(), now_ms())?;
-            audit_cli(&mut store, "create", &name)?;
+            audit_user_cli(&mut store, "create", &name)?;
             println!("created user {name} ({role}); password (shown once): {password}");
             if let Some(subject) = oidc_subject {
                 link(&mut store, &name, &subject)?;
@@ -157,17 +162,20 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
         }
         UserCommand::Disable { name } => {
             store.set_user_disabled(&name, true)?;
-            audit_cli(&mut store, "disable", &name)?;
+            // A running server ends them at their next refresh; a restart does not revive them.
+            store.delete_user_sessions(&name)?;
+            audit_user_cli(&mut store, "disable", &name)?;
             println!("disabled {name}");
         }
         UserCommand::Enable { name } => {
             store.set_user_disabled(&name, false)?;
-            audit_cli(&mut store, "enable", &name)?;
+            audit_user_cli(&mut store, "enable", &name)?;
             println!("enabled {name}");
         }
         UserCommand::Reset { name } => {
             let password = server::auth::reset_password(&store, &name, now_ms())?;
-            audit_cli(&mut store, "reset", &name)?;
+            store.delete_user_sessions(&name)?;
+            audit_user_cli(&mut store, "reset", &name)?;
             println!("new password for {name} (shown once): {password}");
         }
     }

@@ -71,21 +71,7 @@ impl RecordStore for MemoryRecord {
                 })
             })
             .collect();
-        matches.sort_by(|(a, a_values), (b, b_values)| {
-            for key in &request.sort {
-                let ordering =
-                    sort_value(a, a_values, &key.param).cmp(&sort_value(b, b_values, &key.param));
-                let ordering = if key.descending {
-                    ordering.reverse()
-                } else {
-                    ordering
-                };
-                if ordering.is_ne() {
-                    return ordering;
-                }
-            }
-            (a.last_updated, &a.id).cmp(&(b.last_updated, &b.id))
-        });
+        matches.sort_by_cached_key(|(found, values)| OrderKey::of(request, found, values));
         Ok(SearchPage {
             total: matches.len(),
             resources: matches
@@ -143,6 +129,58 @@ impl RecordStore for MemoryRecord {
                 .insert((resource_type.clone(), key), id.clone());
         }
         Ok(stored)
+    }
+}
+
+/// Where a resource comes in a search's results: the request's `_sort` keys, then last update,
+/// then id. The reference order the SQL store's ORDER BY follows, and what merges a page of the
+/// record with results found elsewhere (device observations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderKey {
+    /// Each `_sort` key's value and whether it is descending.
+    keys: Vec<((i64, String), bool)>,
+    last_updated: i64,
+    id: String,
+}
+
+impl OrderKey {
+    pub fn of(
+        request: &SearchRequest,
+        found: &StoredResource,
+        values: &[(&'static str, IndexValue)],
+    ) -> OrderKey {
+        OrderKey {
+            keys: request
+                .sort
+                .iter()
+                .map(|key| (sort_value(found, values, &key.param), key.descending))
+                .collect(),
+            last_updated: found.last_updated,
+            id: found.id.clone(),
+        }
+    }
+}
+
+impl Ord for OrderKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        for ((mine, descending), (theirs, _)) in self.keys.iter().zip(&other.keys) {
+            let ordering = mine.cmp(theirs);
+            let ordering = if *descending {
+                ordering.reverse()
+            } else {
+                ordering
+            };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        (self.last_updated, &self.id).cmp(&(other.last_updated, &other.id))
+    }
+}
+
+impl PartialOrd for OrderKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

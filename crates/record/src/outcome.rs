@@ -31,6 +31,11 @@ impl RecordError {
         RecordError::new(400, "invalid", message)
     }
 
+    /// 403: the caller may not see or change this (outside their wards, or their role).
+    pub fn forbidden(message: impl Into<String>) -> RecordError {
+        RecordError::new(403, "forbidden", message)
+    }
+
     /// 404: no such resource (or type).
     pub fn not_found(message: impl Into<String>) -> RecordError {
         RecordError::new(404, "not-found", message)

@@ -34,7 +34,7 @@ pub enum Write {
 }
 
 /// A page of search results and the number of all matches.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchPage {
     pub total: usize,
     pub resources: Vec<StoredResource>,

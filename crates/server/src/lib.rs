@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod directory;
+pub mod emr_patient;
 pub mod hub;
 pub mod metrics;
 pub mod pipeline;
@@ -70,6 +71,8 @@ pub struct ServerConfig {
     pub mllp_tls: Option<tls::TlsFiles>,
     /// Single sign-on through an OpenID Connect provider (`[auth.oidc]`).
     pub oidc: Option<auth::oidc::OidcConfig>,
+    /// Which MLLP peers may connect: an address allow-list, client certificates over TLS.
+    pub mllp_access: sources::hl7_mllp::MllpAccess,
 }
 
 impl ServerConfig {
@@ -93,6 +96,7 @@ impl ServerConfig {
             mqtt_tls: None,
             mllp_tls: None,
             oidc: None,
+            mllp_access: Default::default(),
         }
     }
 }
@@ -242,7 +246,7 @@ impl Server {
                 log.clone(),
                 stores.writer.clone(),
                 Catalog::embedded(),
-                metrics.clone(),
+                ingest.clone(),
                 shutdown.clone(),
             )));
         }
@@ -279,13 +283,26 @@ impl Server {
         .with_context(|| format!("binding MQTT on {}", config.mqtt))?;
         let mqtt_addr = broker.local_addr();
 
+        anyhow::ensure!(
+            config.mllp_access.facilities.is_empty() || config.mllp_access.client_ca.is_some(),
+            "mllp_access.facilities maps client certificates: it needs client_ca (and MLLP over TLS)"
+        );
+        // The audit writer starts before the listeners, which record refused peers in it.
+        let audit_shutdown = CancellationToken::new();
+        let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
         let mllp = sources::hl7_mllp::MllpListener::start(
             config.mllp,
             sources::hl7_mllp::MllpConfig {
-                tls: match &config.mllp_tls {
-                    Some(files) => Some(tls::acceptor(files)?),
-                    None => None,
+                tls: match (&config.mllp_tls, &config.mllp_access.client_ca) {
+                    (Some(files), Some(ca)) => Some(tls::acceptor_verifying_clients(files, ca)?),
+                    (Some(files), None) => Some(tls::acceptor(files)?),
+                    (None, Some(_)) => anyhow::bail!(
+                        "mllp client certificates need MLLP over TLS (mllp_tls and a [tls] certificate)"
+                    ),
+                    (None, None) => None,
                 },
+                access: config.mllp_access.clone(),
+                audit: Some(audit.clone()),
                 ..sources::hl7_mllp::MllpConfig::default()
             },
             ingest.clone(),
@@ -322,9 +339,13 @@ impl Server {
             .map(auth::oidc::Oidc::new)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        let audit_shutdown = CancellationToken::new();
-        let (audit, audit_task) = auth::Audit::start(stores.clone(), audit_shutdown.clone());
-        let auth = auth::Auth::new(audit, oidc);
+        // Sessions are kept in the store (hashes only), so a restart signs nobody out.
+        let sessions = auth::Sessions::persistent(
+            Store::open(&stores.path).context("opening the SQL store")?,
+            pipeline::now().millis(),
+        )
+        .context("loading sessions")?;
+        let auth = auth::Auth::with_sessions_and_oidc(audit, sessions, oidc);
         let app = app(auth);
         let http_shutdown = shutdown.clone();
         let (tls, plain) = match &config.tls {

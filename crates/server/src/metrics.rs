@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Observations the EMR write-back delivered, and its failed attempts (retried).
     pub emr_observations_pushed: Counter,
     pub emr_push_failures: Counter,
+    /// Connections closed before any message: a peer not allowed, a failed TLS handshake.
+    pub connections_refused: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Default for Metrics {
             store_checkpoint: Gauge::default(),
             emr_observations_pushed: Counter::default(),
             emr_push_failures: Counter::default(),
+            connections_refused: Family::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -141,6 +144,11 @@ impl Default for Metrics {
             "Failed attempts to deliver a batch to the external EMR (each retried)",
             metrics.emr_push_failures.clone(),
         );
+        r.register(
+            "connections_refused",
+            "Connections closed before any message (peer not allowed, TLS handshake failed), by source and reason",
+            metrics.connections_refused.clone(),
+        );
         metrics
     }
 }
@@ -177,6 +185,15 @@ impl Metrics {
 
     pub fn rejected(&self, source: &str, reason: &str) {
         self.messages_rejected
+            .get_or_create(&RejectLabels {
+                source: source.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn connection_refused(&self, source: &str, reason: &str) {
+        self.connections_refused
             .get_or_create(&RejectLabels {
                 source: source.into(),
                 reason: reason.into(),

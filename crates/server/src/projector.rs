@@ -36,12 +36,17 @@ pub fn catch_up(log: &Log, store: &Mutex<Store>, metrics: &Metrics) -> anyhow::R
                         .into_observation_records()
                         .into_iter()
                         .flat_map(|record| record.observations);
-                    observations.extend(attributed.map(|attributed| StoredObservation {
-                        log_offset: offset.0,
-                        patient_id: attributed.attribution.patient,
-                        bed_id: attributed.attribution.bed,
-                        room_id: attributed.attribution.room,
-                        observation: attributed.observation,
+                    // The position counts the record's observations in this order, as the
+                    // FHIR read of `{offset}-{k}` does.
+                    observations.extend(attributed.enumerate().map(|(position, attributed)| {
+                        StoredObservation {
+                            log_offset: offset.0,
+                            log_position: position as u32,
+                            patient_id: attributed.attribution.patient,
+                            bed_id: attributed.attribution.bed,
+                            room_id: attributed.attribution.room,
+                            observation: attributed.observation,
+                        }
                     }));
                 }
                 Ok(LogRecord::DeadLetter(dead)) => dead_letters.push(DeadLetterRecord {

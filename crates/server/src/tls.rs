@@ -34,7 +34,63 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(plain_server_config(files)?)))
 }
 
+/// [`acceptor`] that also requires a client certificate signed by a CA in `client_ca` (PEM,
+/// one or more certificates): a peer without one, or with another, fails the handshake.
+pub fn acceptor_verifying_clients(
+    files: &TlsFiles,
+    client_ca: &Path,
+) -> anyhow::Result<TlsAcceptor> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut count = 0;
+    for cert in CertificateDer::pem_file_iter(client_ca)
+        .with_context(|| format!("reading the client CA {}", client_ca.display()))?
+    {
+        let cert =
+            cert.with_context(|| format!("parsing the client CA {}", client_ca.display()))?;
+        roots.add(cert).with_context(|| {
+            format!(
+                "the client CA {} is not a usable CA certificate",
+                client_ca.display()
+            )
+        })?;
+        count += 1;
+    }
+    anyhow::ensure!(
+        count > 0,
+        "no certificate in the client CA {}",
+        client_ca.display()
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .context("building the client certificate verifier")?;
+    let (chain, key) = certificate_and_key(files)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the certificate and the key do not go together")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 fn plain_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    let (chain, key) = certificate_and_key(files)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and the key do not go together")
+}
+
+fn certificate_and_key(
+    files: &TlsFiles,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("reading the certificate {}", files.cert.display()))?
         .collect::<Result<_, _>>()
@@ -47,13 +103,7 @@ fn plain_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig>
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading the private key {}", files.key.display()))?;
     warn_if_readable_by_others(&files.key);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the certificate and the key do not go together")
+    Ok((chain, key))
 }
 
 /// A private key anyone on the machine can read is no longer private: say so.

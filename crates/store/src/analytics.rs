@@ -140,8 +140,8 @@ pub fn query_read_only_in(
     })
 }
 
-/// Tables no analyst reads: secrets.
-const NOT_FOR_ANALYSTS: &[&str] = &["device_credentials"];
+/// Tables no analyst reads: secrets (and the hashes of bearer tokens).
+const NOT_FOR_ANALYSTS: &[&str] = &["device_credentials", "api_tokens", "sessions"];
 
 /// Reading tables (but not secrets), calling functions, recursive CTEs, and the pragmas that
 /// describe the schema.
@@ -150,6 +150,11 @@ fn only_reading(context: AuthContext<'_>) -> Authorization {
         AuthAction::Read { table_name, .. } if NOT_FOR_ANALYSTS.contains(&table_name) => {
             Authorization::Deny
         }
+        // Users are fine to count and join; their password hashes are not for anyone.
+        AuthAction::Read {
+            table_name: "users",
+            column_name: "password_hash",
+        } => Authorization::Deny,
         AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } => {
             Authorization::Allow
         }
@@ -293,6 +298,10 @@ mod tests {
             "PRAGMA journal_mode = DELETE",
             "SELECT 1; DELETE FROM wards",
             "SELECT * FROM device_credentials",
+            "SELECT hex(token_hash) FROM api_tokens",
+            "SELECT hex(access_hash) FROM sessions",
+            "SELECT password_hash FROM users",
+            "SELECT * FROM users",
         ] {
             let refused = query_read_only(&path, sql, SqlLimits::default());
             assert!(

@@ -15,6 +15,7 @@ mod alarms;
 pub mod analytics;
 mod credentials;
 mod device_identifiers;
+mod device_observations;
 mod devices;
 mod emr;
 mod error;
@@ -27,6 +28,7 @@ mod patients;
 mod records;
 mod rounds;
 mod security;
+mod tokens;
 pub mod waveform_codec;
 
 use std::path::Path;
@@ -36,6 +38,9 @@ use rusqlite::Connection;
 pub use alarms::{AlarmHistoryEntry, AlarmQuery};
 pub use device_identifiers::{
     DeviceDetails, DeviceIdentifier, DeviceType, EUI64_SYSTEM, identifier_key,
+};
+pub use device_observations::{
+    DeviceObservationFilter, DeviceObservationRow, DeviceSortKey, DeviceTest, PointTest,
 };
 pub use error::StoreError;
 pub use news2::StoredNews2;
@@ -47,6 +52,7 @@ pub use records::{
 };
 pub use rounds::{LastReview, RoundNote};
 pub use security::{AuditEntry, AuditRecord, NewUser, UserRecord};
+pub use tokens::{ApiTokenKind, ApiTokenRecord, SessionRecord};
 
 /// Schema migrations, in order: the database's `PRAGMA user_version` is how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -62,7 +68,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v10_security.sql"),
     include_str!("schema/v11_record_views.sql"),
     include_str!("schema/v12_reference_ranges.sql"),
-    include_str!("schema/v14_oidc.sql"),
+    include_str!("schema/v13_log_positions.sql"),
+    include_str!("schema/v14_api_tokens.sql"),
+    include_str!("schema/v15_oidc.sql"),
 ];
 
 /// The schema version this build writes.
@@ -90,6 +98,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Write transactions take the write lock when they begin, so they wait (busy_timeout)
+        // for another process's writer, such as `metaward user` or `metaward token` beside a
+        // running server. A deferred one that read first would fail at once with "database is
+        // locked" when its snapshot went stale, and two could read the same audit chain head.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // The FHIR record's writes cycle through more than rusqlite's default 16 cached
         // statements; re-preparing them cost a fifth of an import.
         conn.set_prepared_statement_cache_capacity(64);

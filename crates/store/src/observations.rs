@@ -42,15 +42,15 @@ impl Store {
             let mut insert_vital = tx.prepare_cached(
                 "INSERT OR IGNORE INTO vitals (log_offset, device_id, patient_id, room_id, bed_id,
                      metric, value, device_time_ms, received_ms, body_site, implausible,
-                     device_flagged, ref_low, ref_high)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     device_flagged, ref_low, ref_high, log_position)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             let mut insert_chunk = tx.prepare_cached(
                 "INSERT OR IGNORE INTO waveform_chunks (log_offset, device_id, patient_id, room_id,
                      bed_id, metric, start_ms, end_ms, received_ms, rate_hz, n_samples, encoding,
-                     resolution, data, body_site, implausible, device_flagged)
+                     resolution, data, body_site, implausible, device_flagged, log_position)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17)",
+                     ?17, ?18)",
             )?;
             for stored in batch {
                 let log_offset = offset_to_sql(stored.log_offset)?;
@@ -79,6 +79,7 @@ impl Store {
                             observation.quality.device_flagged,
                             observation.reference_range.and_then(|range| range.low),
                             observation.reference_range.and_then(|range| range.high),
+                            stored.log_position,
                         ])?;
                     }
                     ObservedValue::Waveform(chunk) => {
@@ -116,6 +117,7 @@ impl Store {
                             body_site,
                             observation.quality.implausible,
                             observation.quality.device_flagged,
+                            stored.log_position,
                         ])?;
                     }
                 }
@@ -378,7 +380,7 @@ fn subject_column(subject: &Subject) -> (&'static str, &str) {
     }
 }
 
-fn parse_region(key: Option<String>) -> Result<Option<BodyRegion>, StoreError> {
+pub(crate) fn parse_region(key: Option<String>) -> Result<Option<BodyRegion>, StoreError> {
     key.map(|key| {
         key.parse()
             .map_err(|_| StoreError::Corrupt(format!("body region `{key}`")))

@@ -107,6 +107,9 @@ pub struct AssociationRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredObservation {
     pub log_offset: u64,
+    /// Its place among the observations of its log record (the `k` of the FHIR id
+    /// `{log_offset}-{k}`).
+    pub log_position: u32,
     pub observation: Observation,
     pub patient_id: Option<PatientId>,
     pub bed_id: Option<BedId>,

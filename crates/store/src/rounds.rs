@@ -51,18 +51,23 @@ impl Store {
         })
     }
 
-    /// Notes, newest first; one patient's when given.
+    /// Notes, newest first; only these patients' when given.
     pub fn round_notes(
         &self,
-        patient_id: Option<&PatientId>,
+        patients: Option<&[PatientId]>,
         limit: usize,
     ) -> Result<Vec<RoundNote>, StoreError> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, patient_id, author, at_ms, text, acvpu, reviewed, record_reference FROM round_notes
-             WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+             WHERE ?1 IS NULL OR patient_id IN (SELECT value FROM json_each(?1))
+             ORDER BY at_ms DESC, id DESC LIMIT ?2",
         )?;
+        let patients = patients.map(|patients| {
+            serde_json::Value::from(patients.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+                .to_string()
+        });
         let rows = statement.query_map(
-            params![patient_id.map(|p| p.as_str()), limit as i64],
+            params![patients, i64::try_from(limit).unwrap_or(i64::MAX)],
             |row| {
                 Ok(RoundNote {
                     id: row.get(0)?,
@@ -141,7 +146,9 @@ mod tests {
         store
             .insert_round_note(note("p2", "dr.li", 3_000, "seen", None, true))
             .unwrap();
-        let notes = store.round_notes(Some(&p1), 10).unwrap();
+        let notes = store
+            .round_notes(Some(std::slice::from_ref(&p1)), 10)
+            .unwrap();
         assert_eq!(notes.len(), 2);
         assert_eq!(notes[0], second);
         assert_eq!(notes[0].acvpu, Some('C'));

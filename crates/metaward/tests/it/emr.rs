@@ -1,10 +1,11 @@
 //! Vitals write-back to an external EMR, against a second metaward instance on loopback as the
 //! EMR: vitals over MQTT reach it as Observations with stable identifiers; the EMR goes down
-//! in the middle (ingest goes on), comes back on the same port and data directory, and the
-//! outbox holds: a restart of the EMR signs every session out, so the ward's old token is
-//! refused and nothing is lost; the ward restarts with a new token and its cursor, the outbox
-//! drains, every value exactly once (counted by identifier on the EMR), nothing sent twice.
-//! The ward signs in to the EMR as a real user of that instance: no route is opened for it.
+//! in the middle (ingest goes on, the outbox holds), comes back on the same port and data
+//! directory, and the still-running ward drains by itself: the ward's credential there is a
+//! service token (docs/security.md), which a restart does not end. Every value arrives exactly
+//! once (counted by identifier on the EMR). Then the ward restarts during a second outage and
+//! its cursor carries on: nothing old sent again, nothing new lost. The ward acts on the EMR as
+//! a real user of it, through a token made by the EMR's admin API: no route is opened for it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -24,16 +25,6 @@ async fn start_emr(data: &Path, http: SocketAddr) -> Server {
     let emr = Server::start(config).await.expect("the emr starts");
     sign_in_admin(&emr).await;
     emr
-}
-
-/// A token of a user of the EMR with `role` in every ward, signed in through its real login.
-async fn emr_token(emr: &Server, name: &str, role: &str) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "{name}-{}",
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    user_token(emr, &name, role, None).await
 }
 
 /// The ward, writing back to the EMR with `token` (writes to the record need an admin there).
@@ -94,33 +85,68 @@ fn vitals(time: i64, heart_rate: f64) -> String {
     .to_string()
 }
 
+/// A service token on the EMR for a user `name` with `role` in every ward (docs/security.md):
+/// it outlives the EMR's restarts, as an integration's credential must.
+async fn emr_service_token(emr: &Server, name: &str, role: &str) -> String {
+    emr.create_user(name, role, None)
+        .await
+        .expect("user created");
+    let body = json!({"name": format!("{name}-token"), "kind": "service", "user": name});
+    let created = http(
+        emr.http_addr(),
+        "POST",
+        "/api/v1/tokens",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let token = created.json()["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("mws_"));
+    token
+}
+
+async fn publish_vitals(mqtt: SocketAddr, range: std::ops::Range<i32>) -> usize {
+    for i in range.clone() {
+        publish_v311(
+            mqtt,
+            &format!("it-push-{i}"),
+            "dev-1",
+            vitals(now_ms(), 70.0 + f64::from(i % 100)),
+        )
+        .await;
+    }
+    // Two values per message.
+    2 * range.len()
+}
+
+/// Waits until the EMR holds `sent` of our values, then checks each is there exactly once.
+async fn every_value_once(emr: SocketAddr, sent: usize, what: &str) {
+    eventually(what, || async {
+        (pushed_identifiers(emr).await.len() >= sent).then_some(())
+    })
+    .await;
+    // A resend after a late answer would show up here as a second resource.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let identifiers = pushed_identifiers(emr).await;
+    let unique: HashSet<&String> = identifiers.iter().collect();
+    assert_eq!(identifiers.len(), sent, "{what}: every value once");
+    assert_eq!(unique.len(), sent, "{what}: no duplicate identifier");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     let emr_dir = tempfile::tempdir().unwrap();
     let ward_dir = tempfile::tempdir().unwrap();
     let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
     let emr_addr = emr.http_addr();
-    let token = emr_token(&emr, "ward-a-push", "admin").await;
-    let ward = start_ward(ward_dir.path(), emr_addr, token).await;
+    // Writes to the record need an admin there.
+    let token = emr_service_token(&emr, "ward-a-push", "admin").await;
+    let ward = start_ward(ward_dir.path(), emr_addr, token.clone()).await;
     ward.apply_setup(small_setup()).await.unwrap();
-    let mqtt = ward.mqtt_addr();
 
-    // Two values per message, on patient p1 (dev-1 on bed b1).
-    let mut sent = 0;
-    for i in 0..10 {
-        publish_v311(
-            mqtt,
-            &format!("it-push-{i}"),
-            "dev-1",
-            vitals(now_ms(), 70.0 + f64::from(i)),
-        )
-        .await;
-        sent += 2;
-    }
-    eventually("the first values at the emr", || async {
-        (pushed_identifiers(emr_addr).await.len() == sent).then_some(())
-    })
-    .await;
+    // Values on patient p1 (dev-1 on bed b1).
+    let mut sent = publish_vitals(ward.mqtt_addr(), 0..10).await;
+    every_value_once(emr_addr, sent, "the first values at the emr").await;
     let first = get_json(
         emr_addr,
         &format!("/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C&_count=1"),
@@ -137,67 +163,44 @@ async fn vitals_reach_the_emr_once_across_an_outage_and_a_restart() {
     );
     // What we push, as the EMR keeps it, is strict R4.
     crate::fhir::check_with_fhir_resources("Observation", pushed);
+    // The EMR names who wrote: the service token, for its user.
+    let audit = http(emr_addr, "GET", "/api/v1/audit", None).await.body;
+    assert!(
+        audit.contains("token:ward-a-push-token for ward-a-push"),
+        "{audit}"
+    );
 
-    // The EMR goes down; the ward keeps taking vitals.
+    // The EMR goes down in the middle; the ward keeps taking vitals, the outbox holds them.
     emr.shutdown().await;
-    for i in 10..25 {
-        publish_v311(
-            mqtt,
-            &format!("it-push-{i}"),
-            "dev-1",
-            vitals(now_ms(), 70.0 + f64::from(i)),
-        )
-        .await;
-        sent += 2;
-    }
+    sent += publish_vitals(ward.mqtt_addr(), 10..25).await;
     // Long enough for several failed attempts and backoffs.
     eventually("failed attempts counted", || async {
         (push_failures(&ward) >= 2.0).then_some(())
     })
     .await;
 
-    // Back on the same port and data. Its restart signed everyone out: the ward's token is
-    // refused, and the outbox holds on (attempts keep failing, nothing is dropped).
+    // Back on the same port and data: its service token is still good, so the ward, still
+    // running and never restarted, drains its outbox by itself: every value once.
     let emr = start_emr(emr_dir.path(), emr_addr).await;
-    let failures = push_failures(&ward);
-    eventually("the stale token refused", || async {
-        (push_failures(&ward) >= failures + 2.0).then_some(())
-    })
-    .await;
-    assert_eq!(pushed_identifiers(emr_addr).await.len(), 20, "{sent}");
+    every_value_once(emr_addr, sent, "the outbox drained by the running ward").await;
 
-    // The ward restarts with a new token: its cursor is where the EMR's answers left it, the
-    // outbox drains, every value once, and the first ones are not sent again (they would match
-    // their conditional creates if they were).
+    // The ward itself restarts during a second outage: its cursor is where the EMR's answers
+    // left it; what was sent before is not sent again, what came during the outage goes.
+    emr.shutdown().await;
+    sent += publish_vitals(ward.mqtt_addr(), 25..30).await;
     ward.shutdown().await;
-    let token = emr_token(&emr, "ward-a-push", "admin").await;
     let ward = start_ward(ward_dir.path(), emr_addr, token).await;
-    eventually("every value at the emr", || async {
-        (pushed_identifiers(emr_addr).await.len() >= sent).then_some(())
+    sent += publish_vitals(ward.mqtt_addr(), 30..33).await;
+    eventually("the restarted ward's failed attempts", || async {
+        (push_failures(&ward) >= 1.0).then_some(())
     })
     .await;
-    let identifiers = pushed_identifiers(emr_addr).await;
-    let unique: HashSet<&String> = identifiers.iter().collect();
-    assert_eq!(identifiers.len(), sent, "every value once");
-    assert_eq!(unique.len(), sent, "no duplicate identifier");
+    let emr = start_emr(emr_dir.path(), emr_addr).await;
+    every_value_once(emr_addr, sent, "every value after the ward's restart").await;
 
-    // A new value after the restart goes too; nothing old goes again.
-    publish_v311(
-        ward.mqtt_addr(),
-        "it-push-last",
-        "dev-1",
-        vitals(now_ms(), 99.0),
-    )
-    .await;
-    sent += 2;
-    eventually("the value after the restart", || async {
-        (pushed_identifiers(emr_addr).await.len() >= sent).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let identifiers = pushed_identifiers(emr_addr).await;
-    let unique: HashSet<&String> = identifiers.iter().collect();
-    assert_eq!((identifiers.len(), unique.len()), (sent, sent));
+    // A new value afterwards goes too; nothing old goes again.
+    sent += publish_vitals(ward.mqtt_addr(), 33..34).await;
+    every_value_once(emr_addr, sent, "the value after the restart").await;
     ward.shutdown().await;
     emr.shutdown().await;
 }
@@ -253,12 +256,13 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
     .await;
 
     // Reading the record needs an observer of every ward on the EMR.
-    let token = emr_token(&emr, "ward-a-pull", "observer").await;
+    let token = emr_service_token(&emr, "ward-a-pull", "observer").await;
     let mut config = ServerConfig::ephemeral(ward_dir.path());
     config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
         base_url: format!("http://{emr_addr}/fhir"),
         token: Some(token),
         interval: Duration::from_millis(200),
+        link: Default::default(),
         trust: None,
     });
     let ward = Server::start(config).await.expect("the ward starts");
@@ -328,6 +332,170 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
     // The resolved condition is a new version of the same resource here too.
     let history = get_json(addr, "/fhir/Condition/emr-c1/_history").await;
     assert_eq!(history["total"], 2, "{history}");
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
+
+/// A hospital whose ward patients are their medical record numbers (HL7 ADT PID-3) and whose
+/// EMR has ids of its own: linked by the MRN identifier, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patients_are_linked_to_the_emr_by_their_record_number() {
+    const MRN: &str = "urn:oid:2.16.840.1.113883.19.5";
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    // At the EMR, ward patient p1 is Patient/emr-4711, with p1 as its MRN.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/emr-4711",
+        json!({"resourceType": "Patient", "id": "emr-4711",
+            "identifier": [{"system": MRN, "value": "p1"}]}),
+    )
+    .await;
+    put_at(
+        emr_addr,
+        "/fhir/Condition/emr-c9",
+        json!({"resourceType": "Condition", "id": "emr-c9",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "13645005"}]},
+            "subject": {"reference": "Patient/emr-4711"}}),
+    )
+    .await;
+
+    let token = emr_service_token(&emr, "ward-mrn", "admin").await;
+    let link = server::emr_patient::PatientLink::ByIdentifier { system: MRN.into() };
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    config.emr_pull = Some(server::sources::fhir_pull::FhirPullConfig {
+        base_url: format!("http://{emr_addr}/fhir"),
+        token: Some(token.clone()),
+        interval: Duration::from_millis(200),
+        link: link.clone(),
+        trust: None,
+    });
+    let mut push = FhirPushConfig::new(format!("http://{emr_addr}/fhir"));
+    push.token = Some(token);
+    push.source = "ward-mrn".into();
+    push.poll = Duration::from_millis(100);
+    push.link = link;
+    config.emr_push = Some(push);
+    let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    // Pulled: the EMR's condition about emr-4711 is p1's here.
+    eventually("the emr's condition on p1", || async {
+        let twin = get_json(addr, "/api/v1/patients/p1/twin").await;
+        ward_patient(&twin)["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["code"] == "13645005")
+            .then_some(())
+    })
+    .await;
+    let kept = get_json(addr, "/fhir/Condition/emr-c9").await;
+    assert_eq!(kept["subject"]["reference"], "Patient/p1", "{kept}");
+
+    // Pushed: p1's vitals land on emr-4711 at the EMR.
+    publish_v311(ward.mqtt_addr(), "it-mrn", "dev-1", vitals(now_ms(), 77.0)).await;
+    let pushed = eventually("p1's vitals at the emr", || async {
+        let page = get_json(
+            emr_addr,
+            &format!("/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C"),
+        )
+        .await;
+        (page["total"] == 2).then_some(page)
+    })
+    .await;
+    for entry in pushed["entry"].as_array().unwrap() {
+        assert_eq!(
+            entry["resource"]["subject"]["reference"], "Patient/emr-4711",
+            "{entry}"
+        );
+    }
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
+
+/// A value the EMR will not take (here: its patient is unknown there) is kept as a dead letter
+/// on the ward, and does not hold back the values after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_emr_refuses_is_kept_and_does_not_block_the_outbox() {
+    const MRN: &str = "urn:oid:2.16.840.1.113883.19.5";
+    let emr_dir = tempfile::tempdir().unwrap();
+    let ward_dir = tempfile::tempdir().unwrap();
+    let emr = start_emr(emr_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let emr_addr = emr.http_addr();
+    let token = emr_service_token(&emr, "ward-refused", "admin").await;
+    let mut config = ServerConfig::ephemeral(ward_dir.path());
+    let mut push = FhirPushConfig::new(format!("http://{emr_addr}/fhir"));
+    push.token = Some(token);
+    push.poll = Duration::from_millis(100);
+    push.backoff_max = Duration::from_millis(300);
+    push.link = server::emr_patient::PatientLink::ByIdentifier { system: MRN.into() };
+    config.emr_push = Some(push);
+    let ward = Server::start(config).await.expect("the ward starts");
+    sign_in_admin(&ward).await;
+    ward.apply_setup(small_setup()).await.unwrap();
+    let addr = ward.http_addr();
+
+    // p1 is not registered at the EMR yet: both values of this message are refused there.
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-refused-1",
+        "dev-1",
+        vitals(now_ms(), 71.0),
+    )
+    .await;
+    let dead = eventually("the refused values kept on the ward", || async {
+        let dead = get_json(addr, "/api/v1/dead-letters?source=emr_push").await;
+        (dead.as_array()?.len() == 2).then_some(dead)
+    })
+    .await;
+    let first = &dead[0];
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("emr_refused_4"),
+        "{first}"
+    );
+    let raw = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            first["raw_base64"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(raw.contains("\"resourceType\":\"Observation\""), "{raw}");
+    assert!(raw.contains(IDENTIFIER_SYSTEM), "kept as sent: {raw}");
+    let metrics = ward.metrics_text();
+    assert!(
+        metrics.contains("source=\"emr_push\""),
+        "the refusals are counted"
+    );
+
+    // Once the EMR knows p1, the next values go through: the outbox did not stall.
+    put_at(
+        emr_addr,
+        "/fhir/Patient/emr-1",
+        json!({"resourceType": "Patient", "id": "emr-1",
+            "identifier": [{"system": MRN, "value": "p1"}]}),
+    )
+    .await;
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-refused-2",
+        "dev-1",
+        vitals(now_ms(), 72.0),
+    )
+    .await;
+    eventually("the later values at the emr", || async {
+        (pushed_identifiers(emr_addr).await.len() == 2).then_some(())
+    })
+    .await;
     ward.shutdown().await;
     emr.shutdown().await;
 }

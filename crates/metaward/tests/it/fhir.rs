@@ -828,3 +828,163 @@ async fn devices_and_their_identifiers_feed_the_registry() {
     check_with_fhir_resources("CapabilityStatement", &metadata.json());
     server.shutdown().await;
 }
+
+/// The ids of a searchset's matches, in order.
+fn match_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| entry["search"]["mode"] == "match")
+        .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_observations_are_searchable_beside_the_record() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let addr = server.http_addr();
+    let t0 = now_ms() - 10 * 60_000;
+    let minute = 60_000;
+
+    // Five SpO2 values from the oximeter a minute apart, an ECG chunk from the monitor, and
+    // an SpO2 charted by hand into the record (no device) before them all.
+    let mut device_ids = Vec::new();
+    for k in 0..5 {
+        let mut value = spo2(t0 + k * minute, 90.0 + k as f64);
+        if k == 0 {
+            // The oximeter's own alarm limit travels with the value and is served back.
+            value["referenceRange"] =
+                json!([{"low": {"value": 92, "system": "http://unitsofmeasure.org", "code": "%"}}]);
+        }
+        let response = post(addr, "/fhir/Observation", &value).await;
+        assert_eq!(response.status, 201, "{}", response.body);
+        device_ids.push(response.json()["id"].as_str().unwrap().to_owned());
+    }
+    let ecg = json!({
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": "131330"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": instant(t0 + 30_000),
+        "device": {"reference": "Device/dev-1"},
+        "valueSampledData": {"origin": {"value": 0, "unit": "mV", "system": "http://unitsofmeasure.org", "code": "mV"},
+                             "period": 4, "dimensions": 1, "data": "0.1 0.2 0.3"}
+    });
+    let response = post(addr, "/fhir/Observation", &ecg).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let ecg_id = response.json()["id"].as_str().unwrap().to_owned();
+    let mut charted = spo2(t0 - minute, 95.0);
+    charted.as_object_mut().unwrap().remove("device");
+    let response = post(addr, "/fhir/Observation", &charted).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let charted_id = response.json()["id"].as_str().unwrap().to_owned();
+
+    // Every SpO2 of p1, newest first: the five device values then the charted one, counted
+    // together, once the projection has them (well within a second).
+    let spo2_search = "/fhir/Observation?patient=p1&code=http://loinc.org%7C59408-5&_sort=-date";
+    let all = eventually("device SpO2 in search", || async {
+        let bundle = get_json(addr, spo2_search).await;
+        (bundle["total"] == 6).then_some(bundle)
+    })
+    .await;
+    let mut newest_first: Vec<String> = device_ids.iter().rev().cloned().collect();
+    newest_first.push(charted_id.clone());
+    assert_eq!(match_ids(&all), newest_first);
+
+    // Each device entry reads back identically by its id, and is strict R4.
+    for entry in all["entry"].as_array().unwrap() {
+        let id = entry["resource"]["id"].as_str().unwrap();
+        let read = get_json(addr, &format!("/fhir/Observation/{id}")).await;
+        assert_eq!(read, entry["resource"], "search and read agree on {id}");
+    }
+    check_with_fhir_resources("Observation", &all["entry"][0]["resource"]);
+    let oldest_device = &all["entry"][4]["resource"];
+    assert_eq!(oldest_device["referenceRange"][0]["low"]["value"], 92.0);
+    check_with_fhir_resources("Observation", oldest_device);
+    check_with_fhir_resources("Bundle", &all);
+
+    // Paging walks the merged order: pages of 4, `next` links, no gaps, no repeats.
+    let first = get_json(addr, &format!("{spo2_search}&_count=4")).await;
+    assert_eq!(first["total"], 6);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|link| link["relation"] == "next")
+        .expect("a next link")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = &next[next.find("/fhir/").unwrap()..];
+    let second = get_json(addr, path).await;
+    let mut paged = match_ids(&first);
+    paged.extend(match_ids(&second));
+    assert_eq!(paged, newest_first);
+
+    // Date prefixes on the instant a value was measured.
+    let since = instant(t0 + 2 * minute);
+    let recent = get_json(
+        addr,
+        &format!("{spo2_search}&date=ge{}", since.replace('+', "%2B")),
+    )
+    .await;
+    assert_eq!(match_ids(&recent), newest_first[..3]);
+    let before = get_json(addr, &format!("{spo2_search}&date=lt{}", instant(t0))).await;
+    assert_eq!(match_ids(&before), [charted_id]);
+
+    // Category and device narrow to what the device data is: the ECG chunk is not a vital
+    // sign; the oximeter is one device.
+    let vital = get_json(
+        addr,
+        "/fhir/Observation?patient=p1&category=vital-signs&_summary=count",
+    )
+    .await;
+    let everything = get_json(addr, "/fhir/Observation?patient=p1&_summary=count").await;
+    assert!(vital["total"].as_u64().unwrap() >= 6, "{vital}");
+    assert!(
+        everything["total"].as_u64().unwrap() > vital["total"].as_u64().unwrap(),
+        "the ECG chunk is counted beside the vital signs: {everything} {vital}"
+    );
+    let oximeter = get_json(addr, "/fhir/Observation?device=Device/ox-9").await;
+    let mut expected = device_ids.clone();
+    expected.sort();
+    let mut found = match_ids(&oximeter);
+    found.sort();
+    assert_eq!(found, expected);
+    let ecg_search = get_json(
+        addr,
+        "/fhir/Observation?subject=Patient/p1&code=urn:iso:std:iso:11073:10101%7C131330",
+    )
+    .await;
+    assert_eq!(match_ids(&ecg_search), [ecg_id]);
+    assert_eq!(
+        ecg_search["entry"][0]["resource"]["valueSampledData"]["data"],
+        "0.1 0.2 0.3"
+    );
+    let by_id = get_json(addr, &format!("/fhir/Observation?_id={}", device_ids[2])).await;
+    assert_eq!(match_ids(&by_id), [device_ids[2].clone()]);
+    let nobody = get_json(addr, "/fhir/Observation?patient=someone-else").await;
+    assert_eq!(nobody["total"], 0);
+
+    // $lastn: the newest SpO2 is the device's, not the older charted one.
+    let lastn = get_json(
+        addr,
+        "/fhir/Observation/$lastn?patient=p1&code=http://loinc.org%7C59408-5&max=2",
+    )
+    .await;
+    assert_eq!(match_ids(&lastn), newest_first[..2]);
+
+    // Paging beyond what a merge may cost is refused in FHIR terms.
+    let deep = http(
+        addr,
+        "GET",
+        "/fhir/Observation?patient=p1&_offset=20000",
+        None,
+    )
+    .await;
+    assert_eq!(deep.status, 400, "{}", deep.body);
+    assert!(deep.body.contains("OperationOutcome"), "{}", deep.body);
+    server.shutdown().await;
+}

@@ -184,3 +184,64 @@ async fn refused_round_notes_say_why_and_are_kept() {
     // Nothing was stored.
     assert_eq!(get_json(http_addr, "/api/v1/rounds/notes").await, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_notes_stay_within_the_callers_wards() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let http_addr = server.http_addr();
+    let w1 = user_token(&server, "nurse.w1", "nurse", Some(vec!["w1".into()])).await;
+    let w2 = user_token(&server, "nurse.w2", "nurse", Some(vec!["w2".into()])).await;
+    let note = json!({ "patient_id": "p1", "text": "comfortable", "reviewed": true }).to_string();
+
+    // A nurse of another ward may not write about p1; the refusal is kept and counted.
+    let refused = http_as(
+        http_addr,
+        Some(&w2),
+        "POST",
+        "/api/v1/rounds/notes",
+        Some(&note),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let written = http_as(
+        http_addr,
+        Some(&w1),
+        "POST",
+        "/api/v1/rounds/notes",
+        Some(&note),
+    )
+    .await;
+    assert_eq!(written.status, 201, "{}", written.body);
+    eventually("the refusal kept as a dead letter", || async {
+        let text = get_json(http_addr, "/api/v1/dead-letters?source=rounds")
+            .await
+            .to_string();
+        text.contains("outside_wards").then_some(())
+    })
+    .await;
+
+    // Lists show only the caller's wards; asking for p1 by name is refused.
+    for (token, expected) in [(&w1, 1), (&w2, 0)] {
+        for path in ["/api/v1/rounds/notes", "/api/v1/rounds/reviews"] {
+            let listed = http_as(http_addr, Some(token), "GET", path, None).await;
+            assert_eq!(listed.status, 200, "{path}: {}", listed.body);
+            assert_eq!(
+                listed.json().as_array().unwrap().len(),
+                expected,
+                "{path}: {}",
+                listed.body
+            );
+        }
+    }
+    let by_name = http_as(
+        http_addr,
+        Some(&w2),
+        "GET",
+        "/api/v1/rounds/notes?patient=p1",
+        None,
+    )
+    .await;
+    assert_eq!(by_name.status, 403, "{}", by_name.body);
+    server.shutdown().await;
+}

@@ -77,7 +77,13 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
             });
             let query = if needs_metric { "?metric=spo2" } else { "" };
             let url = format!("{base}{}{query}", concrete(path, alarm_id));
-            let body = (method != "GET" && method != "DELETE").then_some("{}");
+            // A note about p1 (the patient is in the body, so an empty one would only be
+            // refused as malformed).
+            let body = if path == "/rounds/notes" {
+                Some(r#"{"patient_id": "p1", "text": "seen"}"#)
+            } else {
+                (method != "GET" && method != "DELETE").then_some("{}")
+            };
             let anonymous = http_as(http_addr, None, &method, &url, body).await;
             if PUBLIC.contains(&path.as_str()) {
                 assert_ne!(anonymous.status, 401, "{method} {url} is public");
@@ -116,10 +122,18 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
                     "{method} {url}: {}",
                     other.body
                 );
-            } else if matches!(
-                path.as_str(),
-                "/wards" | "/rooms" | "/beds" | "/patients" | "/alarms"
-            ) {
+            } else if method == "GET"
+                && matches!(
+                    path.as_str(),
+                    "/wards"
+                        | "/rooms"
+                        | "/beds"
+                        | "/patients"
+                        | "/alarms"
+                        | "/rounds/notes"
+                        | "/rounds/reviews"
+                )
+            {
                 assert_eq!(other.status, 200, "{method} {url}: {}", other.body);
                 assert_eq!(
                     other.json(),
@@ -144,6 +158,27 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
     }
     assert!(checked >= 30, "only {checked} operations");
 
+    // p1's record: the Patient and a Condition, written by an admin of every ward.
+    let patient = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Ada"}]});
+    let condition = json!({"resourceType": "Condition", "id": "c1",
+        "code": {"text": "Pneumonia"}, "subject": {"reference": "Patient/p1"}});
+    for (path, body) in [
+        ("/fhir/Patient/p1", &patient),
+        ("/fhir/Condition/c1", &condition),
+    ] {
+        let written = http(http_addr, "PUT", path, Some(&body.to_string())).await;
+        assert!(
+            written.status == 201 || written.status == 200,
+            "{}",
+            written.body
+        );
+    }
+    let existing = |kind: &str| match kind {
+        "Patient" => "p1",
+        "Condition" => "c1",
+        _ => "x",
+    };
+
     // The FHIR CapabilityStatement (itself public) and every interaction it lists.
     let metadata = http_as(http_addr, None, "GET", "/fhir/metadata", None).await;
     assert_eq!(metadata.status, 200);
@@ -152,41 +187,52 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
     for rest in metadata["rest"].as_array().unwrap() {
         for resource in rest["resource"].as_array().unwrap() {
             let kind = resource["type"].as_str().unwrap();
+            let id = existing(kind);
             for interaction in resource["interaction"].as_array().unwrap() {
-                let (method, path) = match interaction["code"].as_str().unwrap() {
-                    "read" => ("GET", format!("/fhir/{kind}/x")),
-                    "vread" => ("GET", format!("/fhir/{kind}/x/_history/1")),
-                    "update" => ("PUT", format!("/fhir/{kind}/x")),
-                    "delete" => ("DELETE", format!("/fhir/{kind}/x")),
-                    "history-instance" => ("GET", format!("/fhir/{kind}/x/_history")),
+                let code = interaction["code"].as_str().unwrap();
+                let (method, path) = match code {
+                    "read" => ("GET", format!("/fhir/{kind}/{id}")),
+                    "vread" => ("GET", format!("/fhir/{kind}/{id}/_history/1")),
+                    "update" => ("PUT", format!("/fhir/{kind}/{id}")),
+                    "delete" => ("DELETE", format!("/fhir/{kind}/{id}")),
+                    "history-instance" => ("GET", format!("/fhir/{kind}/{id}/_history")),
                     "history-type" => ("GET", format!("/fhir/{kind}/_history")),
                     "create" => ("POST", format!("/fhir/{kind}")),
                     "search-type" => ("GET", format!("/fhir/{kind}")),
                     other => panic!("interaction {other} not walked"),
                 };
-                for token in [None, Some(elsewhere.as_str())] {
-                    let response = http_as(http_addr, token, method, &path, Some("{}")).await;
-                    let expected = if token.is_none() { 401 } else { 403 };
-                    assert_eq!(
-                        response.status, expected,
-                        "{method} {path}: {}",
-                        response.body
-                    );
-                    assert_eq!(response.json()["resourceType"], "OperationOutcome");
-                }
+                let anonymous = http_as(http_addr, None, method, &path, Some("{}")).await;
+                assert_eq!(anonymous.status, 401, "{method} {path}: {}", anonymous.body);
+                assert_eq!(anonymous.json()["resourceType"], "OperationOutcome");
+                // Another ward's admin: changes and whole-record reads are refused; reads of
+                // p1's resources are refused; searches come back without p1's data.
+                let other = http_as(http_addr, Some(&elsewhere), method, &path, Some("{}")).await;
+                let refused = other.status == 403 || (other.status == 404 && id == "x");
+                let empty_search = code == "search-type"
+                    && other.status == 200
+                    && (other.json()["total"] == 0
+                        || !["Patient", "Condition", "Observation"].contains(&kind));
+                assert!(
+                    refused || empty_search,
+                    "{method} {path} from another ward: {} {}",
+                    other.status,
+                    other.body
+                );
+                assert!(
+                    !other.body.contains("Ada") && !other.body.contains("Patient/p1"),
+                    "{method} {path}: {}",
+                    other.body
+                );
                 fhir_checked += 1;
             }
             for operation in resource["operation"].as_array().into_iter().flatten() {
                 let name = operation["name"].as_str().unwrap();
-                let path = format!("/fhir/{kind}/${name}");
-                for token in [None, Some(elsewhere.as_str())] {
-                    let response = http_as(http_addr, token, "GET", &path, None).await;
-                    assert_eq!(
-                        response.status,
-                        if token.is_none() { 401 } else { 403 },
-                        "{path}"
-                    );
-                }
+                let path = format!("/fhir/{kind}/${name}?patient=p1");
+                let anonymous = http_as(http_addr, None, "GET", &path, None).await;
+                assert_eq!(anonymous.status, 401, "{path}");
+                let other = http_as(http_addr, Some(&elsewhere), "GET", &path, None).await;
+                assert_eq!(other.status, 200, "{path}: {}", other.body);
+                assert_eq!(other.json()["total"], 0, "{path}: {}", other.body);
                 fhir_checked += 1;
             }
         }
@@ -210,6 +256,54 @@ async fn every_documented_route_refuses_anonymous_and_other_wards() {
         }
     }
     assert!(fhir_checked >= 20, "only {fhir_checked} FHIR interactions");
+
+    // The scope filters, it does not just refuse: a reader of w1 sees p1's record and the
+    // device values, a reader of w2 none of it, and p1's resources are refused to w2 by id.
+    let w1_reader = user_token(&server, "obs.w1", "observer", Some(vec!["w1".into()])).await;
+    for (path, at_least) in [
+        ("/fhir/Patient", 1),
+        ("/fhir/Condition?patient=p1", 1),
+        (
+            "/fhir/Observation?patient=p1&code=http://loinc.org%7C59408-5",
+            1,
+        ),
+    ] {
+        let mine = http_as(http_addr, Some(&w1_reader), "GET", path, None).await;
+        assert_eq!(mine.status, 200, "{path}: {}", mine.body);
+        assert!(
+            mine.json()["total"].as_u64().unwrap() >= at_least,
+            "{path}: {}",
+            mine.body
+        );
+        let theirs = http_as(http_addr, Some(&elsewhere), "GET", path, None).await;
+        assert_eq!(theirs.json()["total"], 0, "{path}: {}", theirs.body);
+    }
+    let device_value = http_as(
+        http_addr,
+        Some(&w1_reader),
+        "GET",
+        "/fhir/Observation?patient=p1&_count=1",
+        None,
+    )
+    .await
+    .json();
+    let id = device_value["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/fhir/Observation/{id}");
+    assert_eq!(
+        http_as(http_addr, Some(&w1_reader), "GET", &path, None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        http_as(http_addr, Some(&elsewhere), "GET", &path, None)
+            .await
+            .status,
+        403
+    );
 
     // A route nobody listed in the policy is closed, not open.
     let unlisted = http_as(
@@ -369,7 +463,7 @@ async fn lockout_refresh_logout_and_disable() {
         "the old password is gone"
     );
     let session = login_as(new_password.clone()).await;
-    assert_eq!(session.status, 200);
+    assert_eq!(session.status, 200, "{}", session.body);
     let token = session.json()["access_token"].as_str().unwrap().to_owned();
     // Disabling ends the session at once and refuses logins.
     let disabled = http(http_addr, "POST", "/api/v1/users/ann/disable", None).await;
@@ -470,19 +564,9 @@ async fn the_audit_trail_records_access_and_a_tampered_row_is_caught() {
         401
     );
 
-    let events = eventually("the reads in the audit trail", || async {
-        let bundle = http(http_addr, "GET", "/api/v1/audit", None).await.json();
-        let entries = bundle["entry"].as_array()?.clone();
-        // Entries are written shortly after the answers: wait for the last one.
-        let read = entries
-            .iter()
-            .any(|e| e["resource"]["entity"].to_string().contains("Patient/p1"));
-        let refused = entries
-            .iter()
-            .any(|e| e["resource"]["outcomeDesc"] == "401");
-        (read && refused).then_some(entries)
-    })
-    .await;
+    // An answer waits for its audit entry: the trail has them all at once, no waiting.
+    let bundle = http(http_addr, "GET", "/api/v1/audit", None).await.json();
+    let events = bundle["entry"].as_array().unwrap().clone();
     let find = |subtype: &str, outcome: &str| {
         events.iter().any(|e| {
             e["resource"]["subtype"][0]["code"] == subtype
@@ -508,6 +592,26 @@ async fn the_audit_trail_records_access_and_a_tampered_row_is_caught() {
             .unwrap()
             .starts_with("it-admin-")
     );
+
+    // When the trail cannot be written (here the store refuses the insert, as a full disk
+    // would), patient data is not served: 503, and served again once it can be.
+    let store = store::Store::open(data.join("metaward.sqlite")).unwrap();
+    store
+        .connection()
+        .execute_batch(
+            "CREATE TRIGGER audit_log_broken BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    let refused = http(http_addr, "GET", "/api/v1/patients/p1/twin", None).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(!refused.body.contains("Ada"), "{}", refused.body);
+    store
+        .connection()
+        .execute_batch("DROP TRIGGER audit_log_broken;")
+        .unwrap();
+    let served = http(http_addr, "GET", "/api/v1/patients/p1/twin", None).await;
+    assert_eq!(served.status, 200, "{}", served.body);
     server.shutdown().await;
 
     let metaward = |args: &[&str]| {

@@ -10,6 +10,7 @@
 //! registered in the device registry under its FHIR id, with its identifiers, so the same
 //! device speaks over MQTT, HL7 and FHIR as one.
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,7 +21,24 @@ use serde_json::Value;
 
 use super::AppState;
 use super::fhir_record::{self, ChangeBody};
+use crate::auth::tokens::DeviceCaller;
 use crate::sources::fhir_rest;
+
+/// A device token posted something that is not its device data (a record resource, a Bundle
+/// with other entries): refused as device input is (403, counted, dead letter).
+async fn refuse_device(
+    state: &AppState,
+    uri: &OriginalUri,
+    body: Result<Bytes, BytesRejection>,
+    device: &DeviceCaller,
+) -> Response {
+    let issue = fhir_rest::observation::device_scope_issue(&format!(
+        "a device token may only post its own device Observations (or a Bundle of only those); this is not device data of device {}",
+        device.0
+    ));
+    let raw = body.map(|bytes| bytes.to_vec()).unwrap_or_default();
+    fhir_rest::observation::refuse_device(state, uri.path(), raw, &issue).await
+}
 
 pub fn routes() -> Router<AppState> {
     fhir_record::routes(bundle, metadata, create)
@@ -44,6 +62,7 @@ fn is_device_bundle(bundle: &Value) -> bool {
 
 async fn bundle(
     state: State<AppState>,
+    device: Option<Extension<DeviceCaller>>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -56,20 +75,30 @@ async fn bundle(
         .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
         .is_some_and(|bundle| bundle["resourceType"] == "Bundle" && !is_device_bundle(&bundle));
     let device_data = !record_bundle;
+    let speaker = device.map(|Extension(device)| device);
+    if let Some(speaker) = &speaker
+        && !device_data
+    {
+        return refuse_device(&state, &uri, body, speaker).await;
+    }
     if device_data {
-        return fhir_rest::observation::bundle(state, uri, headers, body).await;
+        let speaker = speaker.map(|speaker| speaker.0);
+        return fhir_rest::observation::bundle(state, uri, headers, body, speaker).await;
     }
     match body {
         Ok(bytes) => fhir_record::handlers::bundle(state, ChangeBody(bytes))
             .await
             .into_response(),
         // The record path explains an unreadable body in its own terms.
-        Err(rejection) => fhir_rest::observation::bundle(state, uri, headers, Err(rejection)).await,
+        Err(rejection) => {
+            fhir_rest::observation::bundle(state, uri, headers, Err(rejection), None).await
+        }
     }
 }
 
 async fn create(
     state: State<AppState>,
+    device: Option<Extension<DeviceCaller>>,
     Path(resource_type): Path<String>,
     uri: OriginalUri,
     headers: HeaderMap,
@@ -83,8 +112,15 @@ async fn create(
         .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
         .is_some_and(|resource| resource.is_object() && !is_device_observation(&resource));
     let device_data = resource_type == "Observation" && !record_observation;
+    let speaker = device.map(|Extension(device)| device);
+    if let Some(speaker) = &speaker
+        && !device_data
+    {
+        return refuse_device(&state, &uri, body, speaker).await;
+    }
     if device_data {
-        return fhir_rest::observation::create(state, uri, headers, body).await;
+        let speaker = speaker.map(|speaker| speaker.0);
+        return fhir_rest::observation::create(state, uri, headers, body, speaker).await;
     }
     match body {
         Ok(bytes) => {
@@ -92,7 +128,9 @@ async fn create(
                 .await
                 .into_response()
         }
-        Err(rejection) => fhir_rest::observation::create(state, uri, headers, Err(rejection)).await,
+        Err(rejection) => {
+            fhir_rest::observation::create(state, uri, headers, Err(rejection), None).await
+        }
     }
 }
 

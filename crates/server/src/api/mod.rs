@@ -108,7 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog", get(rest::catalog))
         .route("/stream", get(stream::stream))
         .route("/openapi.json", get(openapi::document))
-        .merge(crate::auth::routes::routes());
+        .merge(crate::auth::routes::routes())
+        .merge(crate::auth::token_routes::routes());
     Router::new()
         .nest("/api/v1", api)
         .nest("/fhir", fhir::routes())

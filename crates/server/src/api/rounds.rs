@@ -219,6 +219,12 @@ fn parse(
     {
         return Err(("unknown_patient", "no such patient".into()));
     }
+    if !visible_patients(state, caller).allows(&request.patient_id) {
+        return Err((
+            "outside_wards",
+            "the patient is not in one of your wards".into(),
+        ));
+    }
     Ok(request)
 }
 
@@ -237,6 +243,8 @@ async fn refuse(state: &AppState, body: &[u8], reason: &'static str, message: St
     }
     if reason == "unknown_patient" {
         ApiError::not_found("patient")
+    } else if reason == "outside_wards" {
+        ApiError::forbidden(message)
     } else {
         ApiError::bad_request(message)
     }
@@ -252,24 +260,75 @@ pub struct NotesQuery {
 /// `GET /api/v1/rounds/notes?patient=&limit=`: newest first.
 pub async fn list_notes(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<NotesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let patient = query.patient.map(PatientId::new);
+    let visible = visible_patients(&state, &caller);
+    if let Some(patient) = &query.patient
+        && !visible.allows(patient)
+    {
+        return Err(ApiError::forbidden(
+            "the patient is not in one of your wards",
+        ));
+    }
+    let patients: Option<Vec<PatientId>> = match (query.patient, visible) {
+        (Some(patient), _) => Some(vec![PatientId::new(patient)]),
+        (None, VisiblePatients::Only(patients)) => {
+            Some(patients.into_iter().map(PatientId::new).collect())
+        }
+        (None, VisiblePatients::All) => None,
+    };
     let notes = state
         .stores
-        .read(move |store| store.round_notes(patient.as_ref(), limit))
+        .read(move |store| store.round_notes(patients.as_deref(), limit))
         .await??;
     Ok(Json(json!(notes.iter().map(note_json).collect::<Vec<_>>())))
 }
 
+/// The patients a caller may see round notes of.
+enum VisiblePatients {
+    All,
+    Only(std::collections::HashSet<String>),
+}
+
+impl VisiblePatients {
+    fn allows(&self, patient: &str) -> bool {
+        match self {
+            VisiblePatients::All => true,
+            VisiblePatients::Only(patients) => patients.contains(patient),
+        }
+    }
+}
+
+fn visible_patients(state: &AppState, caller: &Caller) -> VisiblePatients {
+    if caller.sees_all_wards() {
+        return VisiblePatients::All;
+    }
+    VisiblePatients::Only(
+        state
+            .ward
+            .directory()
+            .ward_of_patient()
+            .into_iter()
+            .filter(|(_, ward)| caller.sees_ward(ward))
+            .map(|(patient, _)| patient.to_string())
+            .collect(),
+    )
+}
+
 /// `GET /api/v1/rounds/reviews`: each patient's latest review, for the worklist's
 /// "time since last review".
-pub async fn last_reviews(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn last_reviews(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let reviews = state.stores.read(|store| store.last_reviews()).await??;
+    let visible = visible_patients(&state, &caller);
     Ok(Json(json!(
         reviews
             .iter()
+            .filter(|r| visible.allows(r.patient_id.as_str()))
             .map(|r| json!({ "patient_id": r.patient_id.to_string(), "at": r.at.millis(), "author": r.author }))
             .collect::<Vec<_>>()
     )))

@@ -2,18 +2,23 @@
 //! login and failed login, every change) go through an unbounded channel (an audit entry is
 //! never dropped to save memory; they are small) to one task that appends them in batches, so
 //! the hash chain has one writer. The store chains and checks them (`store::security`).
-//! Also the trail as FHIR R4 AuditEvent resources.
+//! `record_durably` waits until its entry's batch is committed: the HTTP edge answers a request
+//! only after its audit entry is in the store, so a crash cannot lose the record of a look that
+//! was answered. Also the trail as FHIR R4 AuditEvent resources.
 
 use serde_json::{Value, json};
 use store::{AuditEntry, AuditRecord};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::Stores;
 
+/// An entry, and who waits to hear that it is stored (`true`) or could not be (`false`).
+type Item = (AuditEntry, Option<oneshot::Sender<bool>>);
+
 #[derive(Clone)]
 pub struct Audit {
-    entries: mpsc::UnboundedSender<AuditEntry>,
+    entries: mpsc::UnboundedSender<Item>,
 }
 
 impl Audit {
@@ -27,15 +32,27 @@ impl Audit {
         (Audit { entries }, task)
     }
 
+    /// Queues an entry without waiting for it to be stored.
     pub fn record(&self, entry: AuditEntry) {
-        if self.entries.send(entry).is_err() {
+        if self.entries.send((entry, None)).is_err() {
             tracing::error!("audit entry after the audit writer stopped");
         }
+    }
+
+    /// Appends an entry and returns once it is committed to the store; `false` if it could not
+    /// be (the store failed, or the writer has stopped).
+    pub async fn record_durably(&self, entry: AuditEntry) -> bool {
+        let (stored, outcome) = oneshot::channel();
+        if self.entries.send((entry, Some(stored))).is_err() {
+            tracing::error!("audit entry after the audit writer stopped");
+            return false;
+        }
+        outcome.await.unwrap_or(false)
     }
 }
 
 async fn write_entries(
-    mut receiver: mpsc::UnboundedReceiver<AuditEntry>,
+    mut receiver: mpsc::UnboundedReceiver<Item>,
     stores: Stores,
     shutdown: CancellationToken,
 ) {
@@ -50,13 +67,18 @@ async fn write_entries(
                 Err(_) => return,
             },
         };
-        let mut batch = vec![first];
-        while let Ok(entry) = receiver.try_recv() {
-            batch.push(entry);
+        let mut items = vec![first];
+        while let Ok(item) = receiver.try_recv() {
+            items.push(item);
         }
+        let (batch, waiting): (Vec<AuditEntry>, Vec<_>) = items.into_iter().unzip();
         let written = stores.write(move |store| store.append_audit(&batch)).await;
-        if !matches!(written, Ok(Ok(()))) {
+        let stored = matches!(written, Ok(Ok(())));
+        if !stored {
             tracing::error!("writing the audit trail failed");
+        }
+        for waiter in waiting.into_iter().flatten() {
+            let _ = waiter.send(stored);
         }
     }
 }

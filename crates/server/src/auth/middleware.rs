@@ -3,20 +3,26 @@
 //! ward scope, puts the [`Caller`] in the request for the handlers that filter lists, and writes
 //! the access to the audit trail with its outcome.
 //!
+//! Bearer tokens: a session's access token (`mwa_`), a service token (`mws_`, acting as its
+//! user) or a device token (`mwd_`, which passes only to device Observation posts: see
+//! [`device_gate`]). The audit trail names the caller: the user, `token:<name> for <user>`, or
+//! `device:<id>`.
+//!
 //! Refusals: 401 without a valid session (with `WWW-Authenticate: Bearer`), 403 for a role or a
 //! ward the caller does not have; under `/fhir` as an OperationOutcome.
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use model::{PatientId, RoomId, WardId};
+use model::{DeviceId, PatientId, RoomId, WardId};
 use serde_json::json;
 use store::AuditEntry;
 
 use super::policy::{self, Access, Decision, Scope};
-use super::{Caller, source_of};
+use super::tokens::{self, DeviceCaller, TokenCaller};
+use super::{Caller, Role, source_of};
 use crate::api::AppState;
 use crate::pipeline::now;
 
@@ -55,8 +61,32 @@ pub async fn authorize(
     };
     let what = format!("{method} {}", decision.template);
     let now_ms = now().millis();
-    let Some(session) = token.and_then(|token| state.auth.sessions.check(&token, now_ms)) else {
-        state.auth.audit.record(AuditEntry {
+    let authenticated = match token {
+        // API tokens are looked up in the store at every request: a rotation or revocation
+        // (over REST or `metaward token` beside the running server) holds at the next one.
+        Some(token) if tokens::is_api_token(&token) => {
+            match state
+                .stores
+                .read(move |store| tokens::authenticate(store, &token, now_ms))
+                .await
+            {
+                Ok(Ok(found)) => found.map(Authenticated::Token),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "could not look an api token up");
+                    return unavailable(fhir);
+                }
+                Err(_) => return unavailable(fhir),
+            }
+        }
+        Some(token) => state
+            .auth
+            .sessions
+            .check(&token, now_ms)
+            .map(Authenticated::Session),
+        None => None,
+    };
+    let Some(authenticated) = authenticated else {
+        let refused = AuditEntry {
             time_ms: now_ms,
             actor: "anonymous".into(),
             role: None,
@@ -65,31 +95,80 @@ pub async fn authorize(
             what,
             patient_id: None,
             outcome: "401".into(),
-        });
+        };
+        state.auth.audit.record_durably(refused).await;
         return refuse(
             StatusCode::UNAUTHORIZED,
             fhir,
             "sign in: this needs a bearer token from POST /api/v1/auth/login",
         );
     };
-    let caller = Caller {
-        user: session.user,
-        role: session.role,
-        wards: session.wards,
-        source,
+    let (caller, actor, device) = match authenticated {
+        Authenticated::Session(session) => {
+            let actor = session.user.clone();
+            let caller = Caller {
+                user: session.user,
+                role: session.role,
+                wards: session.wards,
+                source,
+            };
+            (caller, actor, None)
+        }
+        Authenticated::Token(token) => {
+            let actor = token.actor();
+            match token {
+                TokenCaller::Service {
+                    user, role, wards, ..
+                } => (
+                    Caller {
+                        user,
+                        role,
+                        wards,
+                        source,
+                    },
+                    actor,
+                    None,
+                ),
+                // A device is nobody's user: the lowest role and no ward, should anything
+                // behind the device gate look at the caller.
+                TokenCaller::Device { device, .. } => (
+                    Caller {
+                        user: actor.clone(),
+                        role: Role::Observer,
+                        wards: Some(Vec::new()),
+                        source,
+                    },
+                    actor,
+                    Some(device),
+                ),
+            }
+        }
+    };
+    // A device has no role of a person's: the trail says `device`.
+    let audit_role = if device.is_some() {
+        "device"
+    } else {
+        caller.role.key()
     };
     let entry = |patient_id: Option<String>, outcome: String| AuditEntry {
         time_ms: now_ms,
-        actor: caller.user.clone(),
-        role: Some(caller.role.key().to_owned()),
+        actor: actor.clone(),
+        role: Some(audit_role.to_owned()),
         source: caller.source.clone(),
         action: action(&method, &decision),
         what: what.clone(),
         patient_id,
         outcome,
     };
+    if let Some(device) = device {
+        return device_gate(&state, request, next, caller.clone(), device, &path, entry).await;
+    }
     if caller.role < rule.role {
-        state.auth.audit.record(entry(None, "403".into()));
+        state
+            .auth
+            .audit
+            .record_durably(entry(None, "403".into()))
+            .await;
         return refuse(
             StatusCode::FORBIDDEN,
             fhir,
@@ -98,7 +177,11 @@ pub async fn authorize(
     }
     let (allowed, patient_id) = in_scope(&state, &caller, rule.scope, &decision, &path).await;
     if !allowed {
-        state.auth.audit.record(entry(patient_id, "403".into()));
+        state
+            .auth
+            .audit
+            .record_durably(entry(patient_id, "403".into()))
+            .await;
         return refuse(
             StatusCode::FORBIDDEN,
             fhir,
@@ -109,15 +192,108 @@ pub async fn authorize(
     request.extensions_mut().insert(caller.clone());
     let response = next.run(request).await;
     if audited {
-        let status = response.status();
-        let outcome = if status.is_success() || status.is_informational() {
-            "success".to_owned()
-        } else {
-            status.as_u16().to_string()
-        };
-        state.auth.audit.record(entry(patient_id, outcome));
+        // The answer waits for its audit entry. A read that cannot be recorded is not served
+        // (fail closed); a change has happened already, so its answer goes out regardless.
+        let stored = state
+            .auth
+            .audit
+            .record_durably(entry(patient_id, outcome_of(&response)))
+            .await;
+        if !stored && method == "GET" {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                fhir,
+                "the audit trail cannot be written, so patient data is not served",
+            );
+        }
     }
     response
+}
+
+enum Authenticated {
+    Session(super::Session),
+    Token(TokenCaller),
+}
+
+/// `success`, or the status of a refusal with its reason when the handler gave one
+/// ([`RefusalReason`]).
+fn outcome_of(response: &Response) -> String {
+    let status = response.status();
+    if status.is_success() || status.is_informational() {
+        return "success".to_owned();
+    }
+    match response.extensions().get::<RefusalReason>() {
+        Some(RefusalReason(reason)) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// The short reason a handler refused a request for (its metrics label), for the audit trail.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusalReason(pub &'static str);
+
+/// A device token may post device Observations to `/fhir` (one, or a Bundle of them) and do
+/// nothing else; which device they may name is checked where the reference is resolved
+/// (`sources::fhir_rest`), with the [`DeviceCaller`] this puts in the request. Anything else is
+/// refused as device input is: 403 OperationOutcome, counted, kept as a dead letter, audited.
+async fn device_gate(
+    state: &AppState,
+    mut request: Request,
+    next: Next,
+    caller: Caller,
+    device: DeviceId,
+    path: &str,
+    entry: impl Fn(Option<String>, String) -> AuditEntry,
+) -> Response {
+    let posts_observations = request.method() == Method::POST
+        && matches!(path, "/fhir" | "/fhir/" | "/fhir/Observation");
+    if !posts_observations {
+        let origin = path.to_owned();
+        let body = std::mem::take(request.body_mut());
+        let raw = axum::body::to_bytes(body, crate::sources::fhir_rest::BODY_LIMIT_BYTES)
+            .await
+            .map(|bytes| bytes.to_vec())
+            .unwrap_or_default();
+        let issue = crate::sources::fhir_rest::observation::device_scope_issue(&format!(
+            "a device token may only post its own device Observations to /fhir (POST /fhir/Observation or a Bundle of them); {} {path} is not allowed for device {device}",
+            request.method()
+        ));
+        state
+            .auth
+            .audit
+            .record_durably(entry(None, format!("403 {}", issue.reason)))
+            .await;
+        return crate::sources::fhir_rest::observation::refuse_device(state, &origin, raw, &issue)
+            .await;
+    }
+    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(DeviceCaller(device));
+    let response = next.run(request).await;
+    state
+        .auth
+        .audit
+        .record_durably(entry(None, outcome_of(&response)))
+        .await;
+    response
+}
+
+fn unavailable(fhir: bool) -> Response {
+    let message = "the credential could not be checked; retry";
+    if fhir {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/fhir+json")],
+            json!({ "resourceType": "OperationOutcome",
+                    "issue": [{ "severity": "error", "code": "transient", "diagnostics": message }] })
+            .to_string(),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": { "code": "unavailable", "message": message } })),
+    )
+        .into_response()
 }
 
 fn action(method: &str, decision: &Decision) -> String {

@@ -1,11 +1,13 @@
 //! Who may see and touch patient data: users with a role and a scope of wards, password login
-//! with lockout, short-lived bearer sessions with refresh and logout, the access policy every
-//! HTTP route is checked against (`policy`), the middleware that applies it to the whole router
-//! (`middleware`), and the tamper-evident audit trail (`audit`).
+//! with lockout and per-address throttling (`throttle`), short-lived bearer sessions with
+//! refresh and logout that survive a restart (`sessions`), long-lived API tokens for devices and
+//! services (`tokens`), the access policy every HTTP route is checked against (`policy`), the
+//! middleware that applies it to the whole router (`middleware`), and the tamper-evident audit
+//! trail (`audit`).
 //!
 //! Must never: keep or log a password or a token (only their hashes are kept: Argon2id for
-//! passwords, SHA-256 for session tokens, which are 256 random bits), or let a route through
-//! that the policy does not list (unlisted routes need an admin).
+//! passwords, SHA-256 for session and API tokens, which are 256 random bits), or let a route
+//! through that the policy does not list (unlisted routes need an admin).
 
 pub mod audit;
 pub mod middleware;
@@ -13,6 +15,9 @@ pub mod oidc;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
+pub mod throttle;
+pub mod token_routes;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -114,8 +119,9 @@ pub fn visible_directory(
 /// Which listeners may face the network. HTTP always authenticates users (there is no way to
 /// turn that off), so it may bind anywhere. The embedded MQTT broker beyond loopback needs
 /// `device_auth = "required"` (otherwise any host could publish as a device without a
-/// credential). MLLP peers cannot authenticate yet (no address allow-list, no TLS client
-/// certificates; TLS alone only hides the traffic), so it stays on loopback.
+/// credential). MLLP has no credentials of its own: beyond loopback it needs an address
+/// allow-list narrower than everything, or client certificates over TLS (TLS alone only hides
+/// the traffic).
 pub fn check_exposure(config: &crate::ServerConfig) -> Result<(), String> {
     if !config.mqtt.ip().is_loopback()
         && config.mqtt_device_auth != crate::sources::mqtt::DeviceAuth::Required
@@ -125,18 +131,24 @@ pub fn check_exposure(config: &crate::ServerConfig) -> Result<(), String> {
             config.mqtt
         ));
     }
-    if !config.mllp.ip().is_loopback() {
+    let access = &config.mllp_access;
+    let client_certificates = access.client_ca.is_some() && config.mllp_tls.is_some();
+    if !config.mllp.ip().is_loopback() && !access.restricts_addresses() && !client_certificates {
         return Err(format!(
-            "refusing to listen on {} (mllp): binding beyond loopback requires authentication, and MLLP peers cannot authenticate yet (no address allow-list or client certificates); keep it on loopback behind a gateway or tunnel",
+            "refusing to listen on {} (mllp): binding beyond loopback requires authentication, and MLLP peers are known only by address or certificate: set `allow = [\"10.1.0.0/16\", ...]` in [mllp_access] (the gateways' addresses; not 0.0.0.0/0), or `client_ca` there with MLLP over TLS; or keep it on loopback behind a gateway or tunnel",
             config.mllp
         ));
     }
     Ok(())
 }
 
-/// Lockout: this many failed logins in a row lock the account for `LOCKOUT_MS`.
+/// Lockout (`throttle`): this many failed logins in a row on an account from one address lock
+/// the account for `LOCKOUT_MS` from that address.
 pub const FAILURES_TO_LOCK: u32 = 5;
 pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+/// This many failed logins in a row on an account, from whatever addresses, lock it for
+/// `LOCKOUT_MS` from everywhere (kept in the store).
+pub const ACCOUNT_FAILURES_TO_LOCK: u32 = 50;
 
 /// Argon2id with the OWASP parameters for passwords (19 MiB, two passes, one lane): people
 /// choose passwords that can be guessed, so hashing must be slow (unlike device secrets).
@@ -247,15 +259,33 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
 pub struct Auth {
     pub sessions: Sessions,
     pub audit: Audit,
+    /// Failed logins per address and per account and address.
+    pub throttle: throttle::LoginThrottle,
     /// Single sign-on, when `[auth.oidc]` is configured.
     pub oidc: Option<oidc::Oidc>,
 }
 
 impl Auth {
-    pub fn new(audit: Audit, oidc: Option<oidc::Oidc>) -> Arc<Auth> {
+    /// Sessions in memory only (a restart ends them).
+    pub fn new(audit: Audit) -> Arc<Auth> {
+        Auth::with_sessions(audit, Sessions::default())
+    }
+
+    /// With `sessions` (e.g. [`Sessions::persistent`], kept across restarts).
+    pub fn with_sessions(audit: Audit, sessions: Sessions) -> Arc<Auth> {
+        Auth::with_sessions_and_oidc(audit, sessions, None)
+    }
+
+    /// With `sessions` and single sign-on.
+    pub fn with_sessions_and_oidc(
+        audit: Audit,
+        sessions: Sessions,
+        oidc: Option<oidc::Oidc>,
+    ) -> Arc<Auth> {
         Arc::new(Auth {
-            sessions: Sessions::default(),
+            sessions,
             audit,
+            throttle: Default::default(),
             oidc,
         })
     }

@@ -151,11 +151,11 @@ pub const API: &[(&str, &str, Access)] = &[
         "/api/v1/patients/{patient_id}/oxygen-target",
         rule(Physician, Patient),
     ),
-    // Round notes name their patient in the body or the query, not the path, and the rounds
-    // handlers do not filter by ward yet: users of every ward only.
-    ("GET", "/api/v1/rounds/notes", rule(Observer, AllWards)),
-    ("POST", "/api/v1/rounds/notes", rule(Nurse, AllWards)),
-    ("GET", "/api/v1/rounds/reviews", rule(Observer, AllWards)),
+    // Round notes name their patient in the body or the query, not the path: the rounds
+    // handlers check it, and filter lists, by the caller's wards.
+    ("GET", "/api/v1/rounds/notes", rule(Observer, Filtered)),
+    ("POST", "/api/v1/rounds/notes", rule(Nurse, Filtered)),
+    ("GET", "/api/v1/rounds/reviews", rule(Observer, Filtered)),
     ("GET", "/api/v1/alarms", rule(Observer, Filtered)),
     ("GET", "/api/v1/alarms/{alarm_id}", rule(Observer, Alarm)),
     (
@@ -224,6 +224,15 @@ pub const API: &[(&str, &str, Access)] = &[
         rule(Admin, AllWards),
     ),
     ("GET", "/api/v1/audit", rule(Admin, AllWards)),
+    // API tokens (device and service credentials).
+    ("GET", "/api/v1/tokens", rule(Admin, AllWards)),
+    ("POST", "/api/v1/tokens", rule(Admin, AllWards)),
+    ("DELETE", "/api/v1/tokens/{name}", rule(Admin, AllWards)),
+    (
+        "POST",
+        "/api/v1/tokens/{name}/rotate",
+        rule(Admin, AllWards),
+    ),
 ];
 
 /// Anything not listed: closed to all but admins of every ward.
@@ -280,10 +289,20 @@ pub fn decide(method: &Method, path: &str) -> Decision {
         };
     }
     if path == "/fhir" || path.starts_with("/fhir/") {
-        // The FHIR record is not partitioned by ward: readers of every ward; changes (the
-        // EMR's imports, device observations posted over FHIR) by admins.
-        let (template, access) = if method == "GET" || path.ends_with("/_search") {
-            ("/fhir/{read}", rule(Observer, AllWards))
+        // Reads are scoped by the handlers to the patients of the caller's wards
+        // (`api::fhir_record::scope`), except what spans the whole record (system search and
+        // history, a type's history): readers of every ward. Changes (the EMR's imports,
+        // device observations posted over FHIR) by admins.
+        let segments: Vec<&str> = path["/fhir".len()..]
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .collect();
+        let whole_record =
+            segments.is_empty() || (segments.len() <= 2 && segments.last() == Some(&"_history"));
+        let (template, access) = if method == "GET" && whole_record {
+            ("/fhir/{whole record}", rule(Observer, AllWards))
+        } else if method == "GET" || path.ends_with("/_search") {
+            ("/fhir/{read}", rule(Observer, Filtered))
         } else {
             ("/fhir/{change}", rule(Admin, AllWards))
         };
@@ -345,8 +364,19 @@ mod tests {
         );
         assert_eq!(
             decide(&Method::POST, "/fhir/Patient/_search").access,
-            rule(Observer, AllWards)
+            rule(Observer, Filtered)
         );
+        assert_eq!(
+            decide(&Method::GET, "/fhir/Patient/p1/_history").access,
+            rule(Observer, Filtered)
+        );
+        for whole_record in ["/fhir", "/fhir/_history", "/fhir/Patient/_history"] {
+            assert_eq!(
+                decide(&Method::GET, whole_record).access,
+                rule(Observer, AllWards),
+                "{whole_record}"
+            );
+        }
         assert_eq!(
             decide(&Method::DELETE, "/fhir/Patient/1").access,
             rule(Admin, AllWards)

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use store::AuditEntry;
 
 use super::middleware::bearer;
-use super::{Caller, FAILURES_TO_LOCK, LOCKOUT_MS, Peer, Role};
+use super::{ACCOUNT_FAILURES_TO_LOCK, Caller, LOCKOUT_MS, Peer, Role};
 use crate::api::{ApiError, AppState};
 use crate::pipeline::now;
 
@@ -110,15 +110,45 @@ pub async fn login(
             outcome: outcome.to_owned(),
         })
     };
+    // An address that failed too often waits, whatever account it names (`throttle`).
+    if let Some(wait_ms) = state.auth.throttle.address_wait_ms(&source, now_ms) {
+        audit(&body.username, "throttled", "login_failed");
+        let mut response = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "throttled",
+            message: "too many failed logins from this address: wait before trying again"
+                .to_owned(),
+        }
+        .into_response();
+        let seconds = (wait_ms + 999) / 1000;
+        if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let name = body.username.clone();
     let user = match state.stores.read(move |store| store.user(&name)).await {
         Ok(Ok(user)) => user,
         Ok(Err(error)) => return ApiError::from(error).into_response(),
         Err(error) => return error.into_response(),
     };
-    if let Some(user) = &user
-        && user.locked_until_ms.is_some_and(|until| until > now_ms)
-    {
+    // The account a failure counts against, with when its password was set.
+    let account = user
+        .as_ref()
+        .map(|user| (user.name.clone(), user.password_set_at_ms));
+    let account = account.as_ref().map(|(name, set)| (name.as_str(), *set));
+    let locked = user.as_ref().is_some_and(|user| {
+        user.locked_until_ms.is_some_and(|until| until > now_ms)
+            || state.auth.throttle.account_locked(
+                &user.name,
+                &source,
+                user.password_set_at_ms,
+                now_ms,
+            )
+    });
+    if locked {
+        // Still a failure of this address: a guesser keeps counting towards its own wait.
+        state.auth.throttle.failed(account, &source, now_ms);
         audit(&body.username, "locked", "login_failed");
         return unauthorized(
             "locked",
@@ -135,12 +165,13 @@ pub async fn login(
         .unwrap_or(false);
     let exists = user.is_some();
     let Some(user) = user.filter(|_| verified) else {
+        state.auth.throttle.failed(account, &source, now_ms);
         if exists {
             let name = body.username.clone();
             let _ = state
                 .stores
                 .write(move |store| {
-                    store.record_failed_login(&name, FAILURES_TO_LOCK, now_ms + LOCKOUT_MS)
+                    store.record_failed_login(&name, ACCOUNT_FAILURES_TO_LOCK, now_ms + LOCKOUT_MS)
                 })
                 .await;
         }
@@ -154,6 +185,7 @@ pub async fn login(
     let Some(role) = Role::from_key(&user.role) else {
         return ApiError::internal("a stored user has an unknown role").into_response();
     };
+    state.auth.throttle.succeeded(&user.name, &source);
     let name = user.name.clone();
     let _ = state
         .stores

@@ -1,8 +1,12 @@
 //! Sessions: a short-lived access token (15 minutes) and a refresh token (8 hours) per login,
-//! both 256 random bits, kept only as SHA-256 hashes in memory. A refresh rotates both tokens
-//! (a refresh token works once) and re-reads the user, so a disabled user or a changed role or
-//! scope takes effect at the next refresh; disabling through the API ends the user's sessions at
-//! once. Logout revokes the session. A restart ends every session: log in again.
+//! both 256 random bits, kept only as SHA-256 hashes: in memory for the check of each request,
+//! and (when started with [`Sessions::persistent`]) written through to the store's `sessions`
+//! table, so a restart signs nobody out: the tokens work until they expire. A refresh rotates
+//! both tokens (a refresh token works once) and re-reads the user, so a disabled user or a
+//! changed role or scope takes effect at the next refresh; disabling through the API ends the
+//! user's sessions at once. Logout revokes the session. Every end of a session (refresh,
+//! logout, revocation, disable) is written to the store before it is answered, so a restart
+//! never brings an ended session back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::Role;
 use model::WardId;
+use store::{SessionRecord, Store, StoreError};
 
 pub const ACCESS_TTL_MS: i64 = 15 * 60 * 1000;
 pub const REFRESH_TTL_MS: i64 = 8 * 60 * 60 * 1000;
@@ -40,6 +45,9 @@ pub struct TokenPair {
 #[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// Where sessions are kept across restarts (a connection of their own: the writes are
+    /// single small rows, done under the sessions lock so memory and store agree).
+    store: Option<Mutex<Store>>,
 }
 
 #[derive(Default)]
@@ -58,11 +66,51 @@ fn token(prefix: &str) -> String {
     )
 }
 
-fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
 impl Sessions {
+    /// Sessions kept in `store` too: the live ones there (refresh not expired) are loaded.
+    pub fn persistent(store: Store, now_ms: i64) -> Result<Sessions, StoreError> {
+        let mut inner = Inner::default();
+        for record in store.live_sessions(now_ms)? {
+            let Some(role) = Role::from_key(&record.role) else {
+                continue;
+            };
+            inner
+                .by_refresh
+                .insert(record.refresh_hash, record.access_hash);
+            inner.by_access.insert(
+                record.access_hash,
+                Session {
+                    user: record.user,
+                    role,
+                    wards: record
+                        .wards
+                        .map(|wards| wards.iter().map(WardId::new).collect()),
+                    access_expires_ms: record.access_expires_ms,
+                    refresh_expires_ms: record.refresh_expires_ms,
+                    refresh_hash: record.refresh_hash,
+                },
+            );
+        }
+        Ok(Sessions {
+            inner: Mutex::new(inner),
+            store: Some(Mutex::new(store)),
+        })
+    }
+
+    /// Writes a change through to the store, if sessions are kept there. A failure is logged:
+    /// the session goes on in memory, and the next restart would not know it.
+    fn persist(&self, what: &str, change: impl FnOnce(&Store) -> Result<(), StoreError>) {
+        if let Some(store) = &self.store
+            && let Err(error) = change(&store.lock().expect("sessions store lock"))
+        {
+            tracing::error!(%error, what, "could not keep a session change in the store");
+        }
+    }
+
     /// Starts a session for a user who just proved their password.
     pub fn start(
         &self,
@@ -87,6 +135,22 @@ impl Sessions {
             },
         );
         inner.by_refresh.insert(refresh_hash, access_hash);
+        self.persist("start", |store| {
+            // Sessions nobody refreshed or ended leave with the next login after they expire.
+            store.delete_expired_sessions(now_ms)?;
+            store.insert_session(&SessionRecord {
+                access_hash,
+                refresh_hash,
+                user: user.to_owned(),
+                role: role.key().to_owned(),
+                wards: inner.by_access[&access_hash]
+                    .wards
+                    .as_ref()
+                    .map(|wards| wards.iter().map(ToString::to_string).collect()),
+                access_expires_ms: now_ms + ACCESS_TTL_MS,
+                refresh_expires_ms: now_ms + REFRESH_TTL_MS,
+            })
+        });
         TokenPair {
             access_token: access,
             refresh_token: refresh,
@@ -115,16 +179,19 @@ impl Sessions {
         }
         let mut inner = self.inner.lock().expect("sessions lock");
         let access_hash = inner.by_refresh.remove(&digest(refresh_token))?;
-        let session = inner.by_access.remove(&access_hash)?;
-        (session.refresh_expires_ms > now_ms).then_some(session)
+        let session = inner.by_access.remove(&access_hash);
+        self.persist("refresh", |store| store.delete_session(&access_hash));
+        session.filter(|session| session.refresh_expires_ms > now_ms)
     }
 
     /// Ends the session of an access token. Returns whether there was one.
     pub fn revoke(&self, access_token: &str) -> bool {
         let mut inner = self.inner.lock().expect("sessions lock");
-        match inner.by_access.remove(&digest(access_token)) {
+        let access_hash = digest(access_token);
+        match inner.by_access.remove(&access_hash) {
             Some(session) => {
                 inner.by_refresh.remove(&session.refresh_hash);
+                self.persist("logout", |store| store.delete_session(&access_hash));
                 true
             }
             None => false,
@@ -144,6 +211,7 @@ impl Sessions {
         for hash in refresh {
             inner.by_refresh.remove(&hash);
         }
+        self.persist("revoke", |store| store.delete_user_sessions(user));
     }
 }
 
@@ -212,5 +280,47 @@ mod tests {
                 .is_none(),
             "refresh expired"
         );
+    }
+
+    #[test]
+    fn persistent_sessions_outlive_the_process_and_their_end_does_too() {
+        let dir = std::env::temp_dir().join(format!("sessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.sqlite");
+        let _ = std::fs::remove_file(&path);
+        let open = || Sessions::persistent(Store::open(&path).unwrap(), 0).unwrap();
+        let sessions = open();
+        let kept = sessions.start("ann", Role::Nurse, Some(vec![WardId::new("w1")]), 0);
+        let ended = sessions.start("ann", Role::Nurse, None, 0);
+        let refreshed = sessions.start("bob", Role::Admin, None, 0);
+        let disabled = sessions.start("cy", Role::Observer, None, 0);
+        assert!(sessions.revoke(&ended.access_token));
+        assert!(
+            sessions
+                .redeem_refresh(&refreshed.refresh_token, 1)
+                .is_some()
+        );
+        sessions.revoke_user("cy");
+        drop(sessions);
+        // As after a restart: a new process on the same store.
+        let sessions = open();
+        let session = sessions
+            .check(&kept.access_token, 1)
+            .expect("still signed in");
+        assert_eq!(
+            (session.user.as_str(), session.role, session.wards),
+            ("ann", Role::Nurse, Some(vec![WardId::new("w1")]))
+        );
+        assert!(sessions.redeem_refresh(&kept.refresh_token, 2).is_some());
+        for gone in [&ended, &refreshed, &disabled] {
+            assert!(sessions.check(&gone.access_token, 1).is_none());
+            assert!(sessions.redeem_refresh(&gone.refresh_token, 1).is_none());
+        }
+        let sessions = open();
+        assert!(
+            sessions.check(&kept.access_token, 3).is_none(),
+            "its refresh ended it"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

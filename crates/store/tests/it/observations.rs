@@ -8,6 +8,7 @@ use crate::t;
 fn numeric(offset: u64, metric: &str, value: f64, ms: i64, patient: &str) -> StoredObservation {
     StoredObservation {
         log_offset: offset,
+        log_position: 0,
         observation: Observation {
             device_id: "mon-1".into(),
             metric: metric.into(),
@@ -27,6 +28,7 @@ fn numeric(offset: u64, metric: &str, value: f64, ms: i64, patient: &str) -> Sto
 fn room_value(offset: u64, metric: &str, value: f64, ms: i64) -> StoredObservation {
     StoredObservation {
         log_offset: offset,
+        log_position: 0,
         observation: Observation {
             device_id: "env-1".into(),
             metric: metric.into(),
@@ -46,6 +48,7 @@ fn room_value(offset: u64, metric: &str, value: f64, ms: i64) -> StoredObservati
 fn waveform(offset: u64, start_ms: i64, samples: Vec<f32>) -> StoredObservation {
     StoredObservation {
         log_offset: offset,
+        log_position: 0,
         observation: Observation {
             device_id: "mon-1".into(),
             metric: "ecg_ii".into(),
@@ -377,4 +380,85 @@ fn a_batch_records_when_its_registered_devices_were_heard_from() {
     assert_eq!(device.first_seen, Some(t(1_007)));
     assert_eq!(device.last_seen, Some(t(5_007)));
     assert!(store.device(&"env-1".into()).unwrap().is_none());
+}
+
+#[test]
+fn device_observations_are_found_counted_sorted_and_read_by_id() {
+    use store::{DeviceObservationFilter, DeviceSortKey, DeviceTest, PointTest};
+    let mut store = Store::open_in_memory().unwrap();
+    let mut batch = minute_of_data();
+    // Two observations in one log record: the second has position 1.
+    let mut second = numeric(1_000, "spo2", 97.0, 1_030_000, "p1");
+    second.log_position = 1;
+    batch.push(numeric(1_000, "respiratory_rate", 16.0, 1_030_000, "p1"));
+    batch.push(second);
+    batch.push(waveform(1_001, 1_000_000, vec![0.1, 0.2, 0.3]));
+    store.insert_observations(&batch, 1_002).unwrap();
+
+    let patient = |id: &str| vec![DeviceTest::Patient(id.into())];
+    let search = |filter: &DeviceObservationFilter, sort: &[(DeviceSortKey, bool)], limit| {
+        store
+            .search_device_observations(filter, sort, limit)
+            .unwrap()
+    };
+
+    // p1: 60 heart rates, a respiratory rate, an SpO2 and an ECG chunk.
+    let all_p1 = DeviceObservationFilter {
+        all_of: vec![patient("p1")],
+    };
+    let (total, newest) = search(&all_p1, &[(DeviceSortKey::Effective, true)], 3);
+    assert_eq!(total, 63);
+    assert_eq!(newest.len(), 3);
+    assert_eq!(newest[0].observation.device_time, t(1_059_000));
+    assert!(
+        newest
+            .windows(2)
+            .all(|w| w[0].observation.device_time >= w[1].observation.device_time)
+    );
+
+    // Metric and time: heart rates in [1_010_000, 1_019_999], oldest first.
+    let filter = DeviceObservationFilter {
+        all_of: vec![
+            patient("p1"),
+            vec![DeviceTest::MetricIn(vec!["heart_rate".into()])],
+            vec![DeviceTest::Effective(PointTest::AtLeast(1_010_000))],
+            vec![DeviceTest::Effective(PointTest::Before(1_020_000))],
+        ],
+    };
+    let (total, rows) = search(&filter, &[(DeviceSortKey::Effective, false)], 100);
+    assert_eq!(total, 10);
+    assert_eq!(rows[0].observation.value, ObservedValue::Numeric(70.0));
+    assert_eq!(rows[0].fhir_id(), "30-0");
+
+    // An OR within a group: p2 or the room.
+    let filter = DeviceObservationFilter {
+        all_of: vec![vec![
+            DeviceTest::Patient("p2".into()),
+            DeviceTest::Room("r1".into()),
+        ]],
+    };
+    assert_eq!(search(&filter, &[], 0).0, 120);
+
+    // The waveform chunk comes back decoded, at its first sample's time.
+    let filter = DeviceObservationFilter {
+        all_of: vec![vec![DeviceTest::MetricIn(vec!["ecg_ii".into()])]],
+    };
+    let (total, rows) = search(&filter, &[], 10);
+    assert_eq!(total, 1);
+    match &rows[0].observation.value {
+        ObservedValue::Waveform(chunk) => assert_eq!(chunk.samples.len(), 3),
+        other => panic!("expected a waveform, got {other:?}"),
+    }
+
+    // A group that can match nothing empties the search.
+    let never = DeviceObservationFilter {
+        all_of: vec![patient("p1"), vec![DeviceTest::Never]],
+    };
+    assert_eq!(search(&never, &[], 10).0, 0);
+
+    // By id: the second observation of log record 1000.
+    let found = store.device_observation(1_000, 1).unwrap().unwrap();
+    assert_eq!(found.observation.metric, "spo2");
+    assert_eq!(found.patient_id.as_ref().map(|p| p.as_str()), Some("p1"));
+    assert!(store.device_observation(1_000, 2).unwrap().is_none());
 }

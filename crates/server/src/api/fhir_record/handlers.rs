@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
@@ -11,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use record::bundle::parse_query;
 use record::params::{IndexValue, index_values};
 use record::search::{MAX_COUNT, SearchRequest};
-use record::{EntryOutcome, EntryResult, RecordError, StoredResource};
+use record::{EntryOutcome, EntryResult, RecordError, SearchPage, StoredResource};
 use serde_json::{Value, json};
 
+use super::scope::RecordScope;
 use super::{FhirError, base_url, fhir_response, fhir_text_response, http_date};
 use crate::api::AppState;
+use crate::auth::Caller;
 use crate::pipeline::now;
 use crate::record::DeadLetter;
 
@@ -501,10 +504,12 @@ pub async fn delete(
 /// `GET /fhir/{type}/{id}`: 404 when unknown, 410 when deleted.
 pub async fn read(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> FhirResult {
     check_type(&resource_type)?;
+    let scope = RecordScope::of(&state, &caller);
     if id.starts_with(['_', '$']) {
         // `_history` of a type, other operations: not ids, and not implemented.
         return Err(RecordError::not_supported(format!(
@@ -523,7 +528,10 @@ pub async fn read(
         // Not in the record: a device Observation's id (`{log offset}-{k}`) reads the log.
         None if resource_type == "Observation" => {
             match crate::sources::fhir_rest::read::device_observation(&state, &id).await {
-                Some(observation) => Ok(fhir_response(StatusCode::OK, &observation)),
+                Some(observation) => {
+                    scope.check(&observation)?;
+                    Ok(fhir_response(StatusCode::OK, &observation))
+                }
                 None => Err(RecordError::not_found("no Observation with this id").into()),
             }
         }
@@ -531,17 +539,22 @@ pub async fn read(
         Some(stored) if stored.deleted => {
             Err(RecordError::gone(format!("this {resource_type} was deleted")).into())
         }
-        Some(stored) => Ok(stored_response(&base_url(&headers), &stored)),
+        Some(stored) => {
+            scope.check(&stored.resource)?;
+            Ok(stored_response(&base_url(&headers), &stored))
+        }
     }
 }
 
 /// `GET /fhir/{type}/{id}/_history/{version}`.
 pub async fn vread(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> FhirResult {
     check_type(&resource_type)?;
+    let scope = RecordScope::of(&state, &caller);
     let version: i64 = version
         .parse()
         .map_err(|_| RecordError::not_found("versions are whole numbers"))?;
@@ -560,17 +573,22 @@ pub async fn vread(
             "this version of the {resource_type} is its deletion"
         ))
         .into()),
-        Some(stored) => Ok(stored_response(&base_url(&headers), &stored)),
+        Some(stored) => {
+            scope.check(&stored.resource)?;
+            Ok(stored_response(&base_url(&headers), &stored))
+        }
     }
 }
 
 /// `GET /fhir/{type}/{id}/_history`: every version, newest first, as a history Bundle.
 pub async fn history(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> FhirResult {
     check_type(&resource_type)?;
+    let scope = RecordScope::of(&state, &caller);
     let versions = {
         let (resource_type, id) = (resource_type.clone(), id.clone());
         state
@@ -580,6 +598,10 @@ pub async fn history(
     };
     if versions.is_empty() {
         return Err(RecordError::not_found(format!("no {resource_type} with this id")).into());
+    }
+    // Any version naming a patient outside the caller's wards refuses the whole history.
+    for version in versions.iter().filter(|version| !version.deleted) {
+        scope.check(&version.resource)?;
     }
     let base = base_url(&headers);
     let oldest = versions.last().map(|v| v.version);
@@ -623,6 +645,7 @@ pub async fn history(
 /// clients that keep criteria out of URLs (and server logs).
 pub async fn search_by_post(
     state: State<AppState>,
+    caller: Extension<Caller>,
     resource_type: Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -637,13 +660,21 @@ pub async fn search_by_post(
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join("&");
-    search(state, resource_type, RawQuery(Some(combined)), headers).await
+    search(
+        state,
+        caller,
+        resource_type,
+        RawQuery(Some(combined)),
+        headers,
+    )
+    .await
 }
 
 /// `GET /fhir/{type}?…`: a searchset Bundle with `total`, `self` and `next` links, and the
 /// `_include`d resources after the matches.
 pub async fn search(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -653,13 +684,20 @@ pub async fn search(
     if request.summary_count {
         request.count = 0;
     }
+    let scope = RecordScope::of(&state, &caller);
     let page = {
-        let request = request.clone();
+        let mut scoped = request.clone();
+        let catalog = state.ward.catalog;
+        let scope = scope.clone();
         state
             .stores
             .read(move |store| -> Result<_, RecordError> {
-                let page = store.fhir_search(&request)?;
-                let included = included(store, &request, &page.resources)?;
+                if !scope.restrict(&mut scoped)? {
+                    return Ok((SearchPage::default(), Vec::new()));
+                }
+                let page = super::device_search::search(store, catalog, &scoped)?;
+                let mut included = included(store, &scoped, &page.resources)?;
+                included.retain(|found| scope.allows(&found.resource));
                 Ok((page, included))
             })
             .await??
@@ -766,6 +804,7 @@ fn included(
 /// `code`, `date`).
 pub async fn lastn(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> FhirResult {
@@ -798,14 +837,26 @@ pub async fn lastn(
         descending: true,
     }];
     request.count = MAX_COUNT * 100;
-    let page = state
+    let catalog = state.ward.catalog;
+    let scope = RecordScope::of(&state, &caller);
+    let mut candidates = state
         .stores
-        .read(move |store| store.fhir_search(&request))
+        .read(move |store| -> Result<_, RecordError> {
+            if !scope.restrict(&mut request)? {
+                return Ok(Vec::new());
+            }
+            let mut found = store.fhir_search(&request)?.resources;
+            // Device data is many values per code: the newest of each metric, from SQL.
+            found.extend(super::device_search::latest_per_metric(
+                store, catalog, &request, max,
+            )?);
+            Ok(found)
+        })
         .await??;
+    candidates.sort_by_cached_key(|found| std::cmp::Reverse(effective_start(&found.resource)));
     let mut per_code: std::collections::HashMap<String, usize> = Default::default();
     let base = base_url(&headers);
-    let entries: Vec<Value> = page
-        .resources
+    let entries: Vec<Value> = candidates
         .iter()
         .filter(|found| {
             let count = per_code.entry(code_key(&found.resource)).or_default();
@@ -820,6 +871,18 @@ pub async fn lastn(
         bundle["entry"] = json!(entries);
     }
     Ok(fhir_response(StatusCode::OK, &bundle))
+}
+
+/// When an observation took effect, for ordering `$lastn`'s candidates newest first.
+fn effective_start(observation: &Value) -> i64 {
+    index_values(observation)
+        .into_iter()
+        .filter_map(|(name, value)| match (name, value) {
+            ("date", IndexValue::Date(range)) => Some(range.low),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(i64::MIN)
 }
 
 /// What makes two observations "the same code" for $lastn: the first coding's system and code,

@@ -9,8 +9,10 @@
 //! counted (`metaward_messages_rejected_total{source="fhir_record"}`) and kept as a dead letter.
 
 pub mod capability;
+pub mod device_search;
 pub mod handlers;
 pub mod news2;
+pub mod scope;
 
 pub use handlers::ChangeBody;
 

@@ -4,10 +4,16 @@
 //! checkpoint): read the records after it, turn every numeric value attributed to a patient
 //! into an Observation (`fhir::outbound`) with a stable identifier (`{source}/{offset}-{k}`),
 //! send them as one transaction Bundle of conditional creates (`ifNoneExist` on that
-//! identifier), and move the cursor past them only once the EMR answered 200. An outage or a
-//! refusal is retried with exponential backoff from the same cursor, so nothing is skipped;
-//! a batch the EMR kept but whose answer was lost is sent again and matches its conditional
-//! creates, so nothing is doubled.
+//! identifier), and move the cursor past them only once the EMR answered 200. An outage, a
+//! server error or a refused token is retried with exponential backoff from the same cursor, so
+//! nothing is skipped; a batch the EMR kept but whose answer was lost is sent again and matches
+//! its conditional creates, so nothing is doubled.
+//!
+//! When the EMR refuses the transaction for its content (400, 404, 409, 412, 422: a patient it
+//! does not know, a value it will not take), retrying would block every later value behind it.
+//! The same entries are then sent as a `batch`, each standing on its own: what the EMR takes is
+//! delivered, and each value it refuses is kept here as a dead letter (source `emr_push`, with
+//! the EMR's status and diagnostics, and the Observation as sent) before the cursor moves on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +24,8 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 
 use super::http_client;
-use crate::pipeline::now;
-use crate::record::LogRecord;
+use crate::pipeline::{Ingest, now};
+use crate::record::{DeadLetter, LogRecord};
 
 /// The identifier system of Observations metaward sends from its devices.
 pub const IDENTIFIER_SYSTEM: &str = "https://metaward.dev/fhir/NamingSystem/device-observation";
@@ -42,6 +48,8 @@ pub struct FhirPushConfig {
     /// The first and the longest wait between failed attempts.
     pub backoff_first: Duration,
     pub backoff_max: Duration,
+    /// How a value's patient is named to the EMR.
+    pub link: crate::emr_patient::PatientLink,
 }
 
 impl FhirPushConfig {
@@ -55,6 +63,7 @@ impl FhirPushConfig {
             poll: Duration::from_millis(500),
             backoff_first: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            link: Default::default(),
         }
     }
 }
@@ -128,11 +137,15 @@ fn read_batch(
             .into_iter()
             .flat_map(|record| record.observations);
         for (position, attributed) in values.enumerate() {
-            let Some(resource) =
+            let Some(mut resource) =
                 pushed_observation(catalog, &config.source, offset.0, position, &attributed)
             else {
                 continue;
             };
+            if let Some(patient) = &attributed.attribution.patient {
+                resource["subject"]["reference"] =
+                    json!(config.link.subject_reference(patient.as_str()));
+            }
             let identifier = &resource["identifier"][0];
             let if_none_exist = format!(
                 "identifier={}|{}",
@@ -148,11 +161,33 @@ fn read_batch(
     Ok(Batch { entries, next })
 }
 
-/// Sends one transaction Bundle; Ok when the EMR answered 200 with a transaction-response.
-async fn send(config: &FhirPushConfig, entries: Vec<Value>) -> anyhow::Result<()> {
-    let (authority, path) = http_client::split_url_with(&config.base_url, config.trust.as_ref())?;
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let body = serde_json::to_vec(&bundle)?;
+/// Why a transaction was not delivered.
+#[derive(Debug)]
+enum NotDelivered {
+    /// The EMR refused its content: retrying the same transaction cannot succeed.
+    Refused(u16),
+    /// An outage, a server error, a refused token: worth retrying as it is.
+    Retry(anyhow::Error),
+}
+
+/// A value the EMR refused in a batch: the entry as sent and why.
+struct RefusedValue {
+    entry: Value,
+    status: String,
+    diagnostics: String,
+}
+
+/// POSTs one Bundle of `kind` and returns the EMR's answer Bundle.
+async fn post_bundle(
+    config: &FhirPushConfig,
+    kind: &str,
+    entries: &[Value],
+) -> Result<Value, NotDelivered> {
+    let retry = |error: anyhow::Error| NotDelivered::Retry(error);
+    let (authority, path) = http_client::split_url_with(&config.base_url, config.trust.as_ref())
+        .map_err(|e| retry(e.into()))?;
+    let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
+    let body = serde_json::to_vec(&bundle).map_err(|e| retry(e.into()))?;
     let response = http_client::request(
         &authority,
         "POST",
@@ -161,16 +196,98 @@ async fn send(config: &FhirPushConfig, entries: Vec<Value>) -> anyhow::Result<()
         Some(&body),
         Duration::from_secs(30),
     )
-    .await?;
-    if response.status != 200 {
-        anyhow::bail!("the emr answered {}", response.status);
+    .await
+    .map_err(|e| retry(e.into()))?;
+    match response.status {
+        200 => {}
+        status @ (400 | 404 | 409 | 412 | 422) => return Err(NotDelivered::Refused(status)),
+        status => return Err(retry(anyhow::anyhow!("the emr answered {status}"))),
     }
-    let answer: Value = serde_json::from_slice(&response.body)?;
-    if answer["type"] != "transaction-response" {
-        anyhow::bail!("the emr did not answer with a transaction-response");
+    let answer: Value = serde_json::from_slice(&response.body).map_err(|e| retry(e.into()))?;
+    if answer["type"] != format!("{kind}-response") {
+        return Err(retry(anyhow::anyhow!(
+            "the emr did not answer with a {kind}-response"
+        )));
+    }
+    Ok(answer)
+}
+
+/// Sends the entries as a transaction; when the EMR refuses it for its content, as a batch,
+/// returning the values it refused one by one.
+async fn send(config: &FhirPushConfig, entries: Vec<Value>) -> anyhow::Result<Vec<RefusedValue>> {
+    match post_bundle(config, "transaction", &entries).await {
+        Ok(_) => return Ok(Vec::new()),
+        Err(NotDelivered::Retry(error)) => return Err(error),
+        Err(NotDelivered::Refused(status)) => {
+            tracing::warn!(
+                status,
+                entries = entries.len(),
+                "the emr refused a transaction; sending its values one by one"
+            );
+        }
+    }
+    let answer = match post_bundle(config, "batch", &entries).await {
+        Ok(answer) => answer,
+        Err(NotDelivered::Retry(error)) => return Err(error),
+        Err(NotDelivered::Refused(status)) => {
+            anyhow::bail!("the emr refused a batch as a whole ({status})")
+        }
+    };
+    let answers = answer["entry"].as_array().cloned().unwrap_or_default();
+    if answers.len() != entries.len() {
+        anyhow::bail!(
+            "the emr answered {} entries for a batch of {}",
+            answers.len(),
+            entries.len()
+        );
+    }
+    Ok(entries
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(entry, answer)| {
+            let status = answer["response"]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if status.starts_with('2') {
+                return None;
+            }
+            let diagnostics = answer["response"]["outcome"]["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            Some(RefusedValue {
+                entry,
+                status,
+                diagnostics,
+            })
+        })
+        .collect())
+}
+
+/// Keeps each refused value as a dead letter (durable in the log before the cursor moves).
+async fn keep_refused(
+    ingest: &Ingest,
+    config: &FhirPushConfig,
+    refused: Vec<RefusedValue>,
+) -> anyhow::Result<()> {
+    for value in refused {
+        let code = value.status.split(' ').next().unwrap_or("").to_owned();
+        let dead = DeadLetter {
+            source: SOURCE.into(),
+            origin: format!("{}/Observation", config.base_url),
+            received_ms: now().millis(),
+            reason: format!("emr_refused_{code}"),
+            detail: format!("the emr answered {}: {}", value.status, value.diagnostics),
+            raw: serde_json::to_vec(&value.entry["resource"])?,
+        };
+        ingest.dead_letter(dead).await?;
     }
     Ok(())
 }
+
+/// The source label of refused write-backs in dead letters and metrics.
+pub const SOURCE: &str = "emr_push";
 
 fn store_call<T>(store: &Mutex<Store>, call: impl FnOnce(&mut Store) -> T) -> T {
     call(&mut store.lock().expect("store lock"))
@@ -182,9 +299,10 @@ pub async fn run(
     log: Log,
     store: Arc<Mutex<Store>>,
     catalog: &'static model::Catalog,
-    metrics: Arc<crate::metrics::Metrics>,
+    ingest: Ingest,
     shutdown: CancellationToken,
 ) {
+    let metrics = ingest.metrics().clone();
     let mut backoff = config.backoff_first;
     loop {
         let cursor = {
@@ -236,12 +354,25 @@ pub async fn run(
         };
         let n_entries = batch.entries.len();
         let delivered = if batch.entries.is_empty() {
-            Ok(())
+            Ok(Vec::new())
         } else {
             send(&config, batch.entries).await
         };
+        // Refused values are kept before the cursor passes them; if they cannot be, the batch
+        // is sent again (what the EMR took matches its conditional creates).
+        let delivered = match delivered {
+            Ok(refused) if refused.is_empty() => Ok(0),
+            Ok(refused) => {
+                let count = refused.len();
+                keep_refused(&ingest, &config, refused)
+                    .await
+                    .map(|()| count)
+            }
+            Err(error) => Err(error),
+        };
         match delivered {
-            Ok(()) => {
+            Ok(n_refused) => {
+                let n_entries = n_entries - n_refused;
                 backoff = config.backoff_first;
                 let (store, next) = (store.clone(), batch.next);
                 let moved = tokio::task::spawn_blocking(move || {

@@ -4,8 +4,9 @@
 //! Observations, and keep each resource in our record under the EMR's id (an upsert: the same
 //! content again is "unchanged"). The twin then shows it (`record_ward`).
 //!
-//! Patients are linked by id: the EMR's `Patient/X` is the ward patient X, as everywhere in
-//! metaward. A watermark per patient and type (`emr_pull_watermark`) moves only after the
+//! Patients are linked by id (the EMR's `Patient/X` is the ward patient X) or, when configured,
+//! by identifier (`emr_patient`): then the EMR's Patient is found first, and references to it in
+//! what is kept are rewritten to the ward patient. A watermark per patient and type (`emr_pull_watermark`) moves only after the
 //! resources are kept, so an outage or a restart asks again from where it stood.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Stores;
+use crate::emr_patient::{EmrPatient, PatientLink, rewrite_patient_references};
 use crate::pipeline::{Ingest, now};
 use crate::record::DeadLetter;
 use crate::sinks::http_client;
@@ -28,6 +30,8 @@ pub struct FhirPullConfig {
     pub interval: Duration,
     /// For https: trust this CA (`[emr] ca_file`) instead of the public roots.
     pub trust: Option<http_client::Trust>,
+    /// How a ward patient is found at the EMR.
+    pub link: PatientLink,
 }
 
 /// What is pulled for each patient: the type and the search that selects it.
@@ -39,18 +43,7 @@ pub const PULLED: &[(&str, &str)] = &[
     ("Observation", "patient={id}&category=laboratory"),
 ];
 
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
+use crate::emr_patient::encode;
 
 /// Every resource of a search, following `next` links.
 async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Result<Vec<Value>> {
@@ -121,6 +114,27 @@ async fn pull_patient(
 ) -> anyhow::Result<usize> {
     let ward = ingest.ward();
     let (_, base_path) = http_client::split_base_url(&config.base_url)?;
+    let emr_id = match config
+        .link
+        .resolve(
+            &config.base_url,
+            config.trust.as_ref(),
+            config.token.as_deref(),
+            patient_id,
+        )
+        .await?
+    {
+        EmrPatient::Found(id) => id,
+        // Not (yet) registered at the EMR: nothing to pull; asked again next poll.
+        EmrPatient::Unknown => return Ok(0),
+        EmrPatient::Ambiguous(count) => {
+            tracing::warn!(
+                count,
+                "several emr patients share a ward patient's identifier; not pulling until they are merged"
+            );
+            return Ok(0);
+        }
+    };
     let mut written = 0;
     for (resource_type, query) in PULLED {
         let watermark = {
@@ -132,7 +146,7 @@ async fn pull_patient(
         };
         let mut path = format!(
             "{base_path}/{resource_type}?{}&_count=1000",
-            query.replace("{id}", &encode(patient_id))
+            query.replace("{id}", &encode(&emr_id))
         );
         if let Some(since) = watermark {
             path.push_str(&format!(
@@ -141,7 +155,12 @@ async fn pull_patient(
             ));
         }
         let origin = format!("GET {path}");
-        let resources = search_all(config, path).await?;
+        let mut resources = search_all(config, path).await?;
+        if emr_id != patient_id {
+            for resource in &mut resources {
+                rewrite_patient_references(resource, &emr_id, patient_id);
+            }
+        }
         if resources.is_empty() {
             continue;
         }

@@ -29,11 +29,14 @@ struct Prepared {
     observations: Vec<model::Observation>,
 }
 
+/// `speaker`: the device whose token authenticated the request (`auth::tokens`), which may
+/// post only Observations naming itself; `None` for a user.
 pub async fn create(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    speaker: Option<DeviceId>,
 ) -> Response {
     let received = now();
     state.metrics.received(SOURCE);
@@ -52,7 +55,7 @@ pub async fn create(
         }
     };
     let prepared = match check_content_type(&headers).and_then(|()| parse_json(&body)) {
-        Ok(json) => prepare(&state, json, received).await,
+        Ok(json) => prepare(&state, json, received, speaker.as_ref()).await,
         Err(issue) => Err(issue),
     };
     let prepared = match prepared {
@@ -105,9 +108,23 @@ async fn prepare(
     state: &AppState,
     json: serde_json::Value,
     received: Timestamp,
+    speaker: Option<&DeviceId>,
 ) -> Result<Prepared, Issue> {
     let resource = fhir::observation::parse(json)?;
     let device_id = resolve_device(state, fhir::observation::device_reference(&resource)?).await?;
+    if let Some(speaker) = speaker
+        && *speaker != device_id
+    {
+        return Err(Issue::new(
+            403,
+            IssueCode::Forbidden,
+            "device_mismatch",
+            Some("Observation.device"),
+            format!(
+                "this token belongs to device {speaker}: it may post only that device's Observations, not Device/{device_id}'s"
+            ),
+        ));
+    }
     let subject = fhir::observation::subject(&resource)?;
     check_subject(state, subject.as_ref())?;
     let observations =
@@ -203,7 +220,34 @@ async fn reject(
     if let Err(response) = keep(state, origin, received, raw, issue).await {
         return response;
     }
-    outcome_response(issue)
+    let mut response = outcome_response(issue);
+    response
+        .extensions_mut()
+        .insert(crate::auth::middleware::RefusalReason(issue.reason));
+    response
+}
+
+/// 403: what a device token may not do (`reason` `device_scope`).
+pub fn device_scope_issue(diagnostics: &str) -> Issue {
+    Issue::new(
+        403,
+        IssueCode::Forbidden,
+        "device_scope",
+        None,
+        diagnostics.to_owned(),
+    )
+}
+
+/// Refuses a device's request as refused device input is: counted as received and rejected
+/// under the issue's reason, kept as a dead letter, answered with the OperationOutcome.
+pub async fn refuse_device(
+    state: &AppState,
+    origin: &str,
+    raw: Vec<u8>,
+    issue: &Issue,
+) -> Response {
+    state.metrics.received(SOURCE);
+    reject(state, origin, now(), raw, issue).await
 }
 
 async fn keep(
@@ -249,6 +293,7 @@ pub async fn bundle(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    speaker: Option<DeviceId>,
 ) -> Response {
     let received = now();
     let origin = uri.path().to_owned();
@@ -278,9 +323,17 @@ pub async fn bundle(
     };
     if bundle.type_ == "transaction" {
         state.metrics.received(SOURCE);
-        transaction(&state, &origin, received, bundle, body.to_vec()).await
+        transaction(
+            &state,
+            &origin,
+            received,
+            bundle,
+            body.to_vec(),
+            speaker.as_ref(),
+        )
+        .await
     } else {
-        batch(&state, &origin, received, bundle).await
+        batch(&state, &origin, received, bundle, speaker.as_ref()).await
     }
 }
 
@@ -314,6 +367,7 @@ async fn prepare_entry(
     index: usize,
     entry: BundleEntry,
     received: Timestamp,
+    speaker: Option<&DeviceId>,
 ) -> Result<Prepared, Issue> {
     let at = format!("Bundle.entry[{index}]");
     let supported = entry.request.as_ref().is_some_and(|request| {
@@ -335,7 +389,7 @@ async fn prepare_entry(
             "the entry has no resource",
         ));
     };
-    prepare(state, resource, received)
+    prepare(state, resource, received, speaker)
         .await
         .map_err(|issue| issue.in_entry(index))
 }
@@ -375,11 +429,12 @@ async fn transaction(
     received: Timestamp,
     bundle: Bundle,
     raw: Vec<u8>,
+    speaker: Option<&DeviceId>,
 ) -> Response {
     let mut prepared = Vec::with_capacity(bundle.entry.len());
     let mut issues = Vec::new();
     for (index, entry) in bundle.entry.into_iter().enumerate() {
-        match prepare_entry(state, index, entry, received).await {
+        match prepare_entry(state, index, entry, received, speaker).await {
             Ok(entry) => prepared.push(entry),
             Err(issue) => issues.push(issue),
         }
@@ -398,7 +453,11 @@ async fn transaction(
         }
         let outcome = OperationOutcome::new(issues.iter().map(Issue::outcome_issue).collect());
         let status = StatusCode::from_u16(first.status).unwrap_or(StatusCode::BAD_REQUEST);
-        return resource_response(status, &outcome);
+        let mut response = resource_response(status, &outcome);
+        response
+            .extensions_mut()
+            .insert(crate::auth::middleware::RefusalReason(first.reason));
+        return response;
     }
     // One group per (device, subject), in order of first appearance, all in one log record.
     let mut groups: Vec<(DeviceId, Vec<model::Observation>, Option<AssociationTarget>)> =
@@ -458,7 +517,13 @@ async fn transaction(
 
 /// Each entry on its own: accepted ones are durable when the answer is sent, refused ones are
 /// dead letters with their OperationOutcome in the response entry.
-async fn batch(state: &AppState, origin: &str, received: Timestamp, bundle: Bundle) -> Response {
+async fn batch(
+    state: &AppState,
+    origin: &str,
+    received: Timestamp,
+    bundle: Bundle,
+    speaker: Option<&DeviceId>,
+) -> Response {
     let work = bundle
         .entry
         .into_iter()
@@ -466,7 +531,7 @@ async fn batch(state: &AppState, origin: &str, received: Timestamp, bundle: Bund
         .map(|(index, entry)| async move {
             state.metrics.received(SOURCE);
             let raw = serde_json::to_vec(&entry).unwrap_or_default();
-            match prepare_entry(state, index, entry, received).await {
+            match prepare_entry(state, index, entry, received, speaker).await {
                 Ok(prepared) => {
                     match state
                         .ingest

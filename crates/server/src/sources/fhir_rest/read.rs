@@ -1,6 +1,7 @@
-//! Device data back out as FHIR: `GET /fhir/Observation/{offset}-{k}` reads the durable log's
+//! Device data back out as FHIR: `GET /fhir/Observation/{offset}-{k}` finds the value in the
+//! store's projection, or, when the projection has not reached it yet, reads the durable log's
 //! record at `offset` (the log is the truth of device data, and a record is readable as soon
-//! as its ingest was answered) and serves its `k`-th observation, counted across the record's
+//! as its ingest was answered), and serves its `k`-th observation, counted across the record's
 //! devices in log order, through `fhir::outbound`: a numeric as a vital-signs Observation, a
 //! waveform chunk as one Observation with SampledData.
 
@@ -26,6 +27,17 @@ pub async fn device_observation(state: &AppState, id: &str) -> Option<Value> {
     let (offset, position) = parse_device_id(id)?;
     if offset >= state.log.next_offset().0 {
         return None;
+    }
+    // The projection has it unless it arrived in the last moments: an indexed lookup.
+    if let Ok(log_position) = u32::try_from(position) {
+        let projected = state
+            .stores
+            .read(move |store| store.device_observation(offset, log_position))
+            .await;
+        if let Ok(Ok(Some(row))) = projected {
+            let found = crate::api::fhir_record::device_search::stored(state.ward.catalog, &row)?;
+            return Some(found.resource);
+        }
     }
     let log = state.log.clone();
     // Opening a segment and skipping within it is blocking file I/O.

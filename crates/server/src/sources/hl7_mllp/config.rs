@@ -11,8 +11,13 @@ pub struct MllpConfig {
     /// Connections served at once; beyond this a new connection is closed at once, so a
     /// misbehaving peer opening sockets cannot exhaust the server's file descriptors.
     pub max_connections: usize,
-    /// MLLP over TLS with this acceptor (the `[tls]` certificate).
+    /// MLLP over TLS with this acceptor (the `[tls]` certificate; it verifies client
+    /// certificates when `[mllp_access] client_ca` is set).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The addresses allowed to connect (`access`).
+    pub access: super::MllpAccess,
+    /// Where refused connections are recorded (the server's audit trail).
+    pub audit: Option<crate::auth::Audit>,
 }
 
 impl Default for MllpConfig {
@@ -22,6 +27,8 @@ impl Default for MllpConfig {
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             tls: None,
+            access: super::MllpAccess::default(),
+            audit: None,
         }
     }
 }

@@ -58,6 +58,12 @@ async fn accept_loop(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if !config.access.allows(peer.ip()) {
+                        // Closed before a byte is read: nothing of the peer's reaches us.
+                        drop(stream);
+                        refused(&config, &handler, peer, "peer_not_allowed");
+                        continue;
+                    }
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many mllp connections; closing a new one");
                         continue;
@@ -69,17 +75,32 @@ async fn accept_loop(
                         match config.tls.clone() {
                             None => {
                                 let (reader, writer) = stream.into_split();
-                                serve_connection(reader, writer, peer, config, handler, shutdown).await;
+                                serve_connection(reader, writer, peer, None, config, handler, shutdown).await;
                             }
                             // The handshake runs in the connection's own task, bounded by the
                             // idle timeout, so a silent peer holds up nobody else.
                             Some(acceptor) => {
                                 match tokio::time::timeout(config.idle_timeout, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => {
-                                        let (reader, writer) = tokio::io::split(tls);
-                                        serve_connection(reader, writer, peer, config, handler, shutdown).await;
+                                        let certificate = tls.get_ref().1.peer_certificates().and_then(<[_]>::first);
+                                        match config.access.certified(certificate) {
+                                            Ok(certified) => {
+                                                if let Some(certified) = &certified {
+                                                    connected(&config, peer, certified);
+                                                }
+                                                let facilities = certified.map(|certified| certified.facilities);
+                                                let (reader, writer) = tokio::io::split(tls);
+                                                serve_connection(reader, writer, peer, facilities, config, handler, shutdown).await;
+                                            }
+                                            Err(reason) => refused(&config, &handler, peer, reason),
+                                        }
                                     }
-                                    Ok(Err(error)) => tracing::debug!(%peer, %error, "mllp tls handshake failed"),
+                                    // Without a valid client certificate (when one is required)
+                                    // the handshake fails here: refused, counted, audited.
+                                    Ok(Err(error)) => {
+                                        tracing::info!(%peer, %error, "mllp tls handshake failed");
+                                        refused(&config, &handler, peer, "tls_handshake");
+                                    }
                                     Err(_) => tracing::debug!(%peer, "mllp tls handshake timed out"),
                                 }
                             }
@@ -100,10 +121,48 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
+/// A connection closed before any message: counted under `reason`, logged with the peer's
+/// address only, and written to the audit trail.
+fn refused(config: &MllpConfig, handler: &Handler, peer: SocketAddr, reason: &str) {
+    handler.metrics().connection_refused(SOURCE, reason);
+    tracing::warn!(%peer, reason, "refused an mllp connection");
+    if let Some(audit) = &config.audit {
+        audit.record(store::AuditEntry {
+            time_ms: crate::pipeline::now().millis(),
+            actor: "anonymous".into(),
+            role: None,
+            source: peer.ip().to_string(),
+            action: "connect".into(),
+            what: "MLLP connection".into(),
+            patient_id: None,
+            outcome: reason.to_owned(),
+        });
+    }
+}
+
+/// A peer known by its certificate, in the audit trail under the names it matched.
+fn connected(config: &MllpConfig, peer: SocketAddr, certified: &super::access::CertifiedPeer) {
+    if let Some(audit) = &config.audit {
+        audit.record(store::AuditEntry {
+            time_ms: crate::pipeline::now().millis(),
+            actor: format!("mllp:{}", certified.names.join(",")),
+            role: None,
+            source: peer.ip().to_string(),
+            action: "connect".into(),
+            what: "MLLP connection".into(),
+            patient_id: None,
+            outcome: "success".into(),
+        });
+    }
+}
+
+/// `facilities`: the sending facilities (MSH-4) this peer's certificate may send for, if its
+/// certificate is mapped (`access`); `None`: any.
 async fn serve_connection(
     mut reader: impl tokio::io::AsyncRead + Unpin,
     mut writer: impl tokio::io::AsyncWrite + Unpin,
     peer: SocketAddr,
+    facilities: Option<Vec<String>>,
     config: MllpConfig,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
@@ -115,7 +174,9 @@ async fn serve_connection(
         // Answer everything complete before reading more: original mode is one message, one
         // answer, and a sender that pipelines still gets its answers in order.
         while let Some(frame) = framer.next_frame() {
-            if let Some(reply) = handler.handle_frame(frame, peer).await
+            if let Some(reply) = handler
+                .handle_frame(frame, peer, facilities.as_deref())
+                .await
                 && let Err(error) = writer.write_all(&mllp::frame(&reply)).await
             {
                 tracing::debug!(%peer, %error, "mllp peer went away before its acknowledgment");
@@ -141,7 +202,9 @@ async fn serve_connection(
     }
     // Bytes of a frame the peer never finished are kept as a dead letter; nobody is left to answer.
     while let Some(frame) = framer.finish() {
-        let _ = handler.handle_frame(frame, peer).await;
+        let _ = handler
+            .handle_frame(frame, peer, facilities.as_deref())
+            .await;
     }
     let _ = writer.shutdown().await;
 }

@@ -70,8 +70,19 @@ impl Handler {
         }
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.ingest.metrics()
+    }
+
     /// Handles one frame; returns the acknowledgment to send, if there is anyone to answer.
-    pub async fn handle_frame(&self, frame: Frame, peer: SocketAddr) -> Option<Vec<u8>> {
+    /// `facilities`: the sending facilities (MSH-4) the peer may send for (its certificate's,
+    /// `access`); `None`: any.
+    pub async fn handle_frame(
+        &self,
+        frame: Frame,
+        peer: SocketAddr,
+        facilities: Option<&[String]>,
+    ) -> Option<Vec<u8>> {
         let received = now();
         self.ingest.metrics().received(SOURCE);
         let bytes = match frame {
@@ -109,6 +120,44 @@ impl Handler {
                 return Some(self.ack(None, AckCode::Reject, &[issue], received));
             }
         };
+        if let Some(allowed) = facilities {
+            let msh = message.msh();
+            let facility = msh.value(4);
+            if !allowed.iter().any(|allowed| allowed == facility) {
+                let issue = Issue::error(
+                    Some(msh.location(4)),
+                    ErrorCode::TableValueNotFound,
+                    format!(
+                        "this peer's certificate may send for the facilities {} only, not MSH-4 `{facility}`",
+                        allowed.join(", ")
+                    ),
+                );
+                tracing::warn!(%peer, "hl7 message for a facility its certificate does not cover");
+                if !self
+                    .keep(
+                        peer,
+                        received,
+                        "facility_not_allowed",
+                        issue.text.clone(),
+                        bytes,
+                    )
+                    .await
+                {
+                    let internal = Issue::error(
+                        None,
+                        ErrorCode::ApplicationInternalError,
+                        "the message could not be kept; send it again",
+                    );
+                    return Some(self.ack(
+                        Some(message.as_ref()),
+                        AckCode::Error,
+                        &[internal],
+                        received,
+                    ));
+                }
+                return Some(self.ack(Some(message.as_ref()), AckCode::Reject, &[issue], received));
+            }
+        }
         let outcome = self.process(&message, large, received).await;
         if outcome.code != AckCode::Accept {
             let first_error = outcome
