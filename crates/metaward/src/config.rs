@@ -573,7 +573,8 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     Ok(config)
 }
 
-/// A file holding a secret (the external broker's password, the OIDC client secret) should be readable only by its
+/// A file holding a secret (the external broker's password, the OIDC client secret, the EMR's
+/// token) should be readable only by its
 /// owner: say so when it is not (the server still starts; the file is the operator's).
 fn warn_if_secrets_readable_by_others(path: &Path, config: &FileConfig) {
     use std::os::unix::fs::PermissionsExt;
@@ -582,7 +583,8 @@ fn warn_if_secrets_readable_by_others(path: &Path, config: &FileConfig) {
             .auth
             .as_ref()
             .and_then(|auth| auth.oidc.as_ref())
-            .is_some_and(|oidc| oidc.client_secret.is_some());
+            .is_some_and(|oidc| oidc.client_secret.is_some())
+        || config.emr.as_ref().is_some_and(|emr| emr.token.is_some());
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode())
         .unwrap_or(0);
