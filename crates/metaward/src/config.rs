@@ -574,8 +574,8 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 /// A file holding a secret (the external broker's password, the OIDC client secret, the EMR's
-/// token) should be readable only by its
-/// owner: say so when it is not (the server still starts; the file is the operator's).
+/// token) should be readable only by its owner: say so when it is not (the server still
+/// starts; the file is the operator's).
 fn warn_if_secrets_readable_by_others(path: &Path, config: &FileConfig) {
     use std::os::unix::fs::PermissionsExt;
     let has_secret = config.mqtt.as_ref().is_some_and(|mqtt| mqtt.has_secret())
