@@ -235,6 +235,8 @@ mod routes;
 mod users;
 
 pub use id_token::{Expected, IdClaims, IdTokenError, Jwk, KeySet, verify_id_token};
+#[cfg(test)]
+use routes::binding_cookie;
 pub use routes::{auth_config, callback, login, redeem, routes};
 use users::identity_actor;
 pub use users::{AccessChange, Refusal, find_user, sign_in_user};

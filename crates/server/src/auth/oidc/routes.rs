@@ -64,7 +64,7 @@ fn redirect(location: &str, cookie: Option<String>) -> Response {
     response
 }
 
-fn binding_cookie(oidc: &Oidc, value: &str, max_age_s: i64) -> String {
+pub(super) fn binding_cookie(oidc: &Oidc, value: &str, max_age_s: i64) -> String {
     let secure = if oidc.config().redirect_uri.starts_with("https://") {
         "; Secure"
     } else {

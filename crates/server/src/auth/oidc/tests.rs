@@ -992,3 +992,19 @@ async fn force_login_needs_a_fresh_authentication() {
         "{url}"
     );
 }
+
+#[test]
+fn the_binding_cookie_is_http_only_lax_and_secure_over_https() {
+    let plain = Oidc::new(config_for("https://idp.example")).unwrap();
+    assert_eq!(
+        binding_cookie(&plain, "v", 600),
+        "metaward_oidc=v; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=600"
+    );
+    let mut config = config_for("https://idp.example");
+    config.redirect_uri = format!("https://ward.example/metaward{CALLBACK_PATH}");
+    let secure = Oidc::new(config).unwrap();
+    assert_eq!(
+        binding_cookie(&secure, "", 0),
+        "metaward_oidc=; Path=/metaward/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
+    );
+}
