@@ -44,7 +44,7 @@ pub const MAX_PENDING: usize = 1024;
 pub const HANDOFF_TTL_MS: i64 = 60 * 1000;
 /// Clock skew allowed on `exp` and `iat`.
 pub const LEEWAY_S: i64 = 60;
-/// Discovery is read again after this long (keys rotate on their own: unknown `kid`).
+/// Discovery and the key set are read again after this long (and the keys at an unknown `kid`).
 const METADATA_TTL: Duration = Duration::from_secs(60 * 60);
 /// After a failed discovery, logins fail at once for this long.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
@@ -324,7 +324,8 @@ pub struct Oidc {
     /// When discovery last failed: for a few seconds, logins fail at once instead of each
     /// waiting on an unreachable provider (the login route is public).
     discovery_failed: Mutex<Option<Instant>>,
-    keys: tokio::sync::Mutex<Option<KeySet>>,
+    /// The provider's keys and when they were fetched.
+    keys: tokio::sync::Mutex<Option<(KeySet, Instant)>>,
     pending: Mutex<HashMap<String, Pending>>,
     handoffs: Mutex<HashMap<[u8; 32], Handoff>>,
 }
@@ -472,10 +473,16 @@ impl Oidc {
             nonce,
         };
         let mut keys = self.keys.lock().await;
-        if keys.is_none() {
-            *keys = Some(self.fetch_keys(&metadata).await?);
+        // Also read again after an hour: a key the provider withdrew (compromised) stops
+        // verifying even if no new kid ever comes.
+        if keys
+            .as_ref()
+            .is_none_or(|(_, fetched)| fetched.elapsed() >= METADATA_TTL)
+        {
+            *keys = Some((self.fetch_keys(&metadata).await?, Instant::now()));
         }
-        let first = verify_id_token(id_token, keys.as_ref().expect("just set"), &expected, now_s);
+        let (current, _) = keys.as_ref().expect("just set");
+        let first = verify_id_token(id_token, current, &expected, now_s);
         match first {
             Err(IdTokenError::UnknownKey(kid)) => {
                 tracing::info!(
@@ -484,7 +491,7 @@ impl Oidc {
                 );
                 let fresh = self.fetch_keys(&metadata).await?;
                 let again = verify_id_token(id_token, &fresh, &expected, now_s);
-                *keys = Some(fresh);
+                *keys = Some((fresh, Instant::now()));
                 Ok(again?)
             }
             other => Ok(other?),
