@@ -123,12 +123,25 @@ impl Ward {
         self.directory.read().expect("directory lock").clone()
     }
 
+    /// Replaces the directory (after the store changed) and tells the stream's subscribers
+    /// about every patient whose view changed (a record written through `/fhir`, a condition
+    /// set through REST, an admission), in the same lock that routes events, so a subscriber's
+    /// snapshot and these changes never overlap or leave a gap.
     pub fn set_directory(&self, directory: Directory) {
         let mut live = self.live.lock().expect("live lock");
+        let old = self.directory();
+        let new_ward_of_patient = directory.ward_of_patient();
+        let changes = patient_changes(
+            &old,
+            &live.ward_of_patient,
+            &directory,
+            &new_ward_of_patient,
+        );
         live.ward_of_room = directory.ward_of_room();
-        live.ward_of_patient = directory.ward_of_patient();
+        live.ward_of_patient = new_ward_of_patient;
         live.clinical.set_contexts(scores::contexts_of(&directory));
         *self.directory.write().expect("directory lock") = Arc::new(directory);
+        live.publish(&changes);
     }
 
     pub fn update_registry<T>(&self, change: impl FnOnce(&mut Registry) -> T) -> T {
@@ -389,6 +402,48 @@ impl Ward {
     pub fn subscriber_count(&self) -> usize {
         self.live.lock().expect("live lock").hub.subscriber_count()
     }
+}
+
+/// The patient events between two directories: each patient whose view changed, routed to
+/// their ward now, and a "left" event to the ward they were in when that is another (or they
+/// are no longer listed).
+fn patient_changes(
+    old: &Directory,
+    old_wards: &HashMap<PatientId, WardId>,
+    new: &Directory,
+    new_wards: &HashMap<PatientId, WardId>,
+) -> Vec<WardEvent> {
+    let mut events = Vec::new();
+    for view in &new.patients {
+        if old.patients.iter().any(|held| held == view) {
+            continue;
+        }
+        let patient = PatientId::new(&view.id);
+        let (was, is) = (old_wards.get(&patient), new_wards.get(&patient));
+        if was.is_some() && was != is {
+            events.push(WardEvent::Patient {
+                patient: patient.clone(),
+                ward: was.cloned(),
+                view: None,
+            });
+        }
+        events.push(WardEvent::Patient {
+            ward: is.cloned(),
+            patient,
+            view: Some(Box::new(view.clone())),
+        });
+    }
+    for view in &old.patients {
+        if new.patients.iter().all(|listed| listed.id != view.id) {
+            let patient = PatientId::new(&view.id);
+            events.push(WardEvent::Patient {
+                ward: old_wards.get(&patient).cloned(),
+                patient,
+                view: None,
+            });
+        }
+    }
+    events
 }
 
 fn ward_of(

@@ -45,7 +45,7 @@ pub async fn stream(
 }
 
 async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSocket) {
-    let (snapshot, subscriber) = state.ward.subscribe(filter);
+    let (snapshot, subscriber) = state.ward.subscribe(filter.clone());
     state.metrics.stream_clients.inc();
     let first = snapshot_message(state.ward.catalog, &snapshot);
     if socket
@@ -56,7 +56,7 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
         state
             .ward
             .alarms_delivered(&undelivered_alarms(snapshot.alarms.iter()), now());
-        let (presence_id, present, mut presence_feed) = state.presence.join();
+        let (presence_id, present, mut presence_feed) = state.presence.join(&filter);
         if !present.is_empty()
             && send(&mut socket, json!({ "type": "presence", "items": present }))
                 .await
@@ -77,7 +77,7 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
                     state.ward.alarms_delivered(&undelivered, now());
                 }
                 change = presence_feed.recv() => match change {
-                    Ok((from, item)) if from != presence_id => {
+                    Ok((from, ward, item)) if from != presence_id && super::presence::sees(&filter, ward.as_ref()) => {
                         if send(&mut socket, json!({ "type": "presence", "items": [item] })).await.is_err() {
                             break;
                         }
@@ -93,7 +93,8 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(Message::Text(text))) => {
                         state.metrics.received(PRESENCE_SOURCE);
-                        let updated = state.presence.update(presence_id, &user, text.as_str(), now().millis());
+                        let directory = state.ward.directory();
+                        let updated = state.presence.update(presence_id, &user, &filter, &directory, text.as_str(), now().millis());
                         if updated.is_ok() {
                             state.metrics.accepted(PRESENCE_SOURCE, 0, 0);
                         }
@@ -172,6 +173,17 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
     if !pending.alarms.is_empty() {
         let items: Vec<Value> = pending.alarms.iter().map(alarm_event_json).collect();
         send(socket, json!({ "type": "alarms", "items": items })).await?;
+    }
+    if !pending.patients.is_empty() {
+        let items: Vec<Value> = pending
+            .patients
+            .iter()
+            .map(|(patient, view)| match view {
+                Some(view) => json!(view),
+                None => json!({ "id": patient.to_string(), "gone": true }),
+            })
+            .collect();
+        send(socket, json!({ "type": "patient", "items": items })).await?;
     }
     if pending.skipped_waveforms > 0 {
         send(
