@@ -360,8 +360,38 @@ pub fn news2_json(patient: &model::PatientId, result: &News2Result) -> Value {
         "response": result.band.response(),
         "scale": result.scale.number(),
         "scale_reason": result.scale_reason.describe(),
+        "scale_reason_detail": scale_reason_json(&result.scale_reason),
         "parameters": parameters,
     })
+}
+
+/// Why the SpO2 scale was chosen, as data a client words in its own language (`scale_reason`
+/// is the English sentence): `kind` (`target_prescribed`, `other_target_prescribed`,
+/// `hypercapnic_diagnosis`, `no_scale2_indication`), with the target `[low, high]` percent or
+/// the diagnosis' `system`, `code` and `display`.
+fn scale_reason_json(reason: &clinical::news2::ScaleReason) -> Value {
+    use clinical::news2::ScaleReason;
+    match reason {
+        ScaleReason::TargetPrescribed(target) => json!({
+            "kind": "target_prescribed",
+            "target": [target.low_percent, target.high_percent],
+        }),
+        ScaleReason::OtherTargetPrescribed(target) => json!({
+            "kind": "other_target_prescribed",
+            "target": [target.low_percent, target.high_percent],
+        }),
+        ScaleReason::HypercapnicDiagnosis {
+            system,
+            code,
+            display,
+        } => json!({
+            "kind": "hypercapnic_diagnosis",
+            "system": system,
+            "code": code,
+            "display": display,
+        }),
+        ScaleReason::NoScale2Indication => json!({ "kind": "no_scale2_indication" }),
+    }
 }
 
 /// An alarm as the stream and REST serve it (docs/stream.md).
