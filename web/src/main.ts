@@ -6,12 +6,13 @@ import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { CSS2DObject, CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import "./style.css";
 import { timeSeriesChart, type ChartPoint } from "./chart";
-import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, bandRank, priorityRank } from "./clinical";
+import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, alarmText, bandRank, priorityRank, responseText, scaleReasonText } from "./clinical";
+import { allergiesHtml, labsHtml, medicationsHtml, relatedHtml } from "./record";
 import { EcgStrip } from "./ecg";
 import { formatNumber, unitText } from "./format";
-import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } from "./i18n";
+import { applyStatic, language, onLanguageChange, regionName, setLanguage, t, tOr } from "./i18n";
 import {
-  resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+  resolveRegion, type AlarmInfo, type BodyRegion, type PatientInfo, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
 import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
@@ -37,6 +38,12 @@ interface MetawardHooks {
   regionStates(patientId: string): Record<string, string>;
   /** How many region refreshes from the server have been applied. */
   regionRefreshes: number;
+  /** How many snapshots have been applied (one per connection). */
+  snapshots: number;
+  /** How many changed patient views (`patient` messages' items) have arrived. */
+  patientUpdates: number;
+  /** A patient's view as the page holds it (record included). */
+  patient(patientId: string): PatientInfo | null;
   /** Opens a body region's detail for the selected bed (the same as clicking it). */
   selectRegion(region: string): boolean;
   /** The bed ids of the overview list in the order shown. */
@@ -99,6 +106,9 @@ const hooks: MetawardHooks = {
   scores: () => Object.fromEntries([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])),
   regionStates: (patientId) => Object.fromEntries(ward?.bedByPatient.get(patientId)?.avatar?.states ?? []),
   regionRefreshes: 0,
+  patientUpdates: 0,
+  snapshots: 0,
+  patient: (patientId) => ward?.patients.get(patientId) ?? null,
   selectRegion: (region) => selectRegion(region),
   overviewOrder: () => orderedBeds().map((v) => v.bed.id),
   roundWorklist: () => roundList ?? [],
@@ -187,6 +197,11 @@ vrButton.addEventListener("click", () => {
   });
 });
 
+/** The catalog's name of a metric (the English fallback of alarm and value texts). */
+function metricDisplay(metric: string): string | undefined {
+  return ward?.metrics.get(metric)?.display;
+}
+
 function vrCard(view: BedView): VrCardContent {
   const patient = view.patient!;
   const score = clinical.scores.get(patient.id);
@@ -202,7 +217,7 @@ function vrCard(view: BedView): VrCardContent {
       { text: score ? `NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : `NEWS2 – ${t("band.none")}`, color: score ? BAND_COLOR[score.band] : undefined },
       { text: `HR ${value("heart_rate")}  SpO₂ ${value("spo2")}  RR ${value("respiration_rate")}` },
       { text: `BP ${value("nibp_systolic")}/${value("nibp_diastolic")}  T ${value("body_temperature")}` },
-      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarms[0].message}`, color: "#ff8a80" }] : []),
+      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarmText(alarms[0], metricDisplay)}`, color: "#ff8a80" }] : []),
     ],
   };
 }
@@ -397,6 +412,8 @@ function renderPanel(): void {
   rows.push(`<h2>${escape(patient ? `${patient.name}, ${patient.age}` : view.bed.label)}</h2>`);
   rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}`)}${patient ? ` · ${escape(t(`sex.${patient.sex}`) === `sex.${patient.sex}` ? patient.sex : t(`sex.${patient.sex}`))} · ${escape(patient.id)}` : ` · ${t("panel.empty")}`}</div>`);
   if (patient) {
+    // Allergies first and loud: what must never be given is read before anything else.
+    rows.push(allergiesHtml(patient));
     const score = clinical.scores.get(patient.id);
     rows.push(`<h3>${t("panel.news2")}</h3>`);
     if (score) {
@@ -413,8 +430,8 @@ function renderPanel(): void {
         rows.push(`<tr class="${parameter.status === "scored" ? "" : "unscored"} sub-${sub ?? "none"}"><td>${escape(t(`param.${parameter.parameter}`))}</td><td class="num">${escape(shown)}</td><td class="num sub">${sub ?? "–"}</td><td class="muted">${parameter.status === "scored" ? "" : escape(t(`status.${parameter.status}`))}</td></tr>`);
       }
       rows.push(`</table>`);
-      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(score.scale_reason_text ?? score.scale_reason)}</div>`);
-      rows.push(`<div class="muted">${t("panel.response")}: ${escape(score.response)}</div>`);
+      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(scaleReasonText(score))}</div>`);
+      rows.push(`<div class="muted" data-testid="news2-response">${t("panel.response")}: ${escape(responseText(score))}</div>`);
     } else {
       rows.push(`<div class="muted">${t("band.none")}</div>`);
     }
@@ -427,7 +444,7 @@ function renderPanel(): void {
     for (const alarm of alarms) {
       const acked = alarm.acknowledged_at != null;
       rows.push(`<li class="alarm prio-${alarm.priority}${acked ? " acked" : ""}" data-testid="alarm-${alarm.id}" data-alarm-id="${alarm.id}">
-        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> ${escape(alarm.message)}
+        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> <span class="alarm-text" title="${escape(alarm.message)}">${escape(alarmText(alarm, metricDisplay))}</span>
         <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? " · escalated" : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
         ${acked ? "" : `<button type="button" class="ack" data-ack="${alarm.id}" data-testid="ack-${alarm.id}">${t("alarm.ack")}</button>`}</li>`);
     }
@@ -451,8 +468,10 @@ function renderPanel(): void {
     }
 
     if (patient.conditions?.length) {
-      rows.push(`<h3>${t("panel.conditions")}</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
+      rows.push(`<h3>${t("panel.conditions")}</h3><ul data-testid="panel-conditions">${patient.conditions.map((c) => `<li data-code="${escape(c.code)}">${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
     }
+    rows.push(medicationsHtml(patient));
+    rows.push(labsHtml(patient));
     // Regions not normal first, as chips; a click opens the detail.
     const avatar = view.avatar;
     if (avatar) {
@@ -467,7 +486,7 @@ function renderPanel(): void {
     const items = [...view.latest.values()].sort((a, b) => a.metric.localeCompare(b.metric));
     for (const item of items) {
       const metric = ward.metrics.get(item.metric);
-      rows.push(`<tr class="${item.artefact ? "artefact" : ""}"><td>${escape(metric?.display ?? item.metric)}</td><td class="num">${formatNumber(item.value, metric?.decimals)} ${escape(unitText(item.unit || metric?.unit))}</td><td>${item.artefact ? "artefact" : ""}</td></tr>`);
+      rows.push(`<tr class="${item.artefact ? "artefact" : ""}"><td title="${escape(metric?.display ?? item.metric)}">${escape(tOr(`metric.${item.metric}`, metric?.display ?? item.metric))}</td><td class="num">${formatNumber(item.value, metric?.decimals)} ${escape(unitText(item.unit || metric?.unit))}</td><td>${item.artefact ? "artefact" : ""}</td></tr>`);
     }
     rows.push(`</table>`);
   }
@@ -619,7 +638,8 @@ async function renderRegionDetail(): Promise<void> {
   regionDetail.dataset.region = region;
   const head = document.createElement("div");
   head.innerHTML = `<h3>${t("panel.region")}: ${escape(regionName(region))} <span class="chip region-${state}">${escape(t(`region.${state}`))}</span></h3>
-    <ul class="reasons">${reasons.map((r) => `<li>${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ?? ""} ${r.value != null ? formatNumber(r.value, 1) : ""} ${r.why ?? ""}`)}</li>`).join("")}</ul>`;
+    <ul class="reasons">${reasons.map((r) => `<li title="${escape(r.why ?? "")}">${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ? metricLabel(r.metric, ward!.metrics.get(r.metric)?.display) : ""} ${r.value != null ? formatNumber(r.value, ward!.metrics.get(r.metric ?? "")?.decimals ?? 1) : ""} ${r.state ? tOr(`region.${r.state}`, r.state) : ""}`)}</li>`).join("")}</ul>
+    ${relatedHtml(view.patient, region)}`;
   const to = Date.now();
   const from = to - TREND_SPAN_MS;
   const charts = await Promise.all(metrics.map(async (metricKey) => {
@@ -983,6 +1003,7 @@ onLanguageChange(() => {
 
 // ---- the stream ---------------------------------------------------------------------------------
 function applySnapshot(snapshot: SnapshotMessage): void {
+  hooks.snapshots += 1;
   const previousSelection = selectedBedId;
   const firstSnapshot = ward === null;
   ward?.dispose();
@@ -1010,6 +1031,34 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   requestAnimationFrame(() => requestAnimationFrame(() => {
     hooks.ready = true;
   }));
+}
+
+/**
+ * The record of a patient changed (or their bed): the panel, the region detail and the avatar
+ * follow at once. A patient who moved, arrived or left needs the ward rebuilt: a fresh
+ * snapshot, as after a reconnect.
+ */
+function applyPatients(items: Array<PatientInfo | { id: string; gone: true }>): void {
+  if (!ward) return;
+  let rebuild = false;
+  for (const item of items) {
+    hooks.patientUpdates += 1;
+    if ("gone" in item) {
+      if (ward.patients.has(item.id)) rebuild = true;
+      continue;
+    }
+    if (!ward.updatePatient(item)) {
+      // Not in a bed of this ward before and not now: nothing here shows them.
+      if (ward.patients.has(item.id) || (item.bed_id && ward.beds.has(item.bed_id))) rebuild = true;
+      continue;
+    }
+    regionsWanted.add(item.id);
+    if (selectedBedId && ward.beds.get(selectedBedId)?.patient?.id === item.id) {
+      panelDirty = true;
+      if (selectedRegion) void renderRegionDetail();
+    }
+  }
+  if (rebuild) stream.resubscribe();
 }
 
 function recordValue(item: ValueItem): void {
@@ -1055,6 +1104,9 @@ const stream = new LiveStream(() => streamUrl(window.location, accessToken()), {
         break;
       case "presence":
         applyPresence(message.items ?? []);
+        break;
+      case "patient":
+        applyPatients(message.items ?? []);
         break;
       case "error":
         console.warn(`metaward: the server refused a message: ${message.message}`);
