@@ -17,7 +17,7 @@ import {
 import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
-import { VrSession, type VrCardContent } from "./vr";
+import { VrSession, type VrCardContent, type VrLabel } from "./vr";
 
 interface MetawardHooks {
   ready: boolean;
@@ -63,6 +63,15 @@ interface MetawardHooks {
   /** Frames rendered in an immersive session, and teleports made there. */
   xrFrames(): number;
   xrTeleports(): number;
+  /** Selects (trigger presses) the controllers made. */
+  xrSelects(): number;
+  /** The in-world panel's text (title first) and the in-world region labels' rows, as drawn. */
+  xrPanel(): string[];
+  xrLabels(): Record<string, string[]>;
+  /** A controller pose (reference-space position and quaternion) aiming at a region of the selected bed, or at the in-world panel (`panel`). */
+  xrAim(region: string): { position: number[]; quaternion: number[] } | null;
+  /** The region whose detail is open, if any. */
+  selectedRegion(): string | null;
 }
 
 declare global {
@@ -128,6 +137,15 @@ const hooks: MetawardHooks = {
   xrPresenting: false,
   xrFrames: () => vr.frames,
   xrTeleports: () => vr.teleports,
+  xrSelects: () => vr.selects,
+  xrPanel: () => vr.panelText,
+  xrLabels: () => vr.labelTexts(),
+  xrAim: (region) => {
+    if (region === "panel") return vr.aimAt(vr.panelPosition());
+    const mesh = selectedBedId ? ward?.beds.get(selectedBedId)?.avatar?.regions.get(region as BodyRegion) : undefined;
+    return mesh ? vr.aimAt(mesh.getWorldPosition(new THREE.Vector3())) : null;
+  },
+  selectedRegion: () => selectedRegion,
 };
 window.__metaward = hooks;
 
@@ -178,9 +196,9 @@ controls.addEventListener("change", invalidate);
 
 const kit = new SharedKit();
 
-// ---- VR: the round by controller; see vr.ts ---------------------------------------------------
+// ---- VR: the round and the body by controller; see vr.ts --------------------------------------
 const vrButton = $<HTMLButtonElement>("vr");
-const vr = new VrSession(renderer, scene, camera, () => vrNext(), (presenting) => {
+const vr = new VrSession(renderer, scene, camera, () => ward?.pickables ?? [], (hit, onPanel) => vrSelect(hit, onPanel), (presenting) => {
   hooks.xrPresenting = presenting;
   vrButton.dataset.i18n = presenting ? "vr.exit" : "vr.enter";
   vrButton.textContent = t(vrButton.dataset.i18n);
@@ -202,31 +220,113 @@ function metricDisplay(metric: string): string | undefined {
   return ward?.metrics.get(metric)?.display;
 }
 
+const REGION_STATE_COLOR: Record<string, string> = { critical: "#ff6b60", abnormal: "#f0a020", condition: "#c08af0", normal: "#8fd19e" };
+
+/** A metric's latest value as text with its unit, or a dash. */
+function valueText(view: BedView, metric: string): string {
+  const item = view.latest.get(metric);
+  if (!item) return "–";
+  const info = ward?.metrics.get(metric);
+  return `${formatNumber(item.value, info?.decimals)}${item.artefact ? "?" : ""}`;
+}
+
+/** The in-world panel: the selected region's detail, else the patient at the bed. */
 function vrCard(view: BedView): VrCardContent {
   const patient = view.patient!;
+  const region = selectedRegion;
+  if (region) {
+    const state = view.avatar?.states.get(region) ?? "normal";
+    const lines: VrCardContent["lines"] = [];
+    for (const metric of metricsAt(view, region)) {
+      const item = view.latest.get(metric)!;
+      const info = ward?.metrics.get(metric);
+      const abnormal = info?.normal && (item.value < info.normal[0] || item.value > info.normal[1]);
+      lines.push({ text: `${metricLabel(metric, info?.display)}  ${valueText(view, metric)} ${unitText(item.unit || info?.unit)}`, color: abnormal ? "#f0a020" : undefined });
+    }
+    const at = (regions: string[] | undefined) => (regions ?? []).includes(region);
+    for (const condition of patient.conditions.filter((c) => at(c.regions))) lines.push({ text: `● ${condition.display || condition.code}`, color: "#c08af0" });
+    for (const medication of (patient.medications ?? []).filter((m) => at(m.regions))) lines.push({ text: `℞ ${medication.display}${medication.dosage ? ` · ${medication.dosage}` : ""}` });
+    for (const lab of (patient.labs ?? []).filter((l) => at(l.regions))) {
+      const flagged = lab.flag && lab.flag !== "N";
+      lines.push({ text: `${lab.display} ${lab.value ?? lab.text ?? ""} ${lab.unit ?? ""}${flagged ? ` ${lab.flag}` : ""}`, color: flagged ? "#f0a020" : undefined });
+    }
+    if (!lines.length) lines.push({ text: t("panel.related_none") });
+    return { title: `${regionName(region)} · ${t(`region.${state}`)} · ${patient.name}`, accent: REGION_STATE_COLOR[state] ?? "#8a8f98", lines };
+  }
   const score = clinical.scores.get(patient.id);
-  const value = (metric: string) => {
-    const item = view.latest.get(metric);
-    return item ? formatNumber(item.value, ward?.metrics.get(metric)?.decimals) : "–";
-  };
   const alarms = clinical.unacknowledgedOf("patient", patient.id);
+  const allergies = (patient.allergies ?? []).filter((a) => a.criticality === "high");
   return {
     title: `${patient.name}, ${patient.age} · ${view.bed.label}`,
     accent: score ? BAND_COLOR[score.band] : NO_SCORE_COLOR,
     lines: [
+      ...(allergies.length ? [{ text: `⚠ ${t("panel.allergies")}: ${allergies.map((a) => a.display).join(", ")}`, color: "#ff8a80" }] : []),
       { text: score ? `NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : `NEWS2 – ${t("band.none")}`, color: score ? BAND_COLOR[score.band] : undefined },
-      { text: `HR ${value("heart_rate")}  SpO₂ ${value("spo2")}  RR ${value("respiration_rate")}` },
-      { text: `BP ${value("nibp_systolic")}/${value("nibp_diastolic")}  T ${value("body_temperature")}` },
-      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarmText(alarms[0], metricDisplay)}`, color: "#ff8a80" }] : []),
+      { text: `${metricLabel("heart_rate")} ${valueText(view, "heart_rate")}  ${metricLabel("spo2")} ${valueText(view, "spo2")}  ${metricLabel("respiration_rate")} ${valueText(view, "respiration_rate")}` },
+      { text: `${metricLabel("nibp")} ${valueText(view, "nibp_systolic")}/${valueText(view, "nibp_diastolic")}  ${metricLabel("body_temperature")} ${valueText(view, "body_temperature")}` },
+      ...alarms.slice(0, 2).map((alarm) => ({ text: `⚠ ${t(`priority.${alarm.priority}`)}: ${alarmText(alarm, metricDisplay)}`, color: "#ff8a80" })),
+      ...(patient.conditions.length ? [{ text: `${t("panel.conditions")}: ${patient.conditions.map((c) => c.display || c.code).join(", ")}`, color: "#c08af0" }] : []),
+      { text: t("vr.select"), color: "#8d9aa8" },
     ],
   };
 }
 
-/** In VR, the controller's trigger moves to the next patient of the round. */
+/** The region labels of a bed, as in-world text: the DOM label's rows, amber when out of range. */
+function vrLabels(view: BedView): VrLabel[] {
+  const labels: VrLabel[] = [];
+  for (const [region, label] of view.regionLabels) {
+    const lines = [...label.node.querySelectorAll<HTMLElement>(".vrow")].map((row) => ({
+      text: [row.querySelector(".vname")?.textContent, row.querySelector(".vval")?.textContent, row.querySelector(".vunit")?.textContent].filter(Boolean).join(" "),
+      color: row.classList.contains("artefact") ? "#9aa1a9" : row.classList.contains("abnormal") ? "#f0a020" : undefined,
+    }));
+    if (lines.length) labels.push({ region, anchor: label.object.position, lines });
+  }
+  return labels;
+}
+
+/** Redraws what VR shows of the bed the viewer stands at. */
+function vrRedraw(): void {
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  if (!vr.presenting || !view?.patient || !view.avatar) return;
+  vr.drawCard(vrCard(view));
+  vr.setLabels(view.avatar.root, vrLabels(view));
+}
+
+/**
+ * The trigger, as a click: on a body region of this bed its detail opens (in the panel and in
+ * the world), on another bed the viewer goes there, on the panel a region's detail closes back
+ * to the patient, anywhere else the round moves to the next patient.
+ */
+function vrSelect(hit: THREE.Intersection | null, onPanel: boolean): void {
+  const bedId = hit?.object.userData.bedId as string | undefined;
+  const region = hit?.object.userData.region as string | undefined;
+  if (onPanel) {
+    if (selectedRegion) {
+      selectedRegion = null;
+      renderPanel();
+      void renderRegionDetail();
+    }
+  } else if (bedId && bedId === selectedBedId && region) {
+    selectRegion(region);
+  } else if (bedId && ward?.beds.get(bedId)?.patient) {
+    select(bedId);
+    const view = ward.beds.get(bedId)!;
+    vr.standAt(view.group, vrCard(view));
+  } else {
+    vrNext();
+    return;
+  }
+  vrRedraw();
+}
+
+/** In VR, the controller's trigger (pointing at nothing) moves to the next patient of the round. */
 function vrNext(): void {
   const bedId = nextPatient();
   const view = bedId ? ward?.beds.get(bedId) : undefined;
-  if (view?.patient) vr.standAt(view.group, vrCard(view));
+  if (view?.patient) {
+    vr.standAt(view.group, vrCard(view));
+    vrRedraw();
+  }
 }
 let ward: Ward | null = null;
 let selectedBedId: string | null = null;
@@ -1198,8 +1298,7 @@ function frame(now: number): void {
     needsRender = true;
     if (now - lastCardDraw > 1000 && selectedBedId) {
       lastCardDraw = now;
-      const view = ward?.beds.get(selectedBedId);
-      if (view?.patient) vr.drawCard(vrCard(view));
+      vrRedraw();
     }
   }
   if (needsRender) {
