@@ -17,7 +17,9 @@ import { chromium } from "playwright-core";
 
 const require = createRequire(import.meta.url);
 const url = process.env.METAWARD_URL || "http://127.0.0.1:8080/";
-const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || "../test-artifacts");
+// By default beside the repository's root (test-artifacts/, where scripts/test and CI keep
+// them), wherever the tests are started from.
+const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || new URL("../../test-artifacts", import.meta.url).pathname);
 const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const user = process.env.METAWARD_USER;
 const password = process.env.METAWARD_PASSWORD;
