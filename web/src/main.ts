@@ -545,7 +545,7 @@ function renderPanel(): void {
       const acked = alarm.acknowledged_at != null;
       rows.push(`<li class="alarm prio-${alarm.priority}${acked ? " acked" : ""}" data-testid="alarm-${alarm.id}" data-alarm-id="${alarm.id}">
         <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> <span class="alarm-text" title="${escape(alarm.message)}">${escape(alarmText(alarm, metricDisplay))}</span>
-        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? " · escalated" : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
+        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? ` · ${t("alarm.escalated")}` : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
         ${acked ? "" : `<button type="button" class="ack" data-ack="${alarm.id}" data-testid="ack-${alarm.id}">${t("alarm.ack")}</button>`}</li>`);
     }
     rows.push(`</ul><div id="ack-error" class="warn" hidden></div>`);

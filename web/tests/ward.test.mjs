@@ -279,6 +279,8 @@ test("the patient panel shows the NEWS2 breakdown and scale; a region opens its 
 });
 
 test("the record written to /fhir reaches the open panel live: allergy, condition on the avatar, medication, flagged lab, and a region's related items", async () => {
+  // The demo's own record is in the panel from the snapshot.
+  await page.waitForSelector('[data-testid="panel-labs"] tr', { timeout: 5000 });
   assert.ok(admin && adminPassword, "METAWARD_ADMIN and METAWARD_ADMIN_PASSWORD must name an admin (the record needs one)");
   const bed = await page.evaluate(() => window.__metaward.selectedBed());
   assert.ok(bed, "no bed is open");
@@ -288,16 +290,19 @@ test("the record written to /fhir reaches the open panel live: allergy, conditio
   const token = await apiToken(admin, adminPassword);
   const subject = { reference: `Patient/${patient}` };
   const active = (system) => ({ coding: [{ system, code: "active" }] });
+  // Nothing sits at the left foot yet: the condition below must be what lights it.
+  assert.equal(await page.evaluate((id) => window.__metaward.regionStates(id).foot_left, patient), "normal");
   await postFhir(token, {
     resourceType: "AllergyIntolerance", patient: subject, criticality: "high", recordedDate: "2024-05-02",
     clinicalStatus: active("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"), category: ["medication"],
-    code: { coding: [{ system: "http://snomed.info/sct", code: "91936005", display: "Allergy to penicillin" }] },
-    reaction: [{ manifestation: [{ text: "Anaphylaxis" }] }],
+    code: { text: "Iodinated contrast media" },
+    reaction: [{ manifestation: [{ text: "Bronchospasm" }] }],
   });
-  // A fracture of the femur: the table puts it at both thighs.
+  // Cellulitis sited by the record at the left foot (SNOMED CT body structure).
   await postFhir(token, {
     resourceType: "Condition", subject, clinicalStatus: active("http://terminology.hl7.org/CodeSystem/condition-clinical"),
-    code: { coding: [{ system: "http://snomed.info/sct", code: "71620000", display: "Fracture of femur" }] },
+    code: { coding: [{ system: "http://snomed.info/sct", code: "128045006", display: "Cellulitis" }], text: "Cellulitis of left foot" },
+    bodySite: [{ coding: [{ system: "http://snomed.info/sct", code: "22335008", display: "Structure of left foot" }] }],
   });
   const heartFailure = await postFhir(token, {
     resourceType: "Condition", subject, clinicalStatus: active("http://terminology.hl7.org/CodeSystem/condition-clinical"),
@@ -317,14 +322,17 @@ test("the record written to /fhir reaches the open panel live: allergy, conditio
     referenceRange: [{ high: { value: 125, unit: "pg/mL" } }],
   });
   // All of it shows without a reload or a reconnect: the stream's `patient` message.
-  await page.waitForFunction(() => document.querySelector('[data-testid="panel-allergies"] [data-criticality="high"]'), null, { timeout: 10_000 });
-  assert.match(await page.textContent('[data-testid="panel-allergies"]'), /penicillin[\s\S]*Anaphylaxis/);
-  await page.waitForSelector('[data-testid="panel-conditions"] li[data-code="71620000"]', { timeout: 10_000 });
-  await page.waitForFunction((id) => window.__metaward.regionStates(id).thigh_left === "condition", patient, { timeout: 10_000 });
-  await page.waitForFunction(() => /Furosemide/.test(document.querySelector('[data-testid="panel-medications"]')?.textContent ?? ""), null, { timeout: 10_000 });
-  assert.match(await page.textContent('[data-testid="panel-medications"]'), /40 mg IV once daily[\s\S]*Chronic congestive heart failure/);
-  await page.waitForSelector('[data-testid="panel-labs"] tr[data-flag="H"]', { timeout: 10_000 });
-  assert.match(await page.textContent('[data-testid="panel-labs"] tr[data-flag="H"]'), /NT-proBNP[\s\S]*2400 pg\/mL[\s\S]*125/);
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="panel-allergies"] .allergy[data-criticality="high"]')].some((li) => /Iodinated contrast media/.test(li.textContent)), null, { timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="panel-allergies"]'), /Iodinated contrast media[\s\S]*Bronchospasm/);
+  // High-risk allergies come first.
+  assert.equal(await page.$eval('[data-testid="panel-allergies"] .allergy', (li) => li.dataset.criticality), "high");
+  await page.waitForSelector('[data-testid="panel-conditions"] li[data-code="128045006"]', { timeout: 10_000 });
+  await page.waitForFunction((id) => window.__metaward.regionStates(id).foot_left === "condition", patient, { timeout: 10_000 });
+  await page.waitForFunction(() => /40 mg IV once daily/.test(document.querySelector('[data-testid="panel-medications"]')?.textContent ?? ""), null, { timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="panel-medications"]'), /Furosemide 10 MG\/ML Injection\s*40 mg IV once daily[\s\S]*Chronic congestive heart failure/);
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="panel-labs"] tr[data-flag="H"]')].some((tr) => /2400 pg\/mL/.test(tr.textContent)), null, { timeout: 10_000 });
+  const lab = await page.$$eval('[data-testid="panel-labs"] tr[data-flag="H"]', (trs) => trs.map((tr) => tr.textContent).find((text) => /2400 pg\/mL/.test(text)));
+  assert.match(lab, /NT-proBNP[\s\S]*2400 pg\/mL[\s\S]*125/);
   assert.equal(await page.evaluate(() => window.__metaward.snapshots), snapshotsBefore, "the page reconnected instead of applying the change");
   await page.$eval("#panel", (p) => { p.scrollTop = 0; });
   await page.screenshot({ path: path.join(artifacts, "record-panel.png") });
@@ -335,13 +343,15 @@ test("the record written to /fhir reaches the open panel live: allergy, conditio
   const related = await page.$eval('[data-testid="region-related"]', (n) => ({ ...n.dataset, text: n.textContent }));
   assert.ok(Number(related.conditions) >= 1 && Number(related.medications) >= 1 && Number(related.labs) >= 1, JSON.stringify(related));
   assert.match(related.text, /Chronic congestive heart failure[\s\S]*Furosemide[\s\S]*NT-proBNP/);
-  // The thigh's: the fracture, and neither the heart's drug nor its lab.
-  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("thigh_left")));
-  await page.waitForSelector('[data-testid="region-related"][data-region="thigh_left"]', { timeout: 5000 });
-  const thigh = await page.$eval('[data-testid="region-related"]', (n) => ({ ...n.dataset, text: n.textContent }));
-  assert.equal(thigh.medications, "0");
-  assert.equal(thigh.labs, "0");
-  assert.match(thigh.text, /Fracture of femur/);
+  assert.match(related.text, /Furosemide 10 MG\/ML Injection/);
+  // The left foot's: the cellulitis, and neither the heart's drug nor its lab.
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("foot_left")));
+  await page.waitForSelector('[data-testid="region-related"][data-region="foot_left"]', { timeout: 5000 });
+  const foot = await page.$eval('[data-testid="region-related"]', (n) => ({ ...n.dataset, text: n.textContent }));
+  assert.equal(foot.medications, "0");
+  assert.equal(foot.labs, "0");
+  assert.equal(foot.conditions, "1");
+  assert.match(foot.text, /Cellulitis of left foot/);
   assert.ok(await page.evaluate(() => window.__metaward.selectRegion("heart")));
   await page.waitForSelector('[data-testid="region-related"][data-region="heart"]', { timeout: 5000 });
   await page.$eval("#panel", (p) => { p.scrollTop = p.scrollHeight; });

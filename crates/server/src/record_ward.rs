@@ -95,8 +95,9 @@ fn condition_regions(condition: &rules::ActiveCondition) -> Vec<String> {
 }
 
 /// Why a medication is given and where it relates on the avatar: the active conditions its
-/// `reasonReference` names (their regions), then its `reasonCode` (the condition table's
-/// regions), and when no reason places it, the drug table's regions for its coding.
+/// `reasonReference` names (their regions), then its `reasonCode` (the regions of the patient's
+/// condition with that code, else the condition table's), and when no reason places it, the
+/// drug table's regions for its coding. `conditions` are the patient's (record and ward).
 fn medication_reasons(
     medication: &rules::ActiveMedication,
     conditions: &[ConditionView],
@@ -123,10 +124,19 @@ fn medication_reasons(
         if !coded.display.is_empty() && !reasons.contains(&coded.display) {
             reasons.push(coded.display.clone());
         }
-        let found: Vec<String> = twin::conditions::regions_for(&coded.system, &coded.code, None)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let own = conditions.iter().find(|condition| {
+            condition
+                .codings
+                .iter()
+                .any(|c| c.system == coded.system && c.code == coded.code)
+        });
+        let found: Vec<String> = match own {
+            Some(condition) if !condition.regions.is_empty() => condition.regions.clone(),
+            _ => twin::conditions::regions_for(&coded.system, &coded.code, None)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
         add_regions(&found, &mut regions);
     }
     if regions.is_empty()
@@ -141,7 +151,13 @@ fn medication_reasons(
 }
 
 /// The record of the FHIR Patient `patient_id`: empty when the record has none.
-pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordView, StoreError> {
+/// `ward_conditions` are the conditions the ward itself holds for the patient: a medication
+/// given for one of them (by `reasonCode`) sits where it sits.
+pub fn patient_record(
+    store: &Store,
+    patient_id: &str,
+    ward_conditions: &[ConditionView],
+) -> Result<PatientRecordView, StoreError> {
     let mut view = PatientRecordView::default();
     // A ward id no FHIR id can be (an HL7 identifier with a space or a comma) has no record;
     // searching with it could even mean something else (a comma ORs two ids).
@@ -195,7 +211,13 @@ pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordVi
             let Some(medication) = rules::active_medication(&resource) else {
                 continue;
             };
-            let (reasons, regions) = medication_reasons(&medication, &view.conditions);
+            let known: Vec<ConditionView> = view
+                .conditions
+                .iter()
+                .chain(ward_conditions)
+                .cloned()
+                .collect();
+            let (reasons, regions) = medication_reasons(&medication, &known);
             view.medications.push(MedicationView {
                 reference: format!("{}/{}", medication.resource_type, medication.id),
                 display: medication.display.clone(),
@@ -477,6 +499,20 @@ mod tests {
         );
         assert_eq!(reasons, ["COPD"]);
         assert_eq!(regions, ["lung_left", "lung_right"]);
+        // A reason code the patient's own condition has: that condition's regions (its site).
+        let mut sited = condition("w1", "COPD", &["lung_right"]);
+        sited.codings = vec![CodingView {
+            system: twin::conditions::SNOMED_CT.into(),
+            code: "13645005".into(),
+        }];
+        let (_, regions) = medication_reasons(
+            &medication(
+                json!({"reasonCode": [{"coding": [{"system": twin::conditions::SNOMED_CT,
+                "code": "13645005", "display": "COPD"}]}]}),
+            ),
+            &[sited],
+        );
+        assert_eq!(regions, ["lung_right"]);
         // No reason: the drug table (levothyroxine, the thyroid at the neck).
         let (reasons, regions) = medication_reasons(&medication(json!({})), &conditions);
         assert!(reasons.is_empty());
