@@ -414,8 +414,15 @@ fn patient_changes(
     new_wards: &HashMap<PatientId, WardId>,
 ) -> Vec<WardEvent> {
     let mut events = Vec::new();
+    let held: HashMap<&str, &crate::directory::PatientView> = old
+        .patients
+        .iter()
+        .map(|view| (view.id.as_str(), view))
+        .collect();
+    let listed: std::collections::HashSet<&str> =
+        new.patients.iter().map(|view| view.id.as_str()).collect();
     for view in &new.patients {
-        if old.patients.iter().any(|held| held == view) {
+        if held.get(view.id.as_str()) == Some(&view) {
             continue;
         }
         let patient = PatientId::new(&view.id);
@@ -434,7 +441,7 @@ fn patient_changes(
         });
     }
     for view in &old.patients {
-        if new.patients.iter().all(|listed| listed.id != view.id) {
+        if !listed.contains(view.id.as_str()) {
             let patient = PatientId::new(&view.id);
             events.push(WardEvent::Patient {
                 ward: old_wards.get(&patient).cloned(),
@@ -462,4 +469,100 @@ fn ward_of(
                 .and_then(|p| ward_of_patient.get(p))
         })
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::PatientView;
+
+    fn patient(id: &str, bed: &str, medications: usize) -> PatientView {
+        PatientView {
+            id: id.into(),
+            name: id.into(),
+            birth_date: None,
+            age: None,
+            sex: None,
+            bed_id: Some(bed.into()),
+            conditions: Vec::new(),
+            oxygen_target: None,
+            medications: (0..medications)
+                .map(|n| crate::directory::MedicationView {
+                    reference: format!("MedicationRequest/m{n}"),
+                    display: "Salbutamol".into(),
+                    coding: None,
+                    dosage: None,
+                    since: None,
+                    status: "active".into(),
+                    reasons: Vec::new(),
+                    regions: Vec::new(),
+                })
+                .collect(),
+            allergies: Vec::new(),
+            labs: Vec::new(),
+        }
+    }
+
+    fn wards(pairs: &[(&str, &str)]) -> HashMap<PatientId, WardId> {
+        pairs
+            .iter()
+            .map(|(p, w)| (PatientId::new(*p), WardId::new(*w)))
+            .collect()
+    }
+
+    /// Only changed patients make events; a move to another ward tells the old ward they left;
+    /// a patient no longer listed is gone from their ward.
+    #[test]
+    fn patient_changes_are_routed_by_ward_and_leaving_is_said() {
+        let old = Directory {
+            wards: Vec::new(),
+            patients: vec![
+                patient("same", "b1", 0),
+                patient("record", "b2", 0),
+                patient("mover", "b3", 0),
+                patient("leaver", "b4", 0),
+            ],
+        };
+        let new = Directory {
+            wards: Vec::new(),
+            patients: vec![
+                patient("same", "b1", 0),
+                patient("record", "b2", 1),
+                patient("mover", "b9", 0),
+            ],
+        };
+        let old_wards = wards(&[
+            ("same", "w1"),
+            ("record", "w1"),
+            ("mover", "w1"),
+            ("leaver", "w1"),
+        ]);
+        let new_wards = wards(&[("same", "w1"), ("record", "w1"), ("mover", "w2")]);
+        let events = patient_changes(&old, &old_wards, &new, &new_wards);
+        let summary: Vec<(String, Option<String>, bool)> = events
+            .iter()
+            .map(|event| match event {
+                WardEvent::Patient {
+                    patient,
+                    ward,
+                    view,
+                } => (
+                    patient.to_string(),
+                    ward.as_ref().map(ToString::to_string),
+                    view.is_some(),
+                ),
+                other => panic!("not a patient event: {other:?}"),
+            })
+            .collect();
+        let expect = |p: &str, w: &str, view: bool| (p.to_owned(), Some(w.to_owned()), view);
+        assert_eq!(
+            summary,
+            [
+                expect("record", "w1", true),
+                expect("mover", "w1", false),
+                expect("mover", "w2", true),
+                expect("leaver", "w1", false),
+            ]
+        );
+    }
 }
