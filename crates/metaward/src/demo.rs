@@ -300,8 +300,16 @@ pub fn record_of(ward: &SimWard, now_ms: i64) -> serde_json::Value {
                 "reasonCode": [{ "coding": [{ "system": SNOMED, "code": reason.snomed_code, "display": reason.display }] }] }));
         }
         // Admission bloods: (LOINC, display, value, unit, low, high).
+        type Lab = (
+            &'static str,
+            &'static str,
+            f64,
+            &'static str,
+            Option<f64>,
+            Option<f64>,
+        );
         let step = |k: usize, n: usize| (index * k % n) as f64;
-        let mut labs: Vec<(&str, &str, f64, &str, Option<f64>, Option<f64>)> = vec![
+        let mut labs: Vec<Lab> = vec![
             (
                 "14682-9",
                 "Creatinine",
