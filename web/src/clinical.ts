@@ -2,6 +2,8 @@
 //! alarms (snapshot, then every event in order). Colours for bands and priorities live here,
 //! beside the words and symbols that go with them: colour is never the only signal.
 
+import { formatNumber } from "./format";
+import { t, tOr, tf } from "./i18n";
 import type { AlarmEvent, AlarmInfo, AlarmPriority, Band, ScoreInfo } from "./protocol";
 
 /** NEWS2 band colours after the RCP chart's shading: none, yellow, amber, orange, red. */
@@ -83,4 +85,67 @@ export class ClinicalState {
   unacknowledgedOf(kind: string, id: string): AlarmInfo[] {
     return this.alarmsOf(kind, id).filter((a) => a.acknowledged_at == null);
   }
+}
+
+/** The NEWS2 band a score alarm's priority stands for (low-medium → low, medium, high). */
+const RISK_OF_PRIORITY: Record<AlarmPriority, string> = { low: "low-medium", medium: "medium", high: "high" };
+
+/** A metric's name for alarm text: its own term, else the catalog's name, else the key. */
+function metricName(metric: string, display?: string): string {
+  return tOr(`metric.${metric}`, display ?? metric.replace(/_/g, " "));
+}
+
+/**
+ * An alarm in the page's language, from its structured fields (kind, condition, side, value,
+ * limit); the server's English message when the fields do not say enough.
+ */
+export function alarmText(alarm: AlarmInfo, display?: (metric: string) => string | undefined): string {
+  const value = alarm.value;
+  switch (alarm.kind) {
+    case "physiological":
+    case "environmental": {
+      if (value == null || alarm.limit == null || (alarm.side !== "low" && alarm.side !== "high")) break;
+      const name = metricName(alarm.condition, display?.(alarm.condition));
+      // The value is the latest while the alarm lasts (docs/alarms.md), not only the one
+      // that raised it: it is said as such, after the limit that was crossed.
+      const number = (n: number) => formatNumber(n, Number.isInteger(n) ? 0 : 1);
+      return tf("alarm.limit", {
+        metric: name, side: t(alarm.side === "low" ? "alarm.at_or_below" : "alarm.at_or_above"),
+        limit: number(alarm.limit), value: number(value),
+      });
+    }
+    case "score":
+      if (alarm.condition !== "news2" || value == null) break;
+      return tf("alarm.score", { total: value, risk: t(`risk.${RISK_OF_PRIORITY[alarm.priority]}`) });
+    case "technical": {
+      const key = `technical.${alarm.condition}`;
+      if (t(key) === key) break;
+      if (alarm.condition === "low_battery") {
+        const percent = value ?? Number(/(\d+(?:\.\d+)?)%/.exec(alarm.message)?.[1]);
+        if (!Number.isFinite(percent)) break;
+        return tf(key, { value: formatNumber(percent, 0) });
+      }
+      return t(key);
+    }
+    default:
+      break;
+  }
+  return alarm.message;
+}
+
+/** Why the score uses its SpO2 scale, in the page's language; the server's sentence if unknown. */
+export function scaleReasonText(score: ScoreInfo): string {
+  const detail = score.scale_reason_detail;
+  if (!detail) return score.scale_reason_text ?? score.scale_reason;
+  const key = `scale.${detail.kind}`;
+  if (t(key) === key) return score.scale_reason;
+  return tf(key, {
+    low: detail.target?.[0] ?? "", high: detail.target?.[1] ?? "",
+    code: detail.code ?? "", display: detail.display ?? "",
+  });
+}
+
+/** The clinical response a band asks for (RCP NEWS2 Chart 4), in the page's language. */
+export function responseText(score: ScoreInfo): string {
+  return tOr(`response.${score.band}`, score.response);
 }

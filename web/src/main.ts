@@ -6,17 +6,18 @@ import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { CSS2DObject, CSS2DRenderer } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import "./style.css";
 import { timeSeriesChart, type ChartPoint } from "./chart";
-import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, bandRank, priorityRank } from "./clinical";
+import { BAND_COLOR, BAND_SYMBOL, ClinicalState, NO_SCORE_COLOR, alarmText, bandRank, priorityRank, responseText, scaleReasonText } from "./clinical";
+import { allergiesHtml, labsHtml, medicationsHtml, relatedHtml } from "./record";
 import { EcgStrip } from "./ecg";
 import { formatNumber, unitText } from "./format";
-import { applyStatic, language, onLanguageChange, regionName, setLanguage, t } from "./i18n";
+import { applyStatic, language, onLanguageChange, regionName, setLanguage, t, tOr } from "./i18n";
 import {
-  resolveRegion, type AlarmInfo, type BodyRegion, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+  resolveRegion, type AlarmInfo, type BodyRegion, type PatientInfo, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
 import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
 import { SharedKit, Ward, metricLabel, paintAlarmChip, type BedView } from "./ward";
-import { VrSession, type VrCardContent } from "./vr";
+import { VrSession, type VrCardContent, type VrLabel } from "./vr";
 
 interface MetawardHooks {
   ready: boolean;
@@ -37,6 +38,12 @@ interface MetawardHooks {
   regionStates(patientId: string): Record<string, string>;
   /** How many region refreshes from the server have been applied. */
   regionRefreshes: number;
+  /** How many snapshots have been applied (one per connection). */
+  snapshots: number;
+  /** How many changed patient views (`patient` messages' items) have arrived. */
+  patientUpdates: number;
+  /** A patient's view as the page holds it (record included). */
+  patient(patientId: string): PatientInfo | null;
   /** Opens a body region's detail for the selected bed (the same as clicking it). */
   selectRegion(region: string): boolean;
   /** The bed ids of the overview list in the order shown. */
@@ -56,6 +63,15 @@ interface MetawardHooks {
   /** Frames rendered in an immersive session, and teleports made there. */
   xrFrames(): number;
   xrTeleports(): number;
+  /** Selects (trigger presses) the controllers made. */
+  xrSelects(): number;
+  /** The in-world panel's text (title first) and the in-world region labels' rows, as drawn. */
+  xrPanel(): string[];
+  xrLabels(): Record<string, string[]>;
+  /** A controller pose (reference-space position and quaternion) aiming at a region of the selected bed, or at the in-world panel (`panel`). */
+  xrAim(region: string): { position: number[]; quaternion: number[] } | null;
+  /** The region whose detail is open, if any. */
+  selectedRegion(): string | null;
 }
 
 declare global {
@@ -99,6 +115,9 @@ const hooks: MetawardHooks = {
   scores: () => Object.fromEntries([...clinical.scores.values()].map((s) => [s.patient_id, { total: s.total, band: s.band }])),
   regionStates: (patientId) => Object.fromEntries(ward?.bedByPatient.get(patientId)?.avatar?.states ?? []),
   regionRefreshes: 0,
+  patientUpdates: 0,
+  snapshots: 0,
+  patient: (patientId) => ward?.patients.get(patientId) ?? null,
   selectRegion: (region) => selectRegion(region),
   overviewOrder: () => orderedBeds().map((v) => v.bed.id),
   roundWorklist: () => roundList ?? [],
@@ -118,6 +137,15 @@ const hooks: MetawardHooks = {
   xrPresenting: false,
   xrFrames: () => vr.frames,
   xrTeleports: () => vr.teleports,
+  xrSelects: () => vr.selects,
+  xrPanel: () => vr.panelText,
+  xrLabels: () => vr.labelTexts(),
+  xrAim: (region) => {
+    if (region === "panel") return vr.aimAt(vr.panelPosition());
+    const mesh = selectedBedId ? ward?.beds.get(selectedBedId)?.avatar?.regions.get(region as BodyRegion) : undefined;
+    return mesh ? vr.aimAt(mesh.getWorldPosition(new THREE.Vector3())) : null;
+  },
+  selectedRegion: () => selectedRegion,
 };
 window.__metaward = hooks;
 
@@ -168,9 +196,9 @@ controls.addEventListener("change", invalidate);
 
 const kit = new SharedKit();
 
-// ---- VR: the round by controller; see vr.ts ---------------------------------------------------
+// ---- VR: the round and the body by controller; see vr.ts --------------------------------------
 const vrButton = $<HTMLButtonElement>("vr");
-const vr = new VrSession(renderer, scene, camera, () => vrNext(), (presenting) => {
+const vr = new VrSession(renderer, scene, camera, () => ward?.pickables ?? [], (hit, onPanel) => vrSelect(hit, onPanel), (presenting) => {
   hooks.xrPresenting = presenting;
   vrButton.dataset.i18n = presenting ? "vr.exit" : "vr.enter";
   vrButton.textContent = t(vrButton.dataset.i18n);
@@ -187,31 +215,118 @@ vrButton.addEventListener("click", () => {
   });
 });
 
+/** The catalog's name of a metric (the English fallback of alarm and value texts). */
+function metricDisplay(metric: string): string | undefined {
+  return ward?.metrics.get(metric)?.display;
+}
+
+const REGION_STATE_COLOR: Record<string, string> = { critical: "#ff6b60", abnormal: "#f0a020", condition: "#c08af0", normal: "#8fd19e" };
+
+/** A metric's latest value as text with its unit, or a dash. */
+function valueText(view: BedView, metric: string): string {
+  const item = view.latest.get(metric);
+  if (!item) return "–";
+  const info = ward?.metrics.get(metric);
+  return `${formatNumber(item.value, info?.decimals)}${item.artefact ? "?" : ""}`;
+}
+
+/** The in-world panel: the selected region's detail, else the patient at the bed. */
 function vrCard(view: BedView): VrCardContent {
   const patient = view.patient!;
+  const region = selectedRegion;
+  if (region) {
+    const state = view.avatar?.states.get(region) ?? "normal";
+    const lines: VrCardContent["lines"] = [];
+    for (const metric of metricsAt(view, region)) {
+      const item = view.latest.get(metric)!;
+      const info = ward?.metrics.get(metric);
+      const abnormal = info?.normal && (item.value < info.normal[0] || item.value > info.normal[1]);
+      lines.push({ text: `${metricLabel(metric, info?.display)}  ${valueText(view, metric)} ${unitText(item.unit || info?.unit)}`, color: abnormal ? "#f0a020" : undefined });
+    }
+    const at = (regions: string[] | undefined) => (regions ?? []).includes(region);
+    for (const condition of patient.conditions.filter((c) => at(c.regions))) lines.push({ text: `● ${condition.display || condition.code}`, color: "#c08af0" });
+    for (const medication of (patient.medications ?? []).filter((m) => at(m.regions))) lines.push({ text: `℞ ${medication.display}${medication.dosage ? ` · ${medication.dosage}` : ""}` });
+    for (const lab of (patient.labs ?? []).filter((l) => at(l.regions))) {
+      const flagged = lab.flag && lab.flag !== "N";
+      lines.push({ text: `${lab.display} ${lab.value ?? lab.text ?? ""} ${lab.unit ?? ""}${flagged ? ` ${lab.flag}` : ""}`, color: flagged ? "#f0a020" : undefined });
+    }
+    if (!lines.length) lines.push({ text: t("panel.related_none") });
+    return { title: `${regionName(region)} · ${t(`region.${state}`)} · ${patient.name}`, accent: REGION_STATE_COLOR[state] ?? "#8a8f98", lines };
+  }
   const score = clinical.scores.get(patient.id);
-  const value = (metric: string) => {
-    const item = view.latest.get(metric);
-    return item ? formatNumber(item.value, ward?.metrics.get(metric)?.decimals) : "–";
-  };
   const alarms = clinical.unacknowledgedOf("patient", patient.id);
+  const allergies = (patient.allergies ?? []).filter((a) => a.criticality === "high");
   return {
     title: `${patient.name}, ${patient.age} · ${view.bed.label}`,
     accent: score ? BAND_COLOR[score.band] : NO_SCORE_COLOR,
     lines: [
+      ...(allergies.length ? [{ text: `⚠ ${t("panel.allergies")}: ${allergies.map((a) => a.display).join(", ")}`, color: "#ff8a80" }] : []),
       { text: score ? `NEWS2 ${score.total}${score.complete ? "" : "?"} ${BAND_SYMBOL[score.band]} ${t(`band.${score.band}`)}` : `NEWS2 – ${t("band.none")}`, color: score ? BAND_COLOR[score.band] : undefined },
-      { text: `HR ${value("heart_rate")}  SpO₂ ${value("spo2")}  RR ${value("respiration_rate")}` },
-      { text: `BP ${value("nibp_systolic")}/${value("nibp_diastolic")}  T ${value("body_temperature")}` },
-      ...(alarms.length ? [{ text: `⚠ ${alarms.length} ${t("alarm.count")}: ${alarms[0].message}`, color: "#ff8a80" }] : []),
+      { text: `${metricLabel("heart_rate")} ${valueText(view, "heart_rate")}  ${metricLabel("spo2")} ${valueText(view, "spo2")}  ${metricLabel("respiration_rate")} ${valueText(view, "respiration_rate")}` },
+      { text: `${metricLabel("nibp")} ${valueText(view, "nibp_systolic")}/${valueText(view, "nibp_diastolic")}  ${metricLabel("body_temperature")} ${valueText(view, "body_temperature")}` },
+      ...alarms.slice(0, 2).map((alarm) => ({ text: `⚠ ${t(`priority.${alarm.priority}`)}: ${alarmText(alarm, metricDisplay)}`, color: "#ff8a80" })),
+      ...(patient.conditions.length ? [{ text: `${t("panel.conditions")}: ${patient.conditions.map((c) => c.display || c.code).join(", ")}`, color: "#c08af0" }] : []),
+      { text: t("vr.select"), color: "#8d9aa8" },
     ],
   };
 }
 
-/** In VR, the controller's trigger moves to the next patient of the round. */
+/** The region labels of a bed, as in-world text: the DOM label's rows, amber when out of range. */
+function vrLabels(view: BedView): VrLabel[] {
+  const labels: VrLabel[] = [];
+  for (const [region, label] of view.regionLabels) {
+    const lines = [...label.node.querySelectorAll<HTMLElement>(".vrow")].map((row) => ({
+      text: [row.querySelector(".vname")?.textContent, row.querySelector(".vval")?.textContent, row.querySelector(".vunit")?.textContent].filter(Boolean).join(" "),
+      color: row.classList.contains("artefact") ? "#9aa1a9" : row.classList.contains("abnormal") ? "#f0a020" : undefined,
+    }));
+    if (lines.length) labels.push({ region, anchor: label.object.position, lines });
+  }
+  return labels;
+}
+
+/** Redraws what VR shows of the bed the viewer stands at. */
+function vrRedraw(): void {
+  const view = selectedBedId ? ward?.beds.get(selectedBedId) : undefined;
+  if (!vr.presenting || !view?.patient || !view.avatar) return;
+  vr.drawCard(vrCard(view));
+  vr.setLabels(view.avatar.root, vrLabels(view));
+}
+
+/**
+ * The trigger, as a click: on a body region of this bed its detail opens (in the panel and in
+ * the world), on another bed the viewer goes there, on the panel a region's detail closes back
+ * to the patient, anywhere else the round moves to the next patient.
+ */
+function vrSelect(hit: THREE.Intersection | null, onPanel: boolean): void {
+  const bedId = hit?.object.userData.bedId as string | undefined;
+  const region = hit?.object.userData.region as string | undefined;
+  if (onPanel) {
+    if (selectedRegion) {
+      selectedRegion = null;
+      renderPanel();
+      void renderRegionDetail();
+    }
+  } else if (bedId && bedId === selectedBedId && region) {
+    selectRegion(region);
+  } else if (bedId && ward?.beds.get(bedId)?.patient) {
+    select(bedId);
+    const view = ward.beds.get(bedId)!;
+    vr.standAt(view.group, vrCard(view));
+  } else {
+    vrNext();
+    return;
+  }
+  vrRedraw();
+}
+
+/** In VR, the controller's trigger (pointing at nothing) moves to the next patient of the round. */
 function vrNext(): void {
   const bedId = nextPatient();
   const view = bedId ? ward?.beds.get(bedId) : undefined;
-  if (view?.patient) vr.standAt(view.group, vrCard(view));
+  if (view?.patient) {
+    vr.standAt(view.group, vrCard(view));
+    vrRedraw();
+  }
 }
 let ward: Ward | null = null;
 let selectedBedId: string | null = null;
@@ -397,6 +512,8 @@ function renderPanel(): void {
   rows.push(`<h2>${escape(patient ? `${patient.name}, ${patient.age}` : view.bed.label)}</h2>`);
   rows.push(`<div class="muted">${escape(`${view.room.name} · ${view.bed.label}`)}${patient ? ` · ${escape(t(`sex.${patient.sex}`) === `sex.${patient.sex}` ? patient.sex : t(`sex.${patient.sex}`))} · ${escape(patient.id)}` : ` · ${t("panel.empty")}`}</div>`);
   if (patient) {
+    // Allergies first and loud: what must never be given is read before anything else.
+    rows.push(allergiesHtml(patient));
     const score = clinical.scores.get(patient.id);
     rows.push(`<h3>${t("panel.news2")}</h3>`);
     if (score) {
@@ -413,8 +530,8 @@ function renderPanel(): void {
         rows.push(`<tr class="${parameter.status === "scored" ? "" : "unscored"} sub-${sub ?? "none"}"><td>${escape(t(`param.${parameter.parameter}`))}</td><td class="num">${escape(shown)}</td><td class="num sub">${sub ?? "–"}</td><td class="muted">${parameter.status === "scored" ? "" : escape(t(`status.${parameter.status}`))}</td></tr>`);
       }
       rows.push(`</table>`);
-      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(score.scale_reason_text ?? score.scale_reason)}</div>`);
-      rows.push(`<div class="muted">${t("panel.response")}: ${escape(score.response)}</div>`);
+      rows.push(`<div class="muted" data-testid="news2-scale">${t("panel.scale")} ${score.scale}: ${escape(scaleReasonText(score))}</div>`);
+      rows.push(`<div class="muted" data-testid="news2-response">${t("panel.response")}: ${escape(responseText(score))}</div>`);
     } else {
       rows.push(`<div class="muted">${t("band.none")}</div>`);
     }
@@ -427,8 +544,8 @@ function renderPanel(): void {
     for (const alarm of alarms) {
       const acked = alarm.acknowledged_at != null;
       rows.push(`<li class="alarm prio-${alarm.priority}${acked ? " acked" : ""}" data-testid="alarm-${alarm.id}" data-alarm-id="${alarm.id}">
-        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> ${escape(alarm.message)}
-        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? " · escalated" : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
+        <span class="prio">${escape(t(`priority.${alarm.priority}`))}</span> <span class="alarm-text" title="${escape(alarm.message)}">${escape(alarmText(alarm, metricDisplay))}</span>
+        <span class="muted">${new Date(alarm.raised_at).toLocaleTimeString()}${alarm.state === "escalated" ? ` · ${t("alarm.escalated")}` : ""}${acked ? ` · ${t("alarm.acked_by")} ${escape(alarm.acknowledged_by ?? "")}` : ""}</span>
         ${acked ? "" : `<button type="button" class="ack" data-ack="${alarm.id}" data-testid="ack-${alarm.id}">${t("alarm.ack")}</button>`}</li>`);
     }
     rows.push(`</ul><div id="ack-error" class="warn" hidden></div>`);
@@ -451,8 +568,10 @@ function renderPanel(): void {
     }
 
     if (patient.conditions?.length) {
-      rows.push(`<h3>${t("panel.conditions")}</h3><ul>${patient.conditions.map((c) => `<li>${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
+      rows.push(`<h3>${t("panel.conditions")}</h3><ul data-testid="panel-conditions">${patient.conditions.map((c) => `<li data-code="${escape(c.code)}">${escape(c.display || c.code)} <span class="muted">${escape((c.regions ?? []).map(regionName).join(", "))}</span></li>`).join("")}</ul>`);
     }
+    rows.push(medicationsHtml(patient));
+    rows.push(labsHtml(patient));
     // Regions not normal first, as chips; a click opens the detail.
     const avatar = view.avatar;
     if (avatar) {
@@ -467,7 +586,7 @@ function renderPanel(): void {
     const items = [...view.latest.values()].sort((a, b) => a.metric.localeCompare(b.metric));
     for (const item of items) {
       const metric = ward.metrics.get(item.metric);
-      rows.push(`<tr class="${item.artefact ? "artefact" : ""}"><td>${escape(metric?.display ?? item.metric)}</td><td class="num">${formatNumber(item.value, metric?.decimals)} ${escape(unitText(item.unit || metric?.unit))}</td><td>${item.artefact ? "artefact" : ""}</td></tr>`);
+      rows.push(`<tr class="${item.artefact ? "artefact" : ""}"><td title="${escape(metric?.display ?? item.metric)}">${escape(tOr(`metric.${item.metric}`, metric?.display ?? item.metric))}</td><td class="num">${formatNumber(item.value, metric?.decimals)} ${escape(unitText(item.unit || metric?.unit))}</td><td>${item.artefact ? "artefact" : ""}</td></tr>`);
     }
     rows.push(`</table>`);
   }
@@ -619,7 +738,8 @@ async function renderRegionDetail(): Promise<void> {
   regionDetail.dataset.region = region;
   const head = document.createElement("div");
   head.innerHTML = `<h3>${t("panel.region")}: ${escape(regionName(region))} <span class="chip region-${state}">${escape(t(`region.${state}`))}</span></h3>
-    <ul class="reasons">${reasons.map((r) => `<li>${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ?? ""} ${r.value != null ? formatNumber(r.value, 1) : ""} ${r.why ?? ""}`)}</li>`).join("")}</ul>`;
+    <ul class="reasons">${reasons.map((r) => `<li title="${escape(r.why ?? "")}">${escape(r.kind === "condition" ? r.display ?? r.code ?? "" : `${r.metric ? metricLabel(r.metric, ward!.metrics.get(r.metric)?.display) : ""} ${r.value != null ? formatNumber(r.value, ward!.metrics.get(r.metric ?? "")?.decimals ?? 1) : ""} ${r.state ? tOr(`region.${r.state}`, r.state) : ""}`)}</li>`).join("")}</ul>
+    ${relatedHtml(view.patient, region)}`;
   const to = Date.now();
   const from = to - TREND_SPAN_MS;
   const charts = await Promise.all(metrics.map(async (metricKey) => {
@@ -983,6 +1103,7 @@ onLanguageChange(() => {
 
 // ---- the stream ---------------------------------------------------------------------------------
 function applySnapshot(snapshot: SnapshotMessage): void {
+  hooks.snapshots += 1;
   const previousSelection = selectedBedId;
   const firstSnapshot = ward === null;
   ward?.dispose();
@@ -1010,6 +1131,34 @@ function applySnapshot(snapshot: SnapshotMessage): void {
   requestAnimationFrame(() => requestAnimationFrame(() => {
     hooks.ready = true;
   }));
+}
+
+/**
+ * The record of a patient changed (or their bed): the panel, the region detail and the avatar
+ * follow at once. A patient who moved, arrived or left needs the ward rebuilt: a fresh
+ * snapshot, as after a reconnect.
+ */
+function applyPatients(items: Array<PatientInfo | { id: string; gone: true }>): void {
+  if (!ward) return;
+  let rebuild = false;
+  for (const item of items) {
+    hooks.patientUpdates += 1;
+    if ("gone" in item) {
+      if (ward.patients.has(item.id)) rebuild = true;
+      continue;
+    }
+    if (!ward.updatePatient(item)) {
+      // Not in a bed of this ward before and not now: nothing here shows them.
+      if (ward.patients.has(item.id) || (item.bed_id && ward.beds.has(item.bed_id))) rebuild = true;
+      continue;
+    }
+    regionsWanted.add(item.id);
+    if (selectedBedId && ward.beds.get(selectedBedId)?.patient?.id === item.id) {
+      panelDirty = true;
+      if (selectedRegion) void renderRegionDetail();
+    }
+  }
+  if (rebuild) stream.resubscribe();
 }
 
 function recordValue(item: ValueItem): void {
@@ -1055,6 +1204,9 @@ const stream = new LiveStream(() => streamUrl(window.location, accessToken()), {
         break;
       case "presence":
         applyPresence(message.items ?? []);
+        break;
+      case "patient":
+        applyPatients(message.items ?? []);
         break;
       case "error":
         console.warn(`metaward: the server refused a message: ${message.message}`);
@@ -1146,8 +1298,7 @@ function frame(now: number): void {
     needsRender = true;
     if (now - lastCardDraw > 1000 && selectedBedId) {
       lastCardDraw = now;
-      const view = ward?.beds.get(selectedBedId);
-      if (view?.patient) vr.drawCard(vrCard(view));
+      vrRedraw();
     }
   }
   if (needsRender) {

@@ -30,6 +30,57 @@ export interface ConditionInfo {
   system: string;
   display: string;
   regions: string[];
+  /** `ward` (set up for the ward) or `record` (an active FHIR Condition). */
+  source?: string;
+  record_id?: string;
+}
+
+export interface CodingInfo {
+  system: string;
+  code: string;
+}
+
+/** An active medication of the record (docs/stream.md). */
+export interface MedicationInfo {
+  reference: string;
+  display: string;
+  coding: CodingInfo | null;
+  dosage: string | null;
+  since: string | null;
+  status: string;
+  /** The conditions it is given for, as displays. */
+  reasons: string[];
+  /** The avatar regions it relates to (its reasons', else the drug table's). */
+  regions: string[];
+}
+
+export interface AllergyInfo {
+  reference: string;
+  display: string;
+  coding: CodingInfo | null;
+  /** `low`, `high`, `unable-to-assess`. */
+  criticality: string | null;
+  category: string[];
+  reactions: string[];
+  recorded: string | null;
+  verification: string | null;
+}
+
+export interface LabInfo {
+  reference: string;
+  display: string;
+  coding: CodingInfo | null;
+  value: number | null;
+  unit: string | null;
+  text: string | null;
+  effective: string | null;
+  interpretation: string | null;
+  reference_range: [number | null, number | null] | null;
+  reference_text: string | null;
+  /** The record's interpretation code, else H/L/N from the reference range; null if neither says. */
+  flag: string | null;
+  status: string | null;
+  regions: string[];
 }
 
 export interface PatientInfo {
@@ -39,6 +90,9 @@ export interface PatientInfo {
   sex: string;
   bed_id: string | null;
   conditions: ConditionInfo[];
+  medications?: MedicationInfo[];
+  allergies?: AllergyInfo[];
+  labs?: LabInfo[];
 }
 
 export interface MetricInfo {
@@ -113,6 +167,8 @@ export interface ScoreInfo {
   scale: 1 | 2;
   scale_reason: string;
   scale_reason_text?: string;
+  /** Why this scale, as data: `kind` and the target or the diagnosis. */
+  scale_reason_detail?: { kind: string; target?: [number, number]; system?: string; code?: string; display?: string };
   parameters: ScoreParameter[];
 }
 
@@ -216,6 +272,12 @@ export interface PresenceMessage {
   items: PresenceItem[];
 }
 
+/** A patient whose view changed (the record, the bed), or `{ id, gone: true }` when they left the client's wards. */
+export interface PatientMessage {
+  type: "patient";
+  items: Array<PatientInfo | { id: string; gone: true }>;
+}
+
 export interface ErrorMessage {
   type: "error";
   message: string;
@@ -229,6 +291,7 @@ export type ServerMessage =
   | ScoresMessage
   | AlarmsMessage
   | PresenceMessage
+  | PatientMessage
   | ErrorMessage
   | LaggedMessage;
 

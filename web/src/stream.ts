@@ -56,6 +56,16 @@ export class LiveStream {
     this.socket = null;
   }
 
+  /** Opens a fresh connection now (and so a fresh snapshot), replacing the current one. */
+  resubscribe(): void {
+    if (this.stopped) return;
+    const old = this.socket;
+    this.socket = null;
+    old?.close();
+    window.clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
   /** Sends a text frame if connected (presence); false when not connected. */
   send(text: string): boolean {
     if (this.socket?.readyState !== WebSocket.OPEN) return false;
@@ -94,7 +104,9 @@ export class LiveStream {
       }
     };
     socket.onclose = () => {
-      if (this.socket === socket) this.socket = null;
+      // A socket replaced by `resubscribe` closes without asking for another.
+      if (this.socket !== socket) return;
+      this.socket = null;
       if (!this.stopped) this.scheduleRetry();
     };
     // An error is always followed by close; the retry is scheduled there.

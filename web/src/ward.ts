@@ -8,7 +8,7 @@
 import * as THREE from "three";
 import { CSS2DObject } from "three/examples/jsm/renderers/CSS2DRenderer.js";
 import { AvatarKit, buildAvatar, setRegionState, type Avatar } from "./avatar";
-import { BAND_COLOR, BAND_SYMBOL, NO_SCORE_COLOR } from "./clinical";
+import { BAND_COLOR, BAND_SYMBOL, NO_SCORE_COLOR, alarmText } from "./clinical";
 import { formatNumber, isOutOfNormal, shortName, unitText } from "./format";
 import { t, tOr } from "./i18n";
 import {
@@ -155,6 +155,22 @@ export interface BedView {
   worstMetric: string | null;
   /** Latest value per metric, for the side panel. */
   latest: Map<string, ValueItem>;
+  patientName?: HTMLDivElement;
+}
+
+/** The conditions sitting in each region of a patient's body, by name. */
+function conditionNamesOf(patient: PatientInfo): Map<string, string[]> {
+  const names = new Map<string, string[]>();
+  for (const condition of patient.conditions ?? []) {
+    for (const regionKey of condition.regions ?? []) {
+      const region = resolveRegion(regionKey);
+      if (!region) continue;
+      const list = names.get(region) ?? [];
+      list.push(condition.display || condition.code);
+      names.set(region, list);
+    }
+  }
+  return names;
 }
 
 interface RoomView {
@@ -312,7 +328,8 @@ export class Ward {
     };
     nameNode.dataset.testid = `bed-${bed.id}`;
     if (patient) {
-      nameNode.append(el("div", "patient-name", `${patient.name}, ${patient.age}`));
+      view.patientName = el("div", "patient-name", `${patient.name}, ${patient.age}`);
+      nameNode.append(view.patientName);
       // NEWS2: the number, the band's word and shape, on the band's colour.
       const badge = el("span", "badge news2 none");
       badge.dataset.testid = `news2-${patient.id}`;
@@ -329,17 +346,7 @@ export class Ward {
       view.badge = badge;
       view.alarmChip = alarmChip;
 
-      const conditionNames = new Map<string, string[]>();
-      for (const condition of patient.conditions ?? []) {
-        for (const regionKey of condition.regions ?? []) {
-          const region = resolveRegion(regionKey);
-          if (!region) continue;
-          const list = conditionNames.get(region) ?? [];
-          list.push(condition.display || condition.code);
-          conditionNames.set(region, list);
-        }
-      }
-      const avatar = buildAvatar(kit.avatar, conditionNames);
+      const avatar = buildAvatar(kit.avatar, conditionNamesOf(patient));
       avatar.root.position.y = MATTRESS_TOP;
       group.add(avatar.root);
       this.ownMaterials.push(avatar.body);
@@ -521,6 +528,32 @@ export class Ward {
     return changed;
   }
 
+  /**
+   * A patient's new view (their record changed) at the bed they are in: the panel's data, the
+   * name, and the avatar's condition highlights and hover names. Returns false when the patient
+   * is not in that bed here (a move needs a fresh snapshot).
+   */
+  updatePatient(patient: PatientInfo): boolean {
+    const view = this.bedByPatient.get(patient.id);
+    if (!view?.avatar || !view.patient || view.bed.id !== patient.bed_id) return false;
+    view.patient = patient;
+    this.patients.set(patient.id, patient);
+    const text = `${patient.name}, ${patient.age}`;
+    if (view.patientName && view.patientName.textContent !== text) view.patientName.textContent = text;
+    const names = conditionNamesOf(patient);
+    for (const [region, mesh] of view.avatar.regions) {
+      const list = names.get(region) ?? [];
+      mesh.userData.conditions = list;
+      const state = view.avatar.states.get(region);
+      // The twin's region states follow (a value out of range outranks a condition); until
+      // then a new condition shows at once and a gone one stops showing.
+      if (list.length && state === "normal") setRegionState(view.avatar, this.kit.avatar, region, "condition");
+      else if (!list.length && state === "condition") setRegionState(view.avatar, this.kit.avatar, region, "normal");
+    }
+    this.dirty = true;
+    return true;
+  }
+
   /** Re-writes every text that depends on the language. */
   relabel(): void {
     for (const view of this.beds.values()) {
@@ -591,7 +624,7 @@ export function paintAlarmChip(chip: HTMLElement, alarms: AlarmInfo[]): void {
   chip.className = `alarm-chip${top ? ` prio-${top}` : ""}${alarms.length && open.length === 0 ? " acked" : ""}`;
   chip.dataset.count = String(alarms.length);
   chip.dataset.priority = top ?? "";
-  chip.title = alarms.map((a) => `${t(`priority.${a.priority}`)}: ${a.message}`).join("\n");
+  chip.title = alarms.map((a) => `${t(`priority.${a.priority}`)}: ${alarmText(a)}`).join("\n");
 }
 
 /** Everything shared across all beds and rooms of every Ward built in this page. */

@@ -6,6 +6,8 @@
 //   METAWARD_USER, METAWARD_PASSWORD  who signs in (scripts/test takes a demo user from the
 //                       demo's output; there is no default password)
 //   METAWARD_USER2, METAWARD_PASSWORD2  a second clinician, for the presence test
+//   METAWARD_ADMIN, METAWARD_ADMIN_PASSWORD  an admin of every ward, who writes to the medical
+//                       record (/fhir) while the page is open
 //
 // It fails, never skips, when the server cannot be reached. Frame time is printed, not asserted.
 
@@ -16,12 +18,35 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 
 const url = process.env.METAWARD_URL || "http://127.0.0.1:8080/";
-const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || "../test-artifacts");
+// By default beside the repository's root (test-artifacts/, where scripts/test and CI keep
+// them), wherever the tests are started from.
+const artifacts = path.resolve(process.env.METAWARD_ARTIFACTS || new URL("../../test-artifacts", import.meta.url).pathname);
 const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const user = process.env.METAWARD_USER;
 const password = process.env.METAWARD_PASSWORD;
 const user2 = process.env.METAWARD_USER2;
 const password2 = process.env.METAWARD_PASSWORD2;
+const admin = process.env.METAWARD_ADMIN;
+const adminPassword = process.env.METAWARD_ADMIN_PASSWORD;
+
+/** Signs in through the API: a bearer token. */
+async function apiToken(name, secret) {
+  const response = await fetch(new URL("/api/v1/auth/login", url), {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: name, password: secret }),
+  });
+  assert.equal(response.status, 200, `login ${name}: ${await response.clone().text()}`);
+  return (await response.json()).access_token;
+}
+
+/** POSTs a FHIR resource to the record as `token`; fails on any answer but 201 (or 200: the
+ * same resource posted again, on a server an earlier run wrote to). */
+async function postFhir(token, resource) {
+  const response = await fetch(new URL(`/fhir/${resource.resourceType}`, url), {
+    method: "POST", headers: { "content-type": "application/fhir+json", Authorization: `Bearer ${token}` }, body: JSON.stringify(resource),
+  });
+  assert.ok([200, 201].includes(response.status), `POST ${resource.resourceType}: ${response.status} ${await response.clone().text()}`);
+  return response.json();
+}
 
 /** The page's access token, as the page holds it after signing in. */
 function pageToken(on) {
@@ -253,6 +278,86 @@ test("the patient panel shows the NEWS2 breakdown and scale; a region opens its 
   await page.waitForFunction(() => /Pleth/.test(document.getElementById("ecg-caption").textContent) && /Hz/.test(document.getElementById("ecg-caption").textContent), null, { timeout: 10_000 });
 });
 
+test("the record written to /fhir reaches the open panel live: allergy, condition on the avatar, medication, flagged lab, and a region's related items", async () => {
+  // The demo's own record is in the panel from the snapshot.
+  await page.waitForSelector('[data-testid="panel-labs"] tr', { timeout: 5000 });
+  assert.ok(admin && adminPassword, "METAWARD_ADMIN and METAWARD_ADMIN_PASSWORD must name an admin (the record needs one)");
+  const bed = await page.evaluate(() => window.__metaward.selectedBed());
+  assert.ok(bed, "no bed is open");
+  const patient = await page.evaluate((b) => document.querySelector(`#overview-rows tr[data-bed="${b}"]`).dataset.patient, bed);
+  const snapshotsBefore = await page.evaluate(() => window.__metaward.snapshots);
+  await page.waitForSelector('[data-testid="panel-allergies"]', { timeout: 5000 });
+  const token = await apiToken(admin, adminPassword);
+  const subject = { reference: `Patient/${patient}` };
+  const active = (system) => ({ coding: [{ system, code: "active" }] });
+  // Nothing sits at the left foot yet: the condition below must be what lights it.
+  assert.equal(await page.evaluate((id) => window.__metaward.regionStates(id).foot_left, patient), "normal");
+  await postFhir(token, {
+    resourceType: "AllergyIntolerance", patient: subject, criticality: "high", recordedDate: "2024-05-02",
+    clinicalStatus: active("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"), category: ["medication"],
+    code: { text: "Iodinated contrast media" },
+    reaction: [{ manifestation: [{ text: "Bronchospasm" }] }],
+  });
+  // Cellulitis sited by the record at the left foot (SNOMED CT body structure).
+  await postFhir(token, {
+    resourceType: "Condition", subject, clinicalStatus: active("http://terminology.hl7.org/CodeSystem/condition-clinical"),
+    code: { coding: [{ system: "http://snomed.info/sct", code: "128045006", display: "Cellulitis" }], text: "Cellulitis of left foot" },
+    bodySite: [{ coding: [{ system: "http://snomed.info/sct", code: "22335008", display: "Structure of left foot" }] }],
+  });
+  const heartFailure = await postFhir(token, {
+    resourceType: "Condition", subject, clinicalStatus: active("http://terminology.hl7.org/CodeSystem/condition-clinical"),
+    code: { coding: [{ system: "http://snomed.info/sct", code: "88805009", display: "Chronic congestive heart failure" }] },
+  });
+  await postFhir(token, {
+    resourceType: "MedicationRequest", subject, status: "active", intent: "order", authoredOn: "2026-11-24T08:00:00Z",
+    medicationCodeableConcept: { coding: [{ system: "http://www.nlm.nih.gov/research/umls/rxnorm", code: "1719286", display: "Furosemide 10 MG/ML Injection" }] },
+    dosageInstruction: [{ text: "40 mg IV once daily" }],
+    reasonReference: [{ reference: `Condition/${heartFailure.id}` }],
+  });
+  await postFhir(token, {
+    resourceType: "Observation", subject, status: "final", effectiveDateTime: new Date(Date.now() - 3_600_000).toISOString(),
+    category: [{ coding: [{ system: "http://terminology.hl7.org/CodeSystem/observation-category", code: "laboratory" }] }],
+    code: { coding: [{ system: "http://loinc.org", code: "33762-6", display: "NT-proBNP" }] },
+    valueQuantity: { value: 2400, unit: "pg/mL", system: "http://unitsofmeasure.org", code: "pg/mL" },
+    referenceRange: [{ high: { value: 125, unit: "pg/mL" } }],
+  });
+  // All of it shows without a reload or a reconnect: the stream's `patient` message.
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="panel-allergies"] .allergy[data-criticality="high"]')].some((li) => /Iodinated contrast media/.test(li.textContent)), null, { timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="panel-allergies"]'), /Iodinated contrast media[\s\S]*Bronchospasm/);
+  // High-risk allergies come first.
+  assert.equal(await page.$eval('[data-testid="panel-allergies"] .allergy', (li) => li.dataset.criticality), "high");
+  await page.waitForSelector('[data-testid="panel-conditions"] li[data-code="128045006"]', { timeout: 10_000 });
+  await page.waitForFunction((id) => window.__metaward.regionStates(id).foot_left === "condition", patient, { timeout: 10_000 });
+  await page.waitForFunction(() => /40 mg IV once daily/.test(document.querySelector('[data-testid="panel-medications"]')?.textContent ?? ""), null, { timeout: 10_000 });
+  assert.match(await page.textContent('[data-testid="panel-medications"]'), /Furosemide 10 MG\/ML Injection\s*40 mg IV once daily[\s\S]*Chronic congestive heart failure/);
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="panel-labs"] tr[data-flag="H"]')].some((tr) => /2400 pg\/mL/.test(tr.textContent)), null, { timeout: 10_000 });
+  const lab = await page.$$eval('[data-testid="panel-labs"] tr[data-flag="H"]', (trs) => trs.map((tr) => tr.textContent).find((text) => /2400 pg\/mL/.test(text)));
+  assert.match(lab, /NT-proBNP[\s\S]*2400 pg\/mL[\s\S]*125/);
+  assert.equal(await page.evaluate(() => window.__metaward.snapshots), snapshotsBefore, "the page reconnected instead of applying the change");
+  await page.$eval("#panel", (p) => { p.scrollTop = 0; });
+  await page.screenshot({ path: path.join(artifacts, "record-panel.png") });
+
+  // The heart's detail: the condition, the medication given for it, and the heart's lab.
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("heart")));
+  await page.waitForSelector('[data-testid="region-related"][data-region="heart"]', { timeout: 5000 });
+  const related = await page.$eval('[data-testid="region-related"]', (n) => ({ ...n.dataset, text: n.textContent }));
+  assert.ok(Number(related.conditions) >= 1 && Number(related.medications) >= 1 && Number(related.labs) >= 1, JSON.stringify(related));
+  assert.match(related.text, /Chronic congestive heart failure[\s\S]*Furosemide[\s\S]*NT-proBNP/);
+  assert.match(related.text, /Furosemide 10 MG\/ML Injection/);
+  // The left foot's: the cellulitis, and neither the heart's drug nor its lab.
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("foot_left")));
+  await page.waitForSelector('[data-testid="region-related"][data-region="foot_left"]', { timeout: 5000 });
+  const foot = await page.$eval('[data-testid="region-related"]', (n) => ({ ...n.dataset, text: n.textContent }));
+  assert.equal(foot.medications, "0");
+  assert.equal(foot.labs, "0");
+  assert.equal(foot.conditions, "1");
+  assert.match(foot.text, /Cellulitis of left foot/);
+  assert.ok(await page.evaluate(() => window.__metaward.selectRegion("heart")));
+  await page.waitForSelector('[data-testid="region-related"][data-region="heart"]', { timeout: 5000 });
+  await page.$eval("#panel", (p) => { p.scrollTop = p.scrollHeight; });
+  await page.screenshot({ path: path.join(artifacts, "region-related.png") });
+});
+
 test("an alarm acknowledged from the panel is acknowledged on the server", async () => {
   const alarms = await getJson("/api/v1/alarms");
   const alarm = alarms.find((a) => a.subject.kind === "patient" && a.acknowledged_at == null);
@@ -400,11 +505,31 @@ test("two clinicians see each other's presence at the bed each is visiting", asy
 });
 
 test("the language switches to Simplified Chinese and back", async () => {
+  // At a patient with an active alarm: its row, the NEWS2 breakdown, the scale and the response
+  // are worded by the page from the server's structured fields.
+  const alarms = await getJson("/api/v1/alarms");
+  const alarm = alarms.find((a) => a.subject.kind === "patient");
+  assert.ok(alarm, "no patient alarm to read in Chinese");
+  const bed = await page.evaluate((id) => document.querySelector(`#overview-rows tr[data-patient="${id}"]`).dataset.bed, alarm.subject.id);
+  assert.ok(await page.evaluate((id) => window.__metaward.focusBed(id), bed));
+  await page.waitForSelector(`[data-testid="alarm-${alarm.id}"]`, { timeout: 5000 });
   await page.click('[data-testid="language"]');
   await page.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout: 3000 });
   assert.equal(await page.textContent(".overview-head h2"), "病区总览");
   await page.waitForFunction(() => [...document.querySelectorAll('[data-testid^="news2-"] .badge-detail')].some((n) => /危|零分/.test(n.textContent)), null, { timeout: 3000 });
   await page.waitForFunction(() => /危|零分/.test(document.querySelector("#overview-rows .badge.news2")?.textContent ?? ""), null, { timeout: 3000 });
+  const han = /[\u4e00-\u9fff]/;
+  await page.waitForFunction((id) => /[\u4e00-\u9fff]/.test(document.querySelector(`[data-testid="alarm-${id}"] .alarm-text`)?.textContent ?? ""), alarm.id, { timeout: 5000 });
+  const alarmRow = await page.textContent(`[data-testid="alarm-${alarm.id}"] .alarm-text`);
+  console.log(`alarm in Chinese: ${alarmRow} (server: ${alarm.message})`);
+  assert.doesNotMatch(alarmRow, /at or (below|above)|clinical risk|device stopped/, "the alarm is still the server's English");
+  const breakdown = await page.$$eval('[data-testid="news2-breakdown"] tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(breakdown.length === 7 && breakdown.every((row) => /[\u4e00-\u9fff]/.test(row)), `breakdown rows: ${breakdown}`);
+  assert.ok(breakdown.some((row) => /呼吸频率/.test(row)) && breakdown.some((row) => /体温/.test(row)), `breakdown rows: ${breakdown}`);
+  const scale = await page.textContent('[data-testid="news2-scale"]');
+  assert.match(scale, han);
+  assert.doesNotMatch(scale, /prescribed|diagnosis|target/, `scale reason in English: ${scale}`);
+  assert.match(await page.textContent('[data-testid="news2-response"]'), han);
   await page.screenshot({ path: path.join(artifacts, "zh.png") });
   await page.click('[data-testid="language"]');
   await page.waitForFunction(() => document.documentElement.lang === "en", null, { timeout: 3000 });

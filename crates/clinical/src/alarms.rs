@@ -588,13 +588,15 @@ impl AlarmEngine {
 
     /// A score's alarm priority for a patient: `Some` raises (or re-prioritises) the score
     /// alarm, `None` clears it. The caller maps score bands to priorities (NEWS2: low-medium →
-    /// low, medium → medium, high → high).
+    /// low, medium → medium, high → high). `total` is the score, kept as the alarm's value so a
+    /// client can word the alarm in its own language.
     pub fn score(
         &mut self,
         patient: &PatientId,
         score: &str,
         priority: Option<Priority>,
         message: &str,
+        total: Option<f64>,
         time: Timestamp,
     ) -> Vec<AlarmEvent> {
         let subject = AlarmSubject::Patient(patient.clone());
@@ -608,7 +610,7 @@ impl AlarmEngine {
                 Finding {
                     priority,
                     message: message.to_owned(),
-                    value: None,
+                    value: total,
                     limit: None,
                 },
                 time,
@@ -1042,9 +1044,16 @@ mod tests {
     fn an_unacknowledged_alarm_escalates_until_acknowledged_and_silence_pauses_it() {
         let mut engine = AlarmEngine::new(AlarmConfig::default());
         // High priority escalates after 60 s, at most three times.
-        let id = engine.score(&"p1".into(), "news2", Some(Priority::High), "NEWS2 7", t(0))[0]
-            .alarm
-            .id;
+        let id = engine.score(
+            &"p1".into(),
+            "news2",
+            Some(Priority::High),
+            "NEWS2 7",
+            Some(7.0),
+            t(0),
+        )[0]
+        .alarm
+        .id;
         assert!(engine.tick(t(59)).is_empty());
         assert_eq!(transitions(&engine.tick(t(60))), ["escalated"]);
         assert!(engine.tick(t(119)).is_empty());
@@ -1064,7 +1073,7 @@ mod tests {
         engine.acknowledge(id, "dr.wang", t(401)).unwrap();
         // A score alarm is latched: it resolves once the band drops and it is acknowledged.
         assert_eq!(
-            transitions(&engine.score(&"p1".into(), "news2", None, "", t(500))),
+            transitions(&engine.score(&"p1".into(), "news2", None, "", None, t(500))),
             ["condition_cleared", "resolved"]
         );
     }

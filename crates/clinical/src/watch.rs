@@ -215,9 +215,14 @@ impl ClinicalWatch {
                     result.band.clinical_risk()
                 );
                 let priority = band_alarm_priority(result.band);
-                judged
-                    .alarm_events
-                    .extend(self.alarms.score(patient, "news2", priority, &message, now));
+                judged.alarm_events.extend(self.alarms.score(
+                    patient,
+                    "news2",
+                    priority,
+                    &message,
+                    Some(f64::from(result.total)),
+                    now,
+                ));
             }
             self.scores.insert(patient.clone(), result.clone());
             judged.scores.push((patient.clone(), result));

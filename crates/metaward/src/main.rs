@@ -162,6 +162,7 @@ async fn run_demo(
     server
         .apply_setup(demo::setup_of(&ward, "Ward A (simulated)"))
         .await?;
+    demo::load_demo_record(&server, &ward).await?;
     demo::create_demo_users(&server).await?;
     announce(&server);
     let stop = CancellationToken::new();

@@ -258,6 +258,12 @@ pub struct ActiveMedication {
     pub display: String,
     pub dosage: Option<String>,
     pub since: Option<String>,
+    /// The resource's status (`active`, or `intended` for a MedicationStatement).
+    pub status: String,
+    /// Why it is given: the ids of the Conditions its `reasonReference` names.
+    pub reason_conditions: Vec<String>,
+    /// Why it is given, as codes (`reasonCode`), every coding of each.
+    pub reason_codes: Vec<Coded>,
 }
 
 /// An active MedicationRequest (status active) or MedicationStatement (active or intended);
@@ -286,6 +292,38 @@ pub fn active_medication(resource: &Value) -> Option<ActiveMedication> {
         .as_str()
         .or_else(|| resource["dosage"][0]["text"].as_str())
         .map(str::to_owned);
+    let reason_conditions = resource["reasonReference"]
+        .as_array()
+        .map(|references| {
+            references
+                .iter()
+                .filter_map(|reference| reference_id(reference, "Condition"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let reason_codes = resource["reasonCode"]
+        .as_array()
+        .map(|concepts| {
+            concepts
+                .iter()
+                .flat_map(|concept| {
+                    let display = display_of(concept);
+                    codings(concept)
+                        .into_iter()
+                        .map(move |(system, code, own)| Coded {
+                            system,
+                            code,
+                            display: if display.is_empty() {
+                                own
+                            } else {
+                                display.clone()
+                            },
+                        })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Some(ActiveMedication {
         id: resource["id"].as_str().unwrap_or_default().to_owned(),
         resource_type: resource_type.to_owned(),
@@ -293,6 +331,9 @@ pub fn active_medication(resource: &Value) -> Option<ActiveMedication> {
         display,
         dosage,
         since: since.map(str::to_owned),
+        status: status.to_owned(),
+        reason_conditions,
+        reason_codes,
     })
 }
 
@@ -308,6 +349,10 @@ pub struct Allergy {
     pub category: Vec<String>,
     /// Each reaction's manifestations, as displays.
     pub reactions: Vec<String>,
+    /// When it was recorded (`recordedDate`), else its onset.
+    pub recorded: Option<String>,
+    /// `confirmed` or `unconfirmed` (refuted and entered in error are left out), when given.
+    pub verification: Option<String>,
 }
 
 pub fn holding_allergy(allergy: &Value) -> Option<Allergy> {
@@ -347,6 +392,11 @@ pub fn holding_allergy(allergy: &Value) -> Option<Allergy> {
                     .collect()
             })
             .unwrap_or_default(),
+        recorded: allergy["recordedDate"]
+            .as_str()
+            .or_else(|| allergy["onsetDateTime"].as_str())
+            .map(str::to_owned),
+        verification: status_code(&allergy["verificationStatus"]).map(str::to_owned),
     })
 }
 
@@ -362,7 +412,34 @@ pub struct LabResult {
     pub text: Option<String>,
     pub effective: Option<String>,
     pub effective_ms: Option<i64>,
+    /// The first interpretation's code (v3 ObservationInterpretation: `H`, `L`, `HH`, `LL`,
+    /// `A`, `N`, …) as the record gives it.
     pub interpretation: Option<String>,
+    /// The first reference range's bounds, as the record gives them (same unit as the value).
+    pub reference_low: Option<f64>,
+    pub reference_high: Option<f64>,
+    /// The first reference range's text, when it has one.
+    pub reference_text: Option<String>,
+    /// `status` of the Observation (`final`, `preliminary`, `amended`, …).
+    pub status: Option<String>,
+}
+
+impl LabResult {
+    /// How the result stands: the record's own interpretation when it gives one, else the
+    /// value against the reference range (`H` above, `L` below, `N` within); `None` when
+    /// neither says (no interpretation, or no number and range to compare).
+    pub fn flag(&self) -> Option<String> {
+        if let Some(code) = &self.interpretation {
+            return Some(code.clone());
+        }
+        let value = self.value?;
+        match (self.reference_low, self.reference_high) {
+            (None, None) => None,
+            (Some(low), _) if value < low => Some("L".to_owned()),
+            (_, Some(high)) if value > high => Some("H".to_owned()),
+            _ => Some("N".to_owned()),
+        }
+    }
 }
 
 /// An Observation of category `laboratory` that is not cancelled or entered in error.
@@ -391,6 +468,7 @@ pub fn lab_result(observation: &Value) -> Option<LabResult> {
         .or_else(|| observation["effectivePeriod"]["start"].as_str())
         .or_else(|| observation["issued"].as_str());
     let quantity = &observation["valueQuantity"];
+    let range = &observation["referenceRange"][0];
     Some(LabResult {
         id: observation["id"].as_str().unwrap_or_default().to_owned(),
         code: first_coded(&observation["code"]),
@@ -414,6 +492,10 @@ pub fn lab_result(observation: &Value) -> Option<LabResult> {
             .and_then(|i| i.first())
             .and_then(|i| status_code(i))
             .map(str::to_owned),
+        reference_low: range["low"]["value"].as_f64(),
+        reference_high: range["high"]["value"].as_f64(),
+        reference_text: range["text"].as_str().map(str::to_owned),
+        status: observation["status"].as_str().map(str::to_owned),
     })
 }
 
@@ -538,9 +620,15 @@ mod tests {
         let request = json!({"resourceType": "MedicationRequest", "id": "m1", "status": "active",
             "intent": "order", "subject": {"reference": "Patient/p9"},
             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "895994", "display": "Fluticasone"}]},
-            "dosageInstruction": [{"text": "2 puffs twice daily"}]});
+            "dosageInstruction": [{"text": "2 puffs twice daily"}],
+            "reasonReference": [{"reference": "Condition/c7"}, {"reference": "Observation/o1"}],
+            "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "195967001", "display": "Asthma"}]}]});
         let medication = active_medication(&request).unwrap();
         assert_eq!(medication.display, "Fluticasone");
+        assert_eq!(medication.status, "active");
+        assert_eq!(medication.reason_conditions, ["c7"]);
+        assert_eq!(medication.reason_codes[0].code, "195967001");
+        assert_eq!(medication.reason_codes[0].display, "Asthma");
         assert_eq!(medication.dosage.as_deref(), Some("2 puffs twice daily"));
         let mut stopped = request.clone();
         stopped["status"] = json!("stopped");
@@ -554,6 +642,13 @@ mod tests {
         let holding = holding_allergy(&allergy).unwrap();
         assert_eq!(holding.criticality.as_deref(), Some("high"));
         assert_eq!(holding.reactions, ["Hives"]);
+        assert_eq!(holding.recorded, None);
+        let mut recorded = allergy.clone();
+        recorded["recordedDate"] = json!("2020-01-02");
+        assert_eq!(
+            holding_allergy(&recorded).unwrap().recorded.as_deref(),
+            Some("2020-01-02")
+        );
         let mut resolved = allergy.clone();
         resolved["clinicalStatus"]["coding"][0]["code"] = json!("resolved");
         assert!(holding_allergy(&resolved).is_none());
@@ -568,6 +663,27 @@ mod tests {
             (result.value, result.unit.as_deref()),
             (Some(1.2), Some("mg/dL"))
         );
+        assert_eq!(
+            result.flag(),
+            None,
+            "no interpretation and no range: no flag"
+        );
+        let mut ranged = lab.clone();
+        ranged["referenceRange"] = json!([{"low": {"value": 0.6}, "high": {"value": 1.1}}]);
+        assert_eq!(lab_result(&ranged).unwrap().flag().as_deref(), Some("H"));
+        ranged["valueQuantity"]["value"] = json!(0.5);
+        assert_eq!(lab_result(&ranged).unwrap().flag().as_deref(), Some("L"));
+        ranged["valueQuantity"]["value"] = json!(0.9);
+        assert_eq!(lab_result(&ranged).unwrap().flag().as_deref(), Some("N"));
+        ranged["valueQuantity"]["value"] = json!(1.1);
+        assert_eq!(
+            lab_result(&ranged).unwrap().flag().as_deref(),
+            Some("N"),
+            "the bounds are inside"
+        );
+        // The record's own interpretation wins over the range.
+        ranged["interpretation"] = json!([{"coding": [{"code": "HH"}]}]);
+        assert_eq!(lab_result(&ranged).unwrap().flag().as_deref(), Some("HH"));
         let mut vital = lab.clone();
         vital["category"][0]["coding"][0]["code"] = json!("vital-signs");
         assert!(lab_result(&vital).is_none());

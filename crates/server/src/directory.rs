@@ -7,20 +7,20 @@ use std::collections::HashMap;
 use model::{PatientId, RoomId, WardId};
 use serde::Serialize;
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Directory {
     pub wards: Vec<WardView>,
     pub patients: Vec<PatientView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WardView {
     pub id: String,
     pub name: String,
     pub rooms: Vec<RoomView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RoomView {
     pub id: String,
     pub name: String,
@@ -31,7 +31,7 @@ pub struct RoomView {
     pub beds: Vec<BedView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BedView {
     pub id: String,
     pub label: String,
@@ -40,7 +40,7 @@ pub struct BedView {
     pub rotation: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PatientView {
     pub id: String,
     pub name: String,
@@ -59,7 +59,7 @@ pub struct PatientView {
     pub labs: Vec<LabView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConditionView {
     pub system: String,
     pub code: String,
@@ -75,13 +75,13 @@ pub struct ConditionView {
 }
 
 /// A coding as the twin shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CodingView {
     pub system: String,
     pub code: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MedicationView {
     /// The FHIR resource it comes from: `MedicationRequest/…` or `MedicationStatement/…`.
     pub reference: String,
@@ -89,9 +89,17 @@ pub struct MedicationView {
     pub coding: Option<CodingView>,
     pub dosage: Option<String>,
     pub since: Option<String>,
+    /// `active` (MedicationRequest, MedicationStatement) or `intended` (MedicationStatement).
+    pub status: String,
+    /// The conditions it is given for (`reasonReference` to the patient's active Conditions,
+    /// then `reasonCode`), as displays.
+    pub reasons: Vec<String>,
+    /// The avatar regions it relates to: its reasons' regions, else the drug table's
+    /// (`twin::record_regions`); empty when neither places it.
+    pub regions: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AllergyView {
     pub reference: String,
     pub display: String,
@@ -99,9 +107,12 @@ pub struct AllergyView {
     pub criticality: Option<String>,
     pub category: Vec<String>,
     pub reactions: Vec<String>,
+    pub recorded: Option<String>,
+    /// `confirmed` or `unconfirmed`, when the record says.
+    pub verification: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LabView {
     pub reference: String,
     pub display: String,
@@ -111,6 +122,16 @@ pub struct LabView {
     pub text: Option<String>,
     pub effective: Option<String>,
     pub interpretation: Option<String>,
+    /// The record's first reference range (`[low, high]`, either may be null) and its text.
+    pub reference_range: Option<[Option<f64>; 2]>,
+    pub reference_text: Option<String>,
+    /// The interpretation code (v3 ObservationInterpretation), else `H`, `L` or `N` from the
+    /// value against the reference range; null when neither says.
+    pub flag: Option<String>,
+    pub status: Option<String>,
+    /// The avatar regions it relates to, by LOINC code (`twin::record_regions`); empty when
+    /// the table does not place it (a result of the blood as a whole).
+    pub regions: Vec<String>,
 }
 
 impl Directory {

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use clinical::News2Result;
 use clinical::alarms::AlarmEvent;
 use model::{PatientId, WardId};
+
+use crate::directory::PatientView;
 use tokio::sync::Notify;
 use twin::Attribution;
 use twin::{DeviceHealth, PatientStatus, TwinEvent, ValueState};
@@ -28,6 +30,15 @@ pub enum WardEvent {
     Score {
         patient: PatientId,
         result: Box<News2Result>,
+    },
+    /// What the ward shows of a patient changed (their record: conditions, medications,
+    /// allergies, labs; their bed): the new view, routed to `ward`, the patient's ward now. `None`
+    /// as the view says the patient left `ward` (moved to another ward, or is no longer
+    /// listed), so its subscribers drop them.
+    Patient {
+        patient: PatientId,
+        ward: Option<WardId>,
+        view: Option<Box<PatientView>>,
     },
 }
 
@@ -66,6 +77,8 @@ pub struct Pending {
     pub alarms: Vec<AlarmEvent>,
     /// The latest NEWS2 per patient.
     pub scores: Vec<(PatientId, News2Result)>,
+    /// The latest view per patient whose view changed (`None`: gone from this subscriber's wards).
+    pub patients: Vec<(PatientId, Option<PatientView>)>,
     pub skipped_waveforms: u64,
     pub coalesced_values: u64,
 }
@@ -78,6 +91,7 @@ impl Pending {
             && self.waveforms.is_empty()
             && self.alarms.is_empty()
             && self.scores.is_empty()
+            && self.patients.is_empty()
             && self.skipped_waveforms == 0
     }
 
@@ -91,6 +105,14 @@ impl Pending {
                 match self.scores.iter_mut().find(|(held, _)| held == patient) {
                     Some(held) => held.1 = (**result).clone(),
                     None => self.scores.push((patient.clone(), (**result).clone())),
+                }
+                return;
+            }
+            WardEvent::Patient { patient, view, .. } => {
+                let view = view.as_deref().cloned();
+                match self.patients.iter_mut().find(|(held, _)| held == patient) {
+                    Some(held) => held.1 = view,
+                    None => self.patients.push((patient.clone(), view)),
                 }
                 return;
             }
@@ -206,8 +228,16 @@ impl Hub {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()
                 },
+                WardEvent::Patient { patient, .. } => Attribution {
+                    patient: Some(patient.clone()),
+                    ..Attribution::default()
+                },
             };
-            let ward = ward_of(&attribution);
+            // A patient's view names its ward itself: when they move, the old ward hears they left.
+            let ward = match event {
+                WardEvent::Patient { ward, .. } => ward.clone(),
+                _ => ward_of(&attribution),
+            };
             for (filter, weak) in &self.subscribers {
                 let wants = filter
                     .patient

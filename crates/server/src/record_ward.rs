@@ -94,8 +94,70 @@ fn condition_regions(condition: &rules::ActiveCondition) -> Vec<String> {
         .collect()
 }
 
+/// Why a medication is given and where it relates on the avatar: the active conditions its
+/// `reasonReference` names (their regions), then its `reasonCode` (the regions of the patient's
+/// condition with that code, else the condition table's), and when no reason places it, the
+/// drug table's regions for its coding. `conditions` are the patient's (record and ward).
+fn medication_reasons(
+    medication: &rules::ActiveMedication,
+    conditions: &[ConditionView],
+) -> (Vec<String>, Vec<String>) {
+    let mut reasons = Vec::new();
+    let mut regions: Vec<String> = Vec::new();
+    let add_regions = |found: &[String], regions: &mut Vec<String>| {
+        for region in found {
+            if !regions.contains(region) {
+                regions.push(region.clone());
+            }
+        }
+    };
+    for id in &medication.reason_conditions {
+        if let Some(condition) = conditions
+            .iter()
+            .find(|c| c.record_id.as_deref() == Some(id.as_str()))
+        {
+            reasons.push(condition.display.clone());
+            add_regions(&condition.regions, &mut regions);
+        }
+    }
+    for coded in &medication.reason_codes {
+        if !coded.display.is_empty() && !reasons.contains(&coded.display) {
+            reasons.push(coded.display.clone());
+        }
+        let own = conditions.iter().find(|condition| {
+            condition
+                .codings
+                .iter()
+                .any(|c| c.system == coded.system && c.code == coded.code)
+        });
+        let found: Vec<String> = match own {
+            Some(condition) if !condition.regions.is_empty() => condition.regions.clone(),
+            _ => twin::conditions::regions_for(&coded.system, &coded.code, None)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        add_regions(&found, &mut regions);
+    }
+    if regions.is_empty()
+        && let Some(coded) = &medication.medication
+    {
+        regions = twin::record_regions::medication_regions(&coded.system, &coded.code)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+    (reasons, regions)
+}
+
 /// The record of the FHIR Patient `patient_id`: empty when the record has none.
-pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordView, StoreError> {
+/// `ward_conditions` are the conditions the ward itself holds for the patient: a medication
+/// given for one of them (by `reasonCode`) sits where it sits.
+pub fn patient_record(
+    store: &Store,
+    patient_id: &str,
+    ward_conditions: &[ConditionView],
+) -> Result<PatientRecordView, StoreError> {
     let mut view = PatientRecordView::default();
     // A ward id no FHIR id can be (an HL7 identifier with a space or a comma) has no record;
     // searching with it could even mean something else (a comma ORs two ids).
@@ -149,12 +211,22 @@ pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordVi
             let Some(medication) = rules::active_medication(&resource) else {
                 continue;
             };
+            let known: Vec<ConditionView> = view
+                .conditions
+                .iter()
+                .chain(ward_conditions)
+                .cloned()
+                .collect();
+            let (reasons, regions) = medication_reasons(&medication, &known);
             view.medications.push(MedicationView {
                 reference: format!("{}/{}", medication.resource_type, medication.id),
                 display: medication.display.clone(),
                 coding: coding_view(medication.medication.as_ref()),
                 dosage: medication.dosage,
                 since: medication.since,
+                status: medication.status,
+                reasons,
+                regions,
             });
         }
     }
@@ -173,6 +245,8 @@ pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordVi
             criticality: allergy.criticality,
             category: allergy.category,
             reactions: allergy.reactions,
+            recorded: allergy.recorded,
+            verification: allergy.verification,
         });
     }
     let recent = RECENT_LABS.to_string();
@@ -189,7 +263,23 @@ pub fn patient_record(store: &Store, patient_id: &str) -> Result<PatientRecordVi
         let Some(lab) = rules::lab_result(&resource) else {
             continue;
         };
+        let flag = lab.flag();
+        let regions = lab
+            .code
+            .as_ref()
+            .map(|coded| twin::record_regions::lab_regions(&coded.system, &coded.code))
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let reference_range = (lab.reference_low.is_some() || lab.reference_high.is_some())
+            .then_some([lab.reference_low, lab.reference_high]);
         view.labs.push(LabView {
+            reference_range,
+            reference_text: lab.reference_text,
+            flag,
+            status: lab.status,
+            regions,
             reference: format!("Observation/{}", lab.id),
             display: lab.display.clone(),
             coding: coding_view(lab.code.as_ref()),
@@ -359,4 +449,80 @@ pub fn after_record_change(
         crate::setup::reload(ward, store)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn condition(record_id: &str, display: &str, regions: &[&str]) -> ConditionView {
+        ConditionView {
+            system: twin::conditions::SNOMED_CT.into(),
+            code: "0".into(),
+            display: display.into(),
+            regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            source: "record",
+            record_id: Some(record_id.into()),
+            codings: Vec::new(),
+        }
+    }
+
+    fn medication(extra: Value) -> rules::ActiveMedication {
+        let mut request = json!({"resourceType": "MedicationRequest", "id": "m1",
+            "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": twin::record_regions::RXNORM,
+                "code": "966222", "display": "Levothyroxine"}]}});
+        for (key, value) in extra.as_object().unwrap() {
+            request[key] = value.clone();
+        }
+        rules::active_medication(&request).unwrap()
+    }
+
+    #[test]
+    fn a_medication_sits_where_its_reasons_sit_else_where_the_drug_table_puts_it() {
+        let conditions = [condition("c1", "Heart failure", &["heart", "lung_left"])];
+        // The condition it is given for, by reference: that condition's regions.
+        let (reasons, regions) = medication_reasons(
+            &medication(json!({"reasonReference": [{"reference": "Condition/c1"}]})),
+            &conditions,
+        );
+        assert_eq!(reasons, ["Heart failure"]);
+        assert_eq!(regions, ["heart", "lung_left"]);
+        // A reason code: the condition table's regions (COPD, the lungs).
+        let (reasons, regions) = medication_reasons(
+            &medication(
+                json!({"reasonCode": [{"coding": [{"system": twin::conditions::SNOMED_CT,
+                "code": "13645005", "display": "COPD"}]}]}),
+            ),
+            &conditions,
+        );
+        assert_eq!(reasons, ["COPD"]);
+        assert_eq!(regions, ["lung_left", "lung_right"]);
+        // A reason code the patient's own condition has: that condition's regions (its site).
+        let mut sited = condition("w1", "COPD", &["lung_right"]);
+        sited.codings = vec![CodingView {
+            system: twin::conditions::SNOMED_CT.into(),
+            code: "13645005".into(),
+        }];
+        let (_, regions) = medication_reasons(
+            &medication(
+                json!({"reasonCode": [{"coding": [{"system": twin::conditions::SNOMED_CT,
+                "code": "13645005", "display": "COPD"}]}]}),
+            ),
+            &[sited],
+        );
+        assert_eq!(regions, ["lung_right"]);
+        // No reason: the drug table (levothyroxine, the thyroid at the neck).
+        let (reasons, regions) = medication_reasons(&medication(json!({})), &conditions);
+        assert!(reasons.is_empty());
+        assert_eq!(regions, ["neck"]);
+        // A reference to a condition that is not active names nothing.
+        let (reasons, regions) = medication_reasons(
+            &medication(json!({"reasonReference": [{"reference": "Condition/gone"}]})),
+            &conditions,
+        );
+        assert!(reasons.is_empty());
+        assert_eq!(regions, ["neck"]);
+    }
 }

@@ -148,7 +148,6 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
         store.oxygen_targets()?.into_iter().collect();
     let mut patients = Vec::new();
     for patient in store.patients()? {
-        let record = crate::record_ward::patient_record(store, patient.id.as_str())?;
         let mut conditions: Vec<ConditionView> = patient
             .conditions
             .into_iter()
@@ -178,6 +177,8 @@ pub fn load_directory(store: &Store, today_ms: i64) -> Result<Directory, StoreEr
                 }
             })
             .collect();
+        // The ward's conditions place the record's medications given for them, too.
+        let record = crate::record_ward::patient_record(store, patient.id.as_str(), &conditions)?;
         // The record's conditions the ward's list does not already name.
         for from_record in record.conditions {
             let known = conditions

@@ -123,12 +123,25 @@ impl Ward {
         self.directory.read().expect("directory lock").clone()
     }
 
+    /// Replaces the directory (after the store changed) and tells the stream's subscribers
+    /// about every patient whose view changed (a record written through `/fhir`, a condition
+    /// set through REST, an admission), in the same lock that routes events, so a subscriber's
+    /// snapshot and these changes never overlap or leave a gap.
     pub fn set_directory(&self, directory: Directory) {
         let mut live = self.live.lock().expect("live lock");
+        let old = self.directory();
+        let new_ward_of_patient = directory.ward_of_patient();
+        let changes = patient_changes(
+            &old,
+            &live.ward_of_patient,
+            &directory,
+            &new_ward_of_patient,
+        );
         live.ward_of_room = directory.ward_of_room();
-        live.ward_of_patient = directory.ward_of_patient();
+        live.ward_of_patient = new_ward_of_patient;
         live.clinical.set_contexts(scores::contexts_of(&directory));
         *self.directory.write().expect("directory lock") = Arc::new(directory);
+        live.publish(&changes);
     }
 
     pub fn update_registry<T>(&self, change: impl FnOnce(&mut Registry) -> T) -> T {
@@ -391,6 +404,55 @@ impl Ward {
     }
 }
 
+/// The patient events between two directories: each patient whose view changed, routed to
+/// their ward now, and a "left" event to the ward they were in when that is another (or they
+/// are no longer listed).
+fn patient_changes(
+    old: &Directory,
+    old_wards: &HashMap<PatientId, WardId>,
+    new: &Directory,
+    new_wards: &HashMap<PatientId, WardId>,
+) -> Vec<WardEvent> {
+    let mut events = Vec::new();
+    let held: HashMap<&str, &crate::directory::PatientView> = old
+        .patients
+        .iter()
+        .map(|view| (view.id.as_str(), view))
+        .collect();
+    let listed: std::collections::HashSet<&str> =
+        new.patients.iter().map(|view| view.id.as_str()).collect();
+    for view in &new.patients {
+        if held.get(view.id.as_str()) == Some(&view) {
+            continue;
+        }
+        let patient = PatientId::new(&view.id);
+        let (was, is) = (old_wards.get(&patient), new_wards.get(&patient));
+        if was.is_some() && was != is {
+            events.push(WardEvent::Patient {
+                patient: patient.clone(),
+                ward: was.cloned(),
+                view: None,
+            });
+        }
+        events.push(WardEvent::Patient {
+            ward: is.cloned(),
+            patient,
+            view: Some(Box::new(view.clone())),
+        });
+    }
+    for view in &old.patients {
+        if !listed.contains(view.id.as_str()) {
+            let patient = PatientId::new(&view.id);
+            events.push(WardEvent::Patient {
+                ward: old_wards.get(&patient).cloned(),
+                patient,
+                view: None,
+            });
+        }
+    }
+    events
+}
+
 fn ward_of(
     ward_of_room: &HashMap<RoomId, WardId>,
     ward_of_patient: &HashMap<PatientId, WardId>,
@@ -407,4 +469,100 @@ fn ward_of(
                 .and_then(|p| ward_of_patient.get(p))
         })
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::PatientView;
+
+    fn patient(id: &str, bed: &str, medications: usize) -> PatientView {
+        PatientView {
+            id: id.into(),
+            name: id.into(),
+            birth_date: None,
+            age: None,
+            sex: None,
+            bed_id: Some(bed.into()),
+            conditions: Vec::new(),
+            oxygen_target: None,
+            medications: (0..medications)
+                .map(|n| crate::directory::MedicationView {
+                    reference: format!("MedicationRequest/m{n}"),
+                    display: "Salbutamol".into(),
+                    coding: None,
+                    dosage: None,
+                    since: None,
+                    status: "active".into(),
+                    reasons: Vec::new(),
+                    regions: Vec::new(),
+                })
+                .collect(),
+            allergies: Vec::new(),
+            labs: Vec::new(),
+        }
+    }
+
+    fn wards(pairs: &[(&str, &str)]) -> HashMap<PatientId, WardId> {
+        pairs
+            .iter()
+            .map(|(p, w)| (PatientId::new(*p), WardId::new(*w)))
+            .collect()
+    }
+
+    /// Only changed patients make events; a move to another ward tells the old ward they left;
+    /// a patient no longer listed is gone from their ward.
+    #[test]
+    fn patient_changes_are_routed_by_ward_and_leaving_is_said() {
+        let old = Directory {
+            wards: Vec::new(),
+            patients: vec![
+                patient("same", "b1", 0),
+                patient("record", "b2", 0),
+                patient("mover", "b3", 0),
+                patient("leaver", "b4", 0),
+            ],
+        };
+        let new = Directory {
+            wards: Vec::new(),
+            patients: vec![
+                patient("same", "b1", 0),
+                patient("record", "b2", 1),
+                patient("mover", "b9", 0),
+            ],
+        };
+        let old_wards = wards(&[
+            ("same", "w1"),
+            ("record", "w1"),
+            ("mover", "w1"),
+            ("leaver", "w1"),
+        ]);
+        let new_wards = wards(&[("same", "w1"), ("record", "w1"), ("mover", "w2")]);
+        let events = patient_changes(&old, &old_wards, &new, &new_wards);
+        let summary: Vec<(String, Option<String>, bool)> = events
+            .iter()
+            .map(|event| match event {
+                WardEvent::Patient {
+                    patient,
+                    ward,
+                    view,
+                } => (
+                    patient.to_string(),
+                    ward.as_ref().map(ToString::to_string),
+                    view.is_some(),
+                ),
+                other => panic!("not a patient event: {other:?}"),
+            })
+            .collect();
+        let expect = |p: &str, w: &str, view: bool| (p.to_owned(), Some(w.to_owned()), view);
+        assert_eq!(
+            summary,
+            [
+                expect("record", "w1", true),
+                expect("mover", "w1", false),
+                expect("mover", "w2", true),
+                expect("leaver", "w1", false),
+            ]
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod device_health;
 pub mod live;
 pub mod normalize;
+pub mod record_regions;
 pub mod registry;
 
 pub use attribution::{Attributed, Attribution};

@@ -1,6 +1,7 @@
 //! Presence over the real WebSocket: one clinician's position reaches the others under their
 //! signed-in name, a newcomer is told who is there, leaving is announced, and a bad presence
-//! message (another's name) is answered with the reason and counted.
+//! message (another's name) is answered with the reason and counted. Presence is ward-scoped:
+//! a user of another ward is never told who is at a bed of this one.
 
 use futures::SinkExt;
 use serde_json::{Value, json};
@@ -31,6 +32,12 @@ async fn clinicians_see_each_other_arrive_move_and_leave() {
     let token_a = user_token(&server, "dr.a", "physician", None).await;
     let token_b = user_token(&server, "dr.b", "physician", None).await;
     let token_c = user_token(&server, "nurse.c", "nurse", None).await;
+    // A nurse of another ward: sees nobody of ward w1, and cannot appear at its beds.
+    let token_other = user_token(&server, "nurse.w2", "nurse", Some(vec!["w2".into()])).await;
+    let (mut other, _) = tokio_tungstenite::connect_async(url_of(&token_other))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut other).await["type"], "snapshot");
     let (mut a, _) = tokio_tungstenite::connect_async(url_of(&token_a))
         .await
         .unwrap();
@@ -61,6 +68,49 @@ async fn clinicians_see_each_other_arrive_move_and_leave() {
     let present = message_of_type(&mut c, "presence").await;
     assert_eq!(present["items"][0]["name"], "dr.b");
 
+    // The other ward's nurse was not told: the first message they get is the answer to their
+    // own presence at a bed of w1, which is refused.
+    other
+        .send(Message::Text(
+            json!({ "type": "presence", "bed_id": "b1" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let first = next_json(&mut other).await;
+    assert_eq!(first["type"], "error", "{first}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a bed of your wards"),
+        "{first}"
+    );
+    // Away from a bed they are in their own ward: w1's clinicians are not told either.
+    other
+        .send(Message::Text(
+            json!({ "type": "presence", "position": [40.0, 1.6, 2.0] })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    // And a newcomer of w2 is not told who is at w1's beds, only about their own ward.
+    let token_other2 = user_token(&server, "nurse.w2b", "nurse", Some(vec!["w2".into()])).await;
+    let (mut other2, _) = tokio_tungstenite::connect_async(url_of(&token_other2))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut other2).await["type"], "snapshot");
+    let present = message_of_type(&mut other2, "presence").await;
+    let names: Vec<&str> = present["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["name"].as_str())
+        .collect();
+    assert_eq!(names, ["nurse.w2"], "{present}");
+
     // Claiming another's name is answered, not relayed.
     a.send(Message::Text(
         r#"{"type":"presence","name":"dr.b","bed_id":"b1"}"#.into(),
@@ -82,4 +132,34 @@ async fn clinicians_see_each_other_arrive_move_and_leave() {
     let gone = message_of_type(&mut a, "presence").await;
     assert_eq!(gone["items"][0]["id"], b_id);
     assert_eq!(gone["items"][0]["gone"], true);
+
+    // Nothing of w1's presence ever reached the other ward: a last move of dr.a at b1, then a
+    // presence of the w2 nurse as a marker; everything the w2 newcomer got before the marker is
+    // theirs.
+    a.send(Message::Text(
+        json!({ "type": "presence", "bed_id": "b1" })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    message_of_type(&mut c, "presence").await;
+    other
+        .send(Message::Text(
+            json!({ "type": "presence", "position": [41.0, 1.6, 2.0] })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    loop {
+        let message = message_of_type(&mut other2, "presence").await;
+        let item = &message["items"][0];
+        assert_ne!(item["name"], "dr.a", "{message}");
+        assert_ne!(item["name"], "dr.b", "{message}");
+        assert_ne!(item["id"], b_id, "not even a leaving: {message}");
+        if item["position"] == json!([41.0, 1.6, 2.0]) {
+            break;
+        }
+    }
 }

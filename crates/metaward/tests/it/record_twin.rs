@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use futures::SinkExt;
 use serde_json::{Value, json};
 
 use crate::*;
@@ -330,5 +331,125 @@ async fn an_imported_encounter_admits_before_the_server_starts() {
     // The previous occupant left the bed.
     let p1 = get_json(server.http_addr(), "/api/v1/patients/p1").await;
     assert_eq!(p1["bed_id"], Value::Null);
+    server.shutdown().await;
+}
+
+/// The next message of `kind` on a stream, skipping the others.
+async fn message_of_type<S>(ws: &mut S, kind: &str) -> Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let message = next_json(ws).await;
+        if message["type"] == kind {
+            return message;
+        }
+    }
+}
+
+/// A record written through `/fhir` reaches the open streams of the patient's ward at once, as a
+/// `patient` message with the new view: the condition with its regions, a medication placed by
+/// the condition it is given for, a lab with its flag from the reference range and its region by
+/// LOINC. A user of another ward is not sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_changes_reach_open_streams_of_the_patients_ward() {
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let addr = server.http_addr();
+    let url_of = |token: &str| format!("ws://{addr}/api/v1/stream?access_token={token}");
+    let token_w1 = user_token(&server, "nurse.w1", "nurse", Some(vec!["w1".into()])).await;
+    let token_w2 = user_token(&server, "nurse.w2", "nurse", Some(vec!["w2".into()])).await;
+    let (mut w1, _) = tokio_tungstenite::connect_async(url_of(&token_w1))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut w1).await["type"], "snapshot");
+    let (mut w2, _) = tokio_tungstenite::connect_async(url_of(&token_w2))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut w2).await["type"], "snapshot");
+
+    let subject = json!({"reference": "Patient/p1"});
+    put(
+        addr,
+        "/fhir/Condition/hf-1",
+        &json!({"resourceType": "Condition", "id": "hf-1",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "88805009", "display": "Chronic congestive heart failure"}]},
+            "subject": subject}),
+    )
+    .await;
+    let message = message_of_type(&mut w1, "patient").await;
+    let view = &message["items"][0];
+    assert_eq!(view["id"], "p1", "{message}");
+    assert_eq!(view["bed_id"], "b1");
+    let condition = view["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["record_id"] == "hf-1")
+        .unwrap_or_else(|| panic!("the new condition: {message}"));
+    assert_eq!(
+        condition["regions"],
+        json!(["heart", "lung_left", "lung_right"])
+    );
+
+    post(
+        addr,
+        "/fhir/MedicationRequest",
+        &json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1719286", "display": "10 ML Furosemide 10 MG/ML Injection"}]},
+            "dosageInstruction": [{"text": "40 mg IV once daily"}],
+            "authoredOn": "2026-11-24T08:00:00Z",
+            "reasonReference": [{"reference": "Condition/hf-1"}],
+            "subject": subject}),
+    )
+    .await;
+    let message = message_of_type(&mut w1, "patient").await;
+    let medication = &message["items"][0]["medications"][0];
+    assert_eq!(
+        medication["reasons"],
+        json!(["Chronic congestive heart failure"])
+    );
+    assert_eq!(
+        medication["regions"],
+        json!(["heart", "lung_left", "lung_right"]),
+        "the condition it is given for places it, before the drug table: {medication}"
+    );
+    assert_eq!(medication["status"], "active");
+    assert_eq!(medication["since"], "2026-11-24T08:00:00Z");
+
+    post(
+        addr,
+        "/fhir/Observation",
+        &json!({"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "33762-6", "display": "NT-proBNP"}]},
+            "valueQuantity": {"value": 2400, "unit": "pg/mL", "system": "http://unitsofmeasure.org", "code": "pg/mL"},
+            "referenceRange": [{"high": {"value": 125, "unit": "pg/mL"}}],
+            "effectiveDateTime": "2026-11-25T06:00:00Z",
+            "subject": subject}),
+    )
+    .await;
+    let message = message_of_type(&mut w1, "patient").await;
+    let lab = &message["items"][0]["labs"][0];
+    assert_eq!(lab["flag"], "H", "{lab}");
+    assert_eq!(lab["reference_range"], json!([null, 125.0]));
+    assert_eq!(lab["regions"], json!(["heart"]));
+    assert_eq!(lab["value"], 2400.0);
+
+    // The other ward's stream carried none of it: a marker through that ward (a presence of
+    // its own, answered with nothing, then a bad one answered with an error) comes first.
+    w2.send(tokio_tungstenite::tungstenite::Message::Text(
+        r#"{"type":"presence","name":"someone else"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let first = next_json(&mut w2).await;
+    assert_eq!(first["type"], "error", "nothing of w1 before it: {first}");
     server.shutdown().await;
 }

@@ -6,14 +6,24 @@
 //! a `name` in the message, kept for older clients, must be that user (nobody appears as
 //! another). Nothing is stored: presence is only ever the latest, in memory,
 //! and a new client is sent everyone present right after its snapshot.
+//!
+//! Presence is ward-scoped like the rest of the stream: a clinician's presence belongs to the
+//! ward of the bed they are at; away from a bed, to the ward their stream asked for (`?ward=`)
+//! or the one ward they are scoped to, else to no ward. It goes only to clients who see that
+//! ward (a presence in no ward only to clients of every ward), so a name and a bed never reach
+//! a user of another ward. A `bed_id` must be a bed of a ward the sender sees.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use model::WardId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+use crate::directory::Directory;
+use crate::hub::Filter;
 
 /// Presence messages larger than this are refused: a name and two points fit in far less.
 pub const MAX_PRESENCE_BYTES: usize = 1024;
@@ -32,11 +42,34 @@ struct PresenceMessage {
     target: Option<[f64; 3]>,
 }
 
-/// Everyone present, and a channel that carries each change to every stream client.
+/// One change of presence: who (the client's id), the ward it belongs to, and the item.
+pub type PresenceChange = (u64, Option<WardId>, Value);
+
+/// Everyone present, and a channel that carries each change to every stream client, which
+/// keeps only those of the wards it sees ([`sees`]).
 pub struct Presence {
     next_id: AtomicU64,
-    present: Mutex<HashMap<u64, Value>>,
-    changes: broadcast::Sender<(u64, Value)>,
+    present: Mutex<HashMap<u64, (Option<WardId>, Value)>>,
+    changes: broadcast::Sender<PresenceChange>,
+}
+
+/// Whether a stream client with `filter` is shown a presence in `ward`: the same rule as the
+/// stream's events (its scope, and the ward it asked for).
+pub fn sees(filter: &Filter, ward: Option<&WardId>) -> bool {
+    filter.in_scope(ward) && filter.ward.as_ref().is_none_or(|w| ward == Some(w))
+}
+
+/// The ward of a bed, by the directory.
+fn ward_of_bed(directory: &Directory, bed_id: &str) -> Option<WardId> {
+    directory
+        .wards
+        .iter()
+        .find(|ward| {
+            ward.rooms
+                .iter()
+                .any(|room| room.beds.iter().any(|bed| bed.id == bed_id))
+        })
+        .map(|ward| WardId::new(&ward.id))
 }
 
 impl Default for Presence {
@@ -52,8 +85,9 @@ impl Default for Presence {
 }
 
 impl Presence {
-    /// A new stream client: its id, the presence of everyone else now, and its feed of changes.
-    pub fn join(&self) -> (u64, Vec<Value>, broadcast::Receiver<(u64, Value)>) {
+    /// A new stream client with `filter`: its id, the presence of everyone else it may see
+    /// now, and its feed of changes (to be kept only where [`sees`]).
+    pub fn join(&self, filter: &Filter) -> (u64, Vec<Value>, broadcast::Receiver<PresenceChange>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let receiver = self.changes.subscribe();
         let present = self
@@ -61,14 +95,24 @@ impl Presence {
             .lock()
             .expect("presence lock")
             .values()
-            .cloned()
+            .filter(|(ward, _)| sees(filter, ward.as_ref()))
+            .map(|(_, item)| item.clone())
             .collect();
         (id, present, receiver)
     }
 
-    /// Applies a text frame from the client `id`, signed in as `user`; `Err` says why it was
-    /// refused, in the client's terms.
-    pub fn update(&self, id: u64, user: &str, text: &str, now_ms: i64) -> Result<(), String> {
+    /// Applies a text frame from the client `id`, signed in as `user`, whose stream has
+    /// `filter`; `directory` places beds in wards. `Err` says why it was refused, in the
+    /// client's terms.
+    pub fn update(
+        &self,
+        id: u64,
+        user: &str,
+        filter: &Filter,
+        directory: &Directory,
+        text: &str,
+        now_ms: i64,
+    ) -> Result<(), String> {
         if text.len() > MAX_PRESENCE_BYTES {
             return Err(format!(
                 "a presence message has at most {MAX_PRESENCE_BYTES} bytes"
@@ -90,29 +134,50 @@ impl Presence {
         if !finite(&message.position) || !finite(&message.target) {
             return Err("`position` and `target` must be three finite numbers".into());
         }
+        let ward = match message.bed_id.as_deref() {
+            Some(bed) => {
+                let ward = ward_of_bed(directory, bed);
+                if ward.is_none() || !sees(filter, ward.as_ref()) {
+                    return Err(format!("`bed_id` {bed:?} is not a bed of your wards"));
+                }
+                ward
+            }
+            // Away from a bed: the ward the stream is about, or the sender's only ward.
+            None => filter
+                .ward
+                .clone()
+                .or_else(|| match filter.scope.as_deref() {
+                    Some([only]) => Some(only.clone()),
+                    _ => None,
+                }),
+        };
         let item = json!({ "id": format!("c{id}"), "name": name, "bed_id": message.bed_id,
                            "position": message.position, "target": message.target, "at": now_ms });
-        self.present
+        let previous = self
+            .present
             .lock()
             .expect("presence lock")
-            .insert(id, item.clone());
+            .insert(id, (ward.clone(), item.clone()));
+        // Moved to a ward some cannot see: those who saw them where they were see them leave.
+        if let Some((was, _)) = previous
+            && was != ward
+        {
+            let _ = self
+                .changes
+                .send((id, was, json!({ "id": format!("c{id}"), "gone": true })));
+        }
         // No receiver is not an error: no one else is watching.
-        let _ = self.changes.send((id, item));
+        let _ = self.changes.send((id, ward, item));
         Ok(())
     }
 
     /// A client's connection ended.
     pub fn leave(&self, id: u64) {
-        if self
-            .present
-            .lock()
-            .expect("presence lock")
-            .remove(&id)
-            .is_some()
-        {
+        let left = self.present.lock().expect("presence lock").remove(&id);
+        if let Some((ward, _)) = left {
             let _ = self
                 .changes
-                .send((id, json!({ "id": format!("c{id}"), "gone": true })));
+                .send((id, ward, json!({ "id": format!("c{id}"), "gone": true })));
         }
     }
 }
@@ -121,28 +186,69 @@ impl Presence {
 mod tests {
     use super::*;
 
+    use crate::directory::{BedView, RoomView, WardView};
+
+    /// Two wards, `w1` with bed `b1` and `w2` with bed `b2`.
+    fn directory() -> Directory {
+        let ward = |w: &str, b: &str| WardView {
+            id: w.into(),
+            name: w.into(),
+            rooms: vec![RoomView {
+                id: format!("r-{w}"),
+                name: String::new(),
+                x: 0.0,
+                z: 0.0,
+                width: 4.0,
+                depth: 4.0,
+                beds: vec![BedView {
+                    id: b.into(),
+                    label: b.into(),
+                    x: 1.0,
+                    z: 1.0,
+                    rotation: 0.0,
+                }],
+            }],
+        };
+        Directory {
+            wards: vec![ward("w1", "b1"), ward("w2", "b2")],
+            patients: Vec::new(),
+        }
+    }
+
+    fn scoped(wards: &[&str]) -> Filter {
+        Filter {
+            scope: Some(wards.iter().map(|w| WardId::new(*w)).collect()),
+            ..Filter::default()
+        }
+    }
+
     #[test]
     fn others_see_a_join_a_move_and_a_leave_and_bad_messages_say_why() {
         let presence = Presence::default();
-        let (a, _, mut a_feed) = presence.join();
-        let (b, present, _) = presence.join();
+        let all = Filter::default();
+        let directory = directory();
+        let (a, _, mut a_feed) = presence.join(&all);
+        let (b, present, _) = presence.join(&all);
         assert!(present.is_empty());
         presence
             .update(
                 b,
                 "dr-b",
+                &all,
+                &directory,
                 r#"{"type":"presence","bed_id":"b1","position":[1,1.6,2],"target":[0,0.7,0]}"#,
                 5,
             )
             .unwrap();
-        let (from, item) = a_feed.try_recv().unwrap();
+        let (from, ward, item) = a_feed.try_recv().unwrap();
         assert_eq!(from, b);
+        assert_eq!(ward, Some(WardId::new("w1")));
         assert_eq!(item["name"], "dr-b");
         assert_eq!(item["bed_id"], "b1");
-        let (_, present, _) = presence.join();
+        let (_, present, _) = presence.join(&all);
         assert_eq!(present.len(), 1);
         presence.leave(b);
-        assert_eq!(a_feed.try_recv().unwrap().1["gone"], true);
+        assert_eq!(a_feed.try_recv().unwrap().2["gone"], true);
         for (bad, why) in [
             (r#"{"type":"presence","name":"dr-b"}"#, "signed-in user"),
             (r#"{"type":"presence","name":""}"#, "signed-in user"),
@@ -150,13 +256,95 @@ mod tests {
             (r#"{"type":"presence","extra":1}"#, "unknown field"),
             (r#"not json"#, "invalid presence message"),
         ] {
-            let error = presence.update(a, "dr-a", bad, 6).unwrap_err();
+            let error = presence
+                .update(a, "dr-a", &all, &directory, bad, 6)
+                .unwrap_err();
             assert!(error.contains(why), "{bad}: {error}");
         }
-        assert!(presence.update(a, "dr-a", &"x".repeat(2000), 7).is_err());
+        assert!(
+            presence
+                .update(a, "dr-a", &all, &directory, &"x".repeat(2000), 7)
+                .is_err()
+        );
         // The own name, given or not, is accepted.
         presence
-            .update(a, "dr-a", r#"{"type":"presence","name":"dr-a"}"#, 8)
+            .update(
+                a,
+                "dr-a",
+                &all,
+                &directory,
+                r#"{"type":"presence","name":"dr-a"}"#,
+                8,
+            )
             .unwrap();
+    }
+
+    #[test]
+    fn presence_goes_only_to_clients_who_see_its_ward() {
+        let presence = Presence::default();
+        let directory = directory();
+        let (w1, w2, all) = (scoped(&["w1"]), scoped(&["w2"]), Filter::default());
+        let (nurse_w1, _, _) = presence.join(&w1);
+        // Only at beds of the wards one sees.
+        let error = presence
+            .update(
+                nurse_w1,
+                "n1",
+                &w1,
+                &directory,
+                r#"{"type":"presence","bed_id":"b2"}"#,
+                1,
+            )
+            .unwrap_err();
+        assert!(error.contains("not a bed of your wards"), "{error}");
+        let error = presence
+            .update(
+                nurse_w1,
+                "n1",
+                &w1,
+                &directory,
+                r#"{"type":"presence","bed_id":"nowhere"}"#,
+                1,
+            )
+            .unwrap_err();
+        assert!(error.contains("not a bed of your wards"), "{error}");
+        presence
+            .update(
+                nurse_w1,
+                "n1",
+                &w1,
+                &directory,
+                r#"{"type":"presence","bed_id":"b1"}"#,
+                2,
+            )
+            .unwrap();
+        assert_eq!(presence.join(&w1).1.len(), 1);
+        assert_eq!(presence.join(&all).1.len(), 1);
+        assert!(presence.join(&w2).1.is_empty(), "another ward's user");
+        // Away from a bed, a one-ward user is still in their ward.
+        presence
+            .update(nurse_w1, "n1", &w1, &directory, r#"{"type":"presence"}"#, 3)
+            .unwrap();
+        assert!(presence.join(&w2).1.is_empty());
+        assert_eq!(presence.join(&w1).1.len(), 1);
+        // A user of every ward away from a bed is in no ward: only every-ward users see them.
+        let (chief, _, _) = presence.join(&all);
+        presence
+            .update(
+                chief,
+                "chief",
+                &all,
+                &directory,
+                r#"{"type":"presence"}"#,
+                4,
+            )
+            .unwrap();
+        assert_eq!(
+            presence.join(&w1).1.len(),
+            1,
+            "the chief is not shown in w1"
+        );
+        assert_eq!(presence.join(&all).1.len(), 2);
+        assert!(sees(&all, None) && !sees(&w1, None));
     }
 }

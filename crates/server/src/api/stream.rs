@@ -45,7 +45,7 @@ pub async fn stream(
 }
 
 async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSocket) {
-    let (snapshot, subscriber) = state.ward.subscribe(filter);
+    let (snapshot, subscriber) = state.ward.subscribe(filter.clone());
     state.metrics.stream_clients.inc();
     let first = snapshot_message(state.ward.catalog, &snapshot);
     if socket
@@ -56,7 +56,7 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
         state
             .ward
             .alarms_delivered(&undelivered_alarms(snapshot.alarms.iter()), now());
-        let (presence_id, present, mut presence_feed) = state.presence.join();
+        let (presence_id, present, mut presence_feed) = state.presence.join(&filter);
         if !present.is_empty()
             && send(&mut socket, json!({ "type": "presence", "items": present }))
                 .await
@@ -77,7 +77,7 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
                     state.ward.alarms_delivered(&undelivered, now());
                 }
                 change = presence_feed.recv() => match change {
-                    Ok((from, item)) if from != presence_id => {
+                    Ok((from, ward, item)) if from != presence_id && super::presence::sees(&filter, ward.as_ref()) => {
                         if send(&mut socket, json!({ "type": "presence", "items": [item] })).await.is_err() {
                             break;
                         }
@@ -93,7 +93,8 @@ async fn serve(state: AppState, filter: Filter, user: String, mut socket: WebSoc
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(Message::Text(text))) => {
                         state.metrics.received(PRESENCE_SOURCE);
-                        let updated = state.presence.update(presence_id, &user, text.as_str(), now().millis());
+                        let directory = state.ward.directory();
+                        let updated = state.presence.update(presence_id, &user, &filter, &directory, text.as_str(), now().millis());
                         if updated.is_ok() {
                             state.metrics.accepted(PRESENCE_SOURCE, 0, 0);
                         }
@@ -172,6 +173,17 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
     if !pending.alarms.is_empty() {
         let items: Vec<Value> = pending.alarms.iter().map(alarm_event_json).collect();
         send(socket, json!({ "type": "alarms", "items": items })).await?;
+    }
+    if !pending.patients.is_empty() {
+        let items: Vec<Value> = pending
+            .patients
+            .iter()
+            .map(|(patient, view)| match view {
+                Some(view) => json!(view),
+                None => json!({ "id": patient.to_string(), "gone": true }),
+            })
+            .collect();
+        send(socket, json!({ "type": "patient", "items": items })).await?;
     }
     if pending.skipped_waveforms > 0 {
         send(
@@ -348,8 +360,38 @@ pub fn news2_json(patient: &model::PatientId, result: &News2Result) -> Value {
         "response": result.band.response(),
         "scale": result.scale.number(),
         "scale_reason": result.scale_reason.describe(),
+        "scale_reason_detail": scale_reason_json(&result.scale_reason),
         "parameters": parameters,
     })
+}
+
+/// Why the SpO2 scale was chosen, as data a client words in its own language (`scale_reason`
+/// is the English sentence): `kind` (`target_prescribed`, `other_target_prescribed`,
+/// `hypercapnic_diagnosis`, `no_scale2_indication`), with the target `[low, high]` percent or
+/// the diagnosis' `system`, `code` and `display`.
+fn scale_reason_json(reason: &clinical::news2::ScaleReason) -> Value {
+    use clinical::news2::ScaleReason;
+    match reason {
+        ScaleReason::TargetPrescribed(target) => json!({
+            "kind": "target_prescribed",
+            "target": [target.low_percent, target.high_percent],
+        }),
+        ScaleReason::OtherTargetPrescribed(target) => json!({
+            "kind": "other_target_prescribed",
+            "target": [target.low_percent, target.high_percent],
+        }),
+        ScaleReason::HypercapnicDiagnosis {
+            system,
+            code,
+            display,
+        } => json!({
+            "kind": "hypercapnic_diagnosis",
+            "system": system,
+            "code": code,
+            "display": display,
+        }),
+        ScaleReason::NoScale2Indication => json!({ "kind": "no_scale2_indication" }),
+    }
 }
 
 /// An alarm as the stream and REST serve it (docs/stream.md).
