@@ -2,6 +2,13 @@
 //! the access token sent as `Authorization: Bearer` on fetch and as `?access_token=` on the
 //! WebSocket (browsers cannot set headers there). The access token is renewed with the refresh
 //! token a minute before it expires; when that fails, the form comes back.
+//!
+//! Single sign-on (when the server has `[auth.oidc]`): the form also offers "Sign in with SSO",
+//! which goes to the identity provider through `/api/v1/auth/oidc/login`. The provider sends the
+//! browser back to the server, which comes back here with `#sso_code=…` (a one-time code, in the
+//! fragment so that no server ever logs it) to redeem for the session, or `#sso_error=REASON`.
+
+import { t } from "./i18n";
 
 const STORAGE_KEY = "metaward.session";
 
@@ -80,21 +87,83 @@ function scheduleRefresh(session: Session, onSignedOut: () => void): void {
   }, inMs);
 }
 
-/** Resolves once there is a live session: the stored one, or one from the login form. */
+/** What the single sign-on redirect left in the URL fragment, taken out of the address bar and
+ * the history at once (the code works once and only for a minute, but need not linger). */
+function takeSsoResult(): { code?: string; error?: string } {
+  const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  const code = fragment.get("sso_code") ?? undefined;
+  const error = fragment.get("sso_error") ?? undefined;
+  if (code || error) {
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return { code, error };
+}
+
+/** Shows why single sign-on failed; a known reason follows the language switch (data-i18n). */
+function showSsoError(message: HTMLElement, reason: string): void {
+  const key = `sso.error.${reason}`;
+  if (t(key) === key) {
+    delete message.dataset.i18n;
+    message.textContent = `${t("sso.error")} (${reason})`;
+  } else {
+    message.dataset.i18n = key;
+    message.textContent = t(key);
+  }
+}
+
+/** Offers single sign-on on the form when the server has it. */
+async function offerSso(): Promise<void> {
+  const box = document.getElementById("login-sso-box") as HTMLElement | null;
+  if (!box) return;
+  const answer = await fetch("/api/v1/auth/config").catch(() => null);
+  const config = answer?.ok ? ((await answer.json()) as { sso?: { name: string; login: string } | null }) : null;
+  const sso = config?.sso;
+  if (!sso) {
+    box.hidden = true;
+    return;
+  }
+  (document.getElementById("login-sso-name") as HTMLElement).textContent = sso.name;
+  const button = document.getElementById("login-sso") as HTMLButtonElement;
+  button.onclick = () => {
+    const message = document.getElementById("login-message") as HTMLElement;
+    delete message.dataset.i18n;
+    message.textContent = t("sso.signing_in");
+    window.location.assign(sso.login);
+  };
+  box.hidden = false;
+}
+
+/** Resolves once there is a live session: the stored one, one from single sign-on, or one from
+ * the login form. */
 export async function signIn(onSignedOut: () => void): Promise<void> {
+  const sso = takeSsoResult();
+  const message = document.getElementById("login-message") as HTMLElement;
+  if (sso.code) {
+    const answer = await post("/api/v1/auth/oidc/redeem", { code: sso.code }).catch(() => null);
+    if (answer?.ok) {
+      const session = save((await answer.json()) as LoginAnswer);
+      scheduleRefresh(session, onSignedOut);
+      return;
+    }
+    sso.error = answer ? "bad_code" : "provider_unreachable";
+  }
   const stored = load();
-  if (stored && stored.expires_at > Date.now() + 5_000) {
+  if (!sso.error && stored && stored.expires_at > Date.now() + 5_000) {
     scheduleRefresh(stored, onSignedOut);
     return;
   }
   const form = document.getElementById("login") as HTMLFormElement;
-  const message = document.getElementById("login-message") as HTMLElement;
   form.hidden = false;
+  delete message.dataset.i18n;
+  message.textContent = "";
+  if (sso.error) showSsoError(message, sso.error);
+  void offerSso();
   (form.elements.namedItem("username") as HTMLInputElement).focus();
   await new Promise<void>((resolve) => {
     form.onsubmit = async (event) => {
       event.preventDefault();
       const data = new FormData(form);
+      delete message.dataset.i18n;
       message.textContent = "signing in…";
       const answer = await post("/api/v1/auth/login", {
         username: String(data.get("username") ?? ""),

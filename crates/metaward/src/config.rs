@@ -69,6 +69,20 @@ pub struct ListenArgs {
     /// Also HL7 MLLP over TLS, with the same certificate
     #[arg(long, env = "METAWARD_MLLP_TLS")]
     pub mllp_tls: bool,
+    /// Single sign-on: the OpenID Connect issuer URL (https; http only on loopback)
+    #[arg(long, env = "METAWARD_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Single sign-on: this server's client id at the provider
+    #[arg(long, env = "METAWARD_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Single sign-on: the client secret, for a confidential client (prefer the environment or
+    /// the file to a flag)
+    #[arg(long, env = "METAWARD_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Single sign-on: this server's callback URL as registered at the provider
+    /// (https://HOST/api/v1/auth/oidc/callback)
+    #[arg(long, env = "METAWARD_OIDC_REDIRECT_URI")]
+    pub oidc_redirect_uri: Option<String>,
     /// MLLP peers allowed to connect: addresses or CIDR ranges, comma-separated
     /// (e.g. 10.20.0.0/16,fd00::/8) [default: any, on loopback only]
     #[arg(long, env = "METAWARD_MLLP_ALLOW", value_delimiter = ',')]
@@ -96,6 +110,8 @@ struct FileConfig {
     /// MLLP over TLS with the `[tls]` certificate.
     #[serde(default)]
     mllp_tls: bool,
+    /// `[auth.oidc]`: single sign-on.
+    auth: Option<AuthFile>,
     /// `[mllp_access] allow = ["10.20.0.0/16"], client_ca = "ca.pem"` (docs/hl7.md).
     mllp_access: Option<MllpAccessFile>,
 }
@@ -109,6 +125,59 @@ struct MllpAccessFile {
     /// `[mllp_access.facilities] "gw-1.icu.example" = ["ICU"]`: certificate name → MSH-4s.
     #[serde(default)]
     facilities: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    oidc: Option<OidcFile>,
+}
+
+/// `[auth.oidc]` (docs/security.md, "Single sign-on (OIDC)").
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OidcFile {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_uri: Option<String>,
+    scopes: Option<Vec<String>>,
+    display_name: Option<String>,
+    username_claim: Option<String>,
+    ca_file: Option<PathBuf>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    groups: Vec<GroupFile>,
+    #[serde(default)]
+    force_login: bool,
+}
+
+/// `[[auth.oidc.groups]] group = "…", role = "nurse", wards = ["ward-a"]` (or `"*"`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    group: String,
+    role: String,
+    wards: WardsFile,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum WardsFile {
+    List(Vec<String>),
+    All(String),
+}
+
+/// Never prints the client secret.
+impl std::fmt::Debug for OidcFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcFile")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -132,6 +201,17 @@ struct EmrFile {
     /// Link ward patients to the EMR's by this identifier system (e.g. the MRN's) instead of
     /// by id.
     patient_identifier_system: Option<String>,
+    /// For an https base URL: trust this CA file (PEM) instead of the public roots.
+    ca_file: Option<PathBuf>,
+}
+
+/// The trust for an https EMR: its CA file, or the public roots.
+fn emr_trust(file: &EmrFile) -> anyhow::Result<Option<server::sinks::http_client::Trust>> {
+    file.ca_file
+        .as_deref()
+        .map(server::sinks::http_client::Trust::ca_file)
+        .transpose()
+        .map_err(|error| anyhow::anyhow!("emr.ca_file: {error}"))
 }
 
 /// `mqtt = "127.0.0.1:1883"`, or a `[mqtt]` table with the listener, the device policy and an
@@ -188,7 +268,7 @@ fn emr_pull(
         anyhow::bail!("emr.pull_interval_secs must be at least 1");
     }
     let Some(base_url) = file.base_url.clone() else {
-        anyhow::bail!("emr.pull_interval_secs needs emr.base_url (http://host:port/fhir)");
+        anyhow::bail!("emr.pull_interval_secs needs emr.base_url (http(s)://host:port/fhir)");
     };
     server::sinks::http_client::split_base_url(&base_url)
         .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
@@ -198,6 +278,7 @@ fn emr_pull(
             .ok()
             .or(file.token.clone()),
         interval: std::time::Duration::from_secs(interval),
+        trust: emr_trust(file)?,
         link: patient_link(file),
     }))
 }
@@ -218,13 +299,15 @@ fn emr_push(file: EmrFile) -> anyhow::Result<Option<server::sinks::fhir_push::Fh
     if !file.push {
         return Ok(None);
     }
+    let trust = emr_trust(&file)?;
     let link = patient_link(&file);
     let Some(base_url) = file.base_url else {
-        anyhow::bail!("emr.push needs emr.base_url (http://host:port/fhir)");
+        anyhow::bail!("emr.push needs emr.base_url (http(s)://host:port/fhir)");
     };
     server::sinks::http_client::split_base_url(&base_url)
         .map_err(|error| anyhow::anyhow!("emr.base_url: {error}"))?;
     let mut push = server::sinks::fhir_push::FhirPushConfig::new(base_url);
+    push.trust = trust;
     push.link = link;
     push.token = std::env::var("METAWARD_EMR_TOKEN").ok().or(file.token);
     if let Some(source) = file.source {
@@ -310,6 +393,7 @@ impl ListenArgs {
             },
             mqtt_tls: None,
             mllp_tls: None,
+            oidc: self.oidc(file.auth.and_then(|auth| auth.oidc))?,
             mllp_access: self.mllp_access(file.mllp_access.unwrap_or_default())?,
         };
         let mut config = config;
@@ -331,6 +415,90 @@ impl ListenArgs {
 }
 
 impl ListenArgs {
+    /// Single sign-on, when an issuer is named by a flag, the environment or the file.
+    fn oidc(
+        &self,
+        file: Option<OidcFile>,
+    ) -> anyhow::Result<Option<server::auth::oidc::OidcConfig>> {
+        use server::auth::oidc::{OidcConfig, Secret};
+        let file = file.unwrap_or_default();
+        let Some(issuer) = self.oidc_issuer.clone().or(file.issuer) else {
+            anyhow::ensure!(
+                self.oidc_client_id.is_none() && file.client_id.is_none(),
+                "auth.oidc needs an issuer (the provider's issuer URL)"
+            );
+            return Ok(None);
+        };
+        let client_id = self
+            .oidc_client_id
+            .clone()
+            .or(file.client_id)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "auth.oidc.client_id is required: this server's client id at the provider"
+                )
+            })?;
+        let redirect_uri = self
+            .oidc_redirect_uri
+            .clone()
+            .or(file.redirect_uri)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "auth.oidc.redirect_uri is required: this server's callback as registered at the provider, e.g. https://metaward.example{}",
+                    server::auth::oidc::CALLBACK_PATH
+                )
+            })?;
+        let config = OidcConfig {
+            issuer,
+            client_id,
+            client_secret: self
+                .oidc_client_secret
+                .clone()
+                .or(file.client_secret)
+                .map(Secret),
+            redirect_uri,
+            scopes: file.scopes.unwrap_or_else(|| {
+                OidcConfig::DEFAULT_SCOPES
+                    .iter()
+                    .map(|scope| (*scope).to_owned())
+                    .collect()
+            }),
+            display_name: file.display_name.unwrap_or_else(|| "SSO".into()),
+            username_claim: file.username_claim,
+            ca_file: file.ca_file,
+            groups_claim: file.groups_claim,
+            force_login: file.force_login,
+            groups: file
+                .groups
+                .into_iter()
+                .map(|rule| {
+                    let role = server::auth::Role::from_key(&rule.role).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "auth.oidc.groups `{}`: unknown role `{}` (admin, physician, nurse, observer)",
+                            rule.group,
+                            rule.role
+                        )
+                    })?;
+                    let wards = match rule.wards {
+                        WardsFile::List(wards) => Some(wards),
+                        WardsFile::All(all) if all == "*" => None,
+                        WardsFile::All(other) => anyhow::bail!(
+                            "auth.oidc.groups `{}`: wards is a list of ward ids or \"*\", not `{other}`",
+                            rule.group
+                        ),
+                    };
+                    Ok(server::auth::oidc::GroupRule {
+                        group: rule.group,
+                        role,
+                        wards,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        config.check().map_err(anyhow::Error::msg)?;
+        Ok(Some(config))
+    }
+
     /// Which MLLP peers may connect: flags and environment replace the file's list.
     fn mllp_access(
         &self,
@@ -405,11 +573,18 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     Ok(config)
 }
 
-/// A file holding a secret (the external broker's password) should be readable only by its
-/// owner: say so when it is not (the server still starts; the file is the operator's).
+/// A file holding a secret (the external broker's password, the OIDC client secret, the EMR's
+/// token) should be readable only by its owner: say so when it is not (the server still
+/// starts; the file is the operator's).
 fn warn_if_secrets_readable_by_others(path: &Path, config: &FileConfig) {
     use std::os::unix::fs::PermissionsExt;
-    let has_secret = config.mqtt.as_ref().is_some_and(|mqtt| mqtt.has_secret());
+    let has_secret = config.mqtt.as_ref().is_some_and(|mqtt| mqtt.has_secret())
+        || config
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.oidc.as_ref())
+            .is_some_and(|oidc| oidc.client_secret.is_some())
+        || config.emr.as_ref().is_some_and(|emr| emr.token.is_some());
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode())
         .unwrap_or(0);
@@ -484,8 +659,12 @@ patient_identifier_system = "urn:oid:2.16.840.1.113883.19.5"
         for (text, expected) in [
             ("[emr]\npush = true\n", "base_url"),
             (
-                "[emr]\nbase_url = \"https://emr.example/fhir\"\npush = true\n",
-                "http://",
+                "[emr]\nbase_url = \"ftp://emr.example/fhir\"\npush = true\n",
+                "https://",
+            ),
+            (
+                "[emr]\nbase_url = \"https://emr.example/fhir\"\npush = true\nca_file = \"/nonexistent/ca.pem\"\n",
+                "emr.ca_file",
             ),
             (
                 "[emr]\nbase_url = \"http://emr.example/fhir\"\npull_interval_secs = 0\n",
@@ -563,6 +742,93 @@ password = "from-file"
         );
         std::fs::write(&path, "[mqtt]\ndevice_auth = \"sometimes\"\n").unwrap();
         assert!(args.resolve().is_err());
+    }
+
+    #[test]
+    fn auth_oidc_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaward.toml");
+        std::fs::write(
+            &path,
+            r#"
+[auth.oidc]
+issuer = "https://idp.hospital.example/realms/wards"
+client_id = "metaward"
+client_secret = "from-file"
+redirect_uri = "https://metaward.hospital.example/api/v1/auth/oidc/callback"
+display_name = "Hospital login"
+username_claim = "preferred_username"
+groups_claim = "groups"
+
+[[auth.oidc.groups]]
+group = "icu-physicians"
+role = "physician"
+wards = ["icu"]
+
+[[auth.oidc.groups]]
+group = "metaward-admins"
+role = "admin"
+wards = "*"
+"#,
+        )
+        .unwrap();
+        let args = ListenArgs {
+            config: Some(path.clone()),
+            oidc_client_secret: Some("from-env".into()),
+            ..ListenArgs::default()
+        };
+        let oidc = args.resolve().unwrap().oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://idp.hospital.example/realms/wards");
+        assert_eq!(oidc.client_secret.as_ref().unwrap().0, "from-env");
+        assert_eq!(oidc.scopes, ["openid", "profile", "email"]);
+        assert_eq!(oidc.display_name, "Hospital login");
+        assert_eq!(oidc.groups.len(), 2);
+        assert_eq!(oidc.groups[0].role, server::auth::Role::Physician);
+        assert_eq!(oidc.groups[0].wards, Some(vec!["icu".to_owned()]));
+        assert_eq!(oidc.groups[1].wards, None);
+        assert!(!format!("{oidc:?}").contains("from-env"), "never printed");
+
+        for (text, expected) in [
+            (
+                "[auth.oidc]\nissuer = \"http://idp.example\"\nclient_id = \"m\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\n",
+                "plain http",
+            ),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\n",
+                "client_id",
+            ),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\n",
+                "redirect_uri",
+            ),
+            ("[auth.oidc]\nclient_id = \"m\"\n", "issuer"),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\ngroups_claim = \"groups\"\n[[auth.oidc.groups]]\ngroup = \"g\"\nrole = \"root\"\nwards = \"*\"\n",
+                "unknown role",
+            ),
+            (
+                "[auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\nredirect_uri = \"https://m.example/api/v1/auth/oidc/callback\"\n[[auth.oidc.groups]]\ngroup = \"g\"\nrole = \"nurse\"\nwards = [\"w\"]\n",
+                "groups_claim",
+            ),
+            ("[auth.oidc]\nisuer = \"https://idp.example\"\n", "isuer"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let args = ListenArgs {
+                config: Some(path.clone()),
+                ..ListenArgs::default()
+            };
+            let error = format!("{:#}", args.resolve().unwrap_err());
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        // Flags alone (a loopback provider over plain http is allowed, for tests).
+        let args = ListenArgs {
+            oidc_issuer: Some("http://127.0.0.1:9999".into()),
+            oidc_client_id: Some("metaward".into()),
+            oidc_redirect_uri: Some("http://127.0.0.1:8080/api/v1/auth/oidc/callback".into()),
+            ..ListenArgs::default()
+        };
+        assert!(args.resolve().unwrap().oidc.is_some());
+        assert!(ListenArgs::default().resolve().unwrap().oidc.is_none());
     }
 
     #[test]

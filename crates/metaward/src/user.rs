@@ -38,7 +38,18 @@ enum UserCommand {
         /// Shorthand for --role admin --all-wards (the first admin)
         #[arg(long, conflicts_with_all = ["role", "wards"])]
         admin: bool,
+        /// Single sign-on: the identity provider's subject (`sub`) that signs in as this user
+        #[arg(long)]
+        oidc_subject: Option<String>,
     },
+    /// Single sign-on: let the identity provider's subject (`sub`) sign in as this user
+    Link {
+        name: String,
+        #[arg(long)]
+        oidc_subject: String,
+    },
+    /// Single sign-on: remove the user's link to an identity
+    Unlink { name: String },
     /// List users (never their passwords)
     List,
     /// Stop a user from signing in
@@ -118,6 +129,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
             wards,
             all_wards,
             admin,
+            oidc_subject,
         } => {
             let role = if admin {
                 "admin".to_owned()
@@ -133,6 +145,15 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
                 server::auth::create_user(&mut store, &name, &role, wards.as_deref(), now_ms())?;
             audit_user_cli(&mut store, "create", &name)?;
             println!("created user {name} ({role}); password (shown once): {password}");
+            if let Some(subject) = oidc_subject {
+                link(&mut store, &name, &subject)?;
+            }
+        }
+        UserCommand::Link { name, oidc_subject } => link(&mut store, &name, &oidc_subject)?,
+        UserCommand::Unlink { name } => {
+            store.set_user_oidc_subject(&name, None)?;
+            audit_cli(&mut store, "unlink", &name)?;
+            println!("unlinked {name} from single sign-on");
         }
         UserCommand::List => {
             for user in store.users()? {
@@ -158,6 +179,18 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
             println!("new password for {name} (shown once): {password}");
         }
     }
+    Ok(())
+}
+
+/// Links a user to an identity of the OIDC provider.
+fn link(store: &mut Store, name: &str, subject: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !subject.is_empty() && subject.len() <= 255,
+        "an OIDC subject is 1 to 255 characters (the provider's `sub` claim)"
+    );
+    store.set_user_oidc_subject(name, Some(subject))?;
+    audit_cli(store, "link", name)?;
+    println!("linked {name} to the single sign-on subject {subject}");
     Ok(())
 }
 

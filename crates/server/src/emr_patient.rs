@@ -38,13 +38,14 @@ impl PatientLink {
     pub async fn resolve(
         &self,
         base_url: &str,
+        trust: Option<&http_client::Trust>,
         token: Option<&str>,
         ward_id: &str,
     ) -> anyhow::Result<EmrPatient> {
         let PatientLink::ByIdentifier { system } = self else {
             return Ok(EmrPatient::Found(ward_id.to_owned()));
         };
-        let (authority, base_path) = http_client::split_base_url(base_url)?;
+        let (authority, base_path) = http_client::split_url_with(base_url, trust)?;
         let path = format!(
             "{base_path}/Patient?identifier={}&_count=2",
             encode(&format!("{system}|{ward_id}"))

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub mqtt_tls: Option<tls::TlsFiles>,
     /// HL7 MLLP over TLS on the `mllp` address, with this certificate and key.
     pub mllp_tls: Option<tls::TlsFiles>,
+    /// Single sign-on through an OpenID Connect provider (`[auth.oidc]`).
+    pub oidc: Option<auth::oidc::OidcConfig>,
     /// Which MLLP peers may connect: an address allow-list, client certificates over TLS.
     pub mllp_access: sources::hl7_mllp::MllpAccess,
 }
@@ -93,6 +95,7 @@ impl ServerConfig {
             tls: None,
             mqtt_tls: None,
             mllp_tls: None,
+            oidc: None,
             mllp_access: Default::default(),
         }
     }
@@ -330,13 +333,19 @@ impl Server {
                 })
             }
         };
+        let oidc = config
+            .oidc
+            .clone()
+            .map(auth::oidc::Oidc::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         // Sessions are kept in the store (hashes only), so a restart signs nobody out.
         let sessions = auth::Sessions::persistent(
             Store::open(&stores.path).context("opening the SQL store")?,
             pipeline::now().millis(),
         )
         .context("loading sessions")?;
-        let auth = auth::Auth::with_sessions(audit, sessions);
+        let auth = auth::Auth::with_sessions_and_oidc(audit, sessions, oidc);
         let app = app(auth);
         let http_shutdown = shutdown.clone();
         let (tls, plain) = match &config.tls {

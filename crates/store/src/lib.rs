@@ -70,6 +70,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/v12_reference_ranges.sql"),
     include_str!("schema/v13_log_positions.sql"),
     include_str!("schema/v14_api_tokens.sql"),
+    include_str!("schema/v15_oidc.sql"),
 ];
 
 /// The schema version this build writes.

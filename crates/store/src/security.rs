@@ -23,6 +23,10 @@ pub struct UserRecord {
     pub locked_until_ms: Option<i64>,
     pub created_at_ms: i64,
     pub password_set_at_ms: i64,
+    /// The OpenID Connect subject linked to this user (single sign-on), if any.
+    pub oidc_subject: Option<String>,
+    /// Whether the role and wards follow the identity provider's groups.
+    pub oidc_managed: bool,
 }
 
 pub struct NewUser<'a> {
@@ -119,7 +123,8 @@ impl Store {
             .conn
             .query_row(
                 "SELECT name, role, all_wards, password_hash, disabled, failed_logins,
-                        locked_until_ms, created_at_ms, password_set_at_ms
+                        locked_until_ms, created_at_ms, password_set_at_ms, oidc_subject,
+                        oidc_managed
                  FROM users WHERE name = ?1",
                 params![name],
                 |row| {
@@ -133,6 +138,8 @@ impl Store {
                         locked_until_ms: row.get(6)?,
                         created_at_ms: row.get(7)?,
                         password_set_at_ms: row.get(8)?,
+                        oidc_subject: row.get(9)?,
+                        oidc_managed: row.get(10)?,
                     })
                 },
             )
@@ -178,6 +185,76 @@ impl Store {
                 id: name.to_owned(),
             });
         }
+        Ok(())
+    }
+
+    /// The user linked to an OpenID Connect subject.
+    pub fn user_by_oidc_subject(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
+        let name: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM users WHERE oidc_subject = ?1",
+                params![subject],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match name {
+            Some(name) => self.user(&name),
+            None => Ok(None),
+        }
+    }
+
+    /// Links a user to an OpenID Connect subject (`None`: unlinks). Fails
+    /// (`StoreError::Conflict`) if another user has that subject.
+    pub fn set_user_oidc_subject(
+        &self,
+        name: &str,
+        subject: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(subject) = subject
+            && let Some(other) = self.user_by_oidc_subject(subject)?
+            && other.name != name
+        {
+            return Err(StoreError::Conflict(format!(
+                "the identity is already linked to user `{}`",
+                other.name
+            )));
+        }
+        let changed = self.conn.execute(
+            "UPDATE users SET oidc_subject = ?2 WHERE name = ?1",
+            params![name, subject],
+        )?;
+        self.require_user(changed, name)
+    }
+
+    /// Sets a user's role and wards (`None`: every ward), and whether the identity provider's
+    /// groups manage them.
+    pub fn set_user_access(
+        &mut self,
+        name: &str,
+        role: &str,
+        wards: Option<&[String]>,
+        oidc_managed: bool,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET role = ?2, all_wards = ?3, oidc_managed = ?4 WHERE name = ?1",
+            params![name, role, wards.is_none(), oidc_managed],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "user",
+                id: name.to_owned(),
+            });
+        }
+        tx.execute("DELETE FROM user_wards WHERE user_name = ?1", params![name])?;
+        for ward in wards.unwrap_or_default() {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_wards (user_name, ward_id) VALUES (?1, ?2)",
+                params![name, ward],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -394,6 +471,68 @@ mod tests {
                 .execute("INSERT INTO users (name, role, all_wards, password_hash, created_at_ms, password_set_at_ms) VALUES ('x', 'root', 1, 'h', 1, 1)", [])
                 .is_err(),
             "only the four roles"
+        );
+    }
+
+    #[test]
+    fn an_oidc_subject_links_one_user() {
+        let mut store = Store::open_in_memory().unwrap();
+        for name in ["ann", "bob"] {
+            store
+                .create_user(&NewUser {
+                    name,
+                    role: "nurse",
+                    wards: None,
+                    password_hash: "h",
+                    at_ms: 1,
+                })
+                .unwrap();
+        }
+        assert_eq!(store.user("ann").unwrap().unwrap().oidc_subject, None);
+        store.set_user_oidc_subject("ann", Some("sub-1")).unwrap();
+        assert_eq!(
+            store.user_by_oidc_subject("sub-1").unwrap().unwrap().name,
+            "ann"
+        );
+        assert!(matches!(
+            store.set_user_oidc_subject("bob", Some("sub-1")),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(
+            store
+                .set_user_oidc_subject("nobody", Some("sub-2"))
+                .is_err()
+        );
+        store.set_user_oidc_subject("ann", None).unwrap();
+        assert!(store.user_by_oidc_subject("sub-1").unwrap().is_none());
+        store.set_user_oidc_subject("bob", Some("sub-1")).unwrap();
+        assert_eq!(
+            store.user("bob").unwrap().unwrap().oidc_subject.as_deref(),
+            Some("sub-1")
+        );
+        // The provider's groups take over bob's role and wards.
+        let wards = vec!["w2".to_owned()];
+        store
+            .set_user_access("bob", "physician", Some(&wards), true)
+            .unwrap();
+        let bob = store.user("bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.role.as_str(), bob.wards, bob.oidc_managed),
+            ("physician", Some(wards), true)
+        );
+        store
+            .set_user_access("bob", "observer", None, false)
+            .unwrap();
+        let bob = store.user("bob").unwrap().unwrap();
+        assert_eq!(
+            (bob.role.as_str(), bob.wards, bob.oidc_managed),
+            ("observer", None, false)
+        );
+        assert!(store.set_user_access("bob", "root", None, false).is_err());
+        assert!(
+            store
+                .set_user_access("nobody", "nurse", None, false)
+                .is_err()
         );
     }
 

@@ -263,6 +263,7 @@ async fn an_admitted_patients_record_is_pulled_from_the_emr() {
         token: Some(token),
         interval: Duration::from_millis(200),
         link: Default::default(),
+        trust: None,
     });
     let ward = Server::start(config).await.expect("the ward starts");
     sign_in_admin(&ward).await;
@@ -370,6 +371,7 @@ async fn patients_are_linked_to_the_emr_by_their_record_number() {
         token: Some(token.clone()),
         interval: Duration::from_millis(200),
         link: link.clone(),
+        trust: None,
     });
     let mut push = FhirPushConfig::new(format!("http://{emr_addr}/fhir"));
     push.token = Some(token);
@@ -494,6 +496,132 @@ async fn a_value_the_emr_refuses_is_kept_and_does_not_block_the_outbox() {
         (pushed_identifiers(emr_addr).await.len() == 2).then_some(())
     })
     .await;
+    ward.shutdown().await;
+    emr.shutdown().await;
+}
+
+/// An HTTPS request to the EMR with its CA trusted (our outbound client; curl and openssl check
+/// the same listener in `tls.rs`).
+async fn https_json(
+    origin: &server::sinks::http_client::Origin,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(authorization) = &authorization {
+        headers.push(("Authorization", authorization));
+    }
+    let answer = server::sinks::http_client::send(
+        origin,
+        method,
+        path,
+        &headers,
+        body.map(str::as_bytes),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("https to the emr");
+    (
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    )
+}
+
+/// The EMR over HTTPS with a self-signed certificate: the ward pushes to it when it trusts that
+/// certificate (`[emr] ca_file`), and with only the public roots every attempt fails on the
+/// certificate and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vitals_reach_an_https_emr_trusted_through_its_ca_file() {
+    use server::sinks::http_client::{Trust, split_url_with};
+    let emr_dir = tempfile::tempdir().unwrap();
+    let files = server::tls::self_signed(&emr_dir.path().join("tls")).unwrap();
+    let mut config = ServerConfig::ephemeral(emr_dir.path().join("data"));
+    config.tls = Some(files.clone());
+    let emr = Server::start(config).await.expect("the https emr starts");
+    let trust = Trust::ca_file(&files.cert).unwrap();
+    let base = format!("https://127.0.0.1:{}/fhir", emr.http_addr().port());
+    let (origin, _) = split_url_with(&base, Some(&trust)).unwrap();
+    let password = emr.create_user("ward-push", "admin", None).await.unwrap();
+    let (status, session) = https_json(
+        &origin,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&json!({ "username": "ward-push", "password": password }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let token = session["access_token"].as_str().unwrap().to_owned();
+
+    let start_https_ward = |data: std::path::PathBuf, trust: Option<Trust>| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let mut config = ServerConfig::ephemeral(data);
+            let mut push = FhirPushConfig::new(base);
+            push.token = Some(token);
+            push.trust = trust;
+            push.source = "ward-tls".into();
+            push.poll = Duration::from_millis(100);
+            push.backoff_max = Duration::from_millis(500);
+            config.emr_push = Some(push);
+            let ward = Server::start(config).await.expect("the ward starts");
+            ward.apply_setup(small_setup()).await.unwrap();
+            ward
+        }
+    };
+    // Public roots only: the self-signed certificate is refused, attempts fail, values wait.
+    let untrusting_dir = tempfile::tempdir().unwrap();
+    let untrusting = start_https_ward(untrusting_dir.path().to_owned(), None).await;
+    publish_v311(
+        untrusting.mqtt_addr(),
+        "it-tls-0",
+        "dev-1",
+        vitals(now_ms(), 71.0),
+    )
+    .await;
+    eventually(
+        "refused certificates counted as failed attempts",
+        || async { (push_failures(&untrusting) >= 2.0).then_some(()) },
+    )
+    .await;
+    untrusting.shutdown().await;
+
+    // With the certificate as the CA file: the values arrive.
+    let ward_dir = tempfile::tempdir().unwrap();
+    let ward = start_https_ward(ward_dir.path().to_owned(), Some(trust)).await;
+    publish_v311(
+        ward.mqtt_addr(),
+        "it-tls-1",
+        "dev-1",
+        vitals(now_ms(), 72.0),
+    )
+    .await;
+    let found = eventually("the values at the https emr", || async {
+        let (_, bundle) = https_json(
+            &origin,
+            "GET",
+            &format!("/fhir/Observation?identifier={IDENTIFIER_SYSTEM}%7C&_count=100"),
+            Some(&token),
+            None,
+        )
+        .await;
+        let entries = bundle["entry"].as_array()?.clone();
+        (entries.len() >= 2).then_some(entries)
+    })
+    .await;
+    assert!(
+        found
+            .iter()
+            .all(|entry| entry["resource"]["identifier"][0]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("ward-tls/")),
+        "{found:?}"
+    );
+    assert_eq!(push_failures(&ward), 0.0);
     ward.shutdown().await;
     emr.shutdown().await;
 }

@@ -22,6 +22,7 @@ mod scores;
 mod security;
 mod security_tokens;
 mod sql;
+mod sso;
 mod tls;
 
 use std::net::SocketAddr;

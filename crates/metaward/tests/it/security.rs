@@ -10,7 +10,15 @@ use serde_json::{Value, json};
 use crate::*;
 
 /// The routes anyone may call.
-const PUBLIC: &[&str] = &["/openapi.json", "/auth/login", "/auth/refresh"];
+const PUBLIC: &[&str] = &[
+    "/openapi.json",
+    "/auth/login",
+    "/auth/refresh",
+    "/auth/config",
+    "/auth/oidc/login",
+    "/auth/oidc/callback",
+    "/auth/oidc/redeem",
+];
 
 /// A server with ward w1 (patient p1 in r1/b1, device dev-1) and an active alarm on p1.
 async fn ward_with_an_alarm() -> (Server, tempfile::TempDir, u64) {

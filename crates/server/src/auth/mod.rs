@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod middleware;
+pub mod oidc;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
@@ -249,6 +250,8 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
         "failed_logins": user.failed_logins,
         "created_at": user.created_at_ms,
         "password_set_at": user.password_set_at_ms,
+        "oidc_subject": user.oidc_subject,
+        "oidc_managed": user.oidc_managed,
     })
 }
 
@@ -258,6 +261,8 @@ pub struct Auth {
     pub audit: Audit,
     /// Failed logins per address and per account and address.
     pub throttle: throttle::LoginThrottle,
+    /// Single sign-on, when `[auth.oidc]` is configured.
+    pub oidc: Option<oidc::Oidc>,
 }
 
 impl Auth {
@@ -268,10 +273,20 @@ impl Auth {
 
     /// With `sessions` (e.g. [`Sessions::persistent`], kept across restarts).
     pub fn with_sessions(audit: Audit, sessions: Sessions) -> Arc<Auth> {
+        Auth::with_sessions_and_oidc(audit, sessions, None)
+    }
+
+    /// With `sessions` and single sign-on.
+    pub fn with_sessions_and_oidc(
+        audit: Audit,
+        sessions: Sessions,
+        oidc: Option<oidc::Oidc>,
+    ) -> Arc<Auth> {
         Arc::new(Auth {
             sessions,
             audit,
             throttle: Default::default(),
+            oidc,
         })
     }
 }

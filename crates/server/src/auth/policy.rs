@@ -56,13 +56,19 @@ use Role::{Admin, Nurse, Observer, Physician};
 use Scope::{Alarm, AllWards, Filtered, Patient, Room, Unscoped};
 
 /// Open to anyone: health and metrics (counts, no patient data), the OpenAPI document, login,
-/// refresh, and the FHIR CapabilityStatement (FHIR clients read it before authenticating).
+/// refresh, single sign-on, and the FHIR CapabilityStatement (FHIR clients read it before authenticating).
 pub const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
+    // Single sign-on (auth::oidc): how to sign in, the redirect to the identity provider, its
+    // callback, and the page's one-time code for the session it started.
+    ("GET", "/api/v1/auth/config"),
+    ("GET", "/api/v1/auth/oidc/login"),
+    ("GET", "/api/v1/auth/oidc/callback"),
+    ("POST", "/api/v1/auth/oidc/redeem"),
     ("GET", "/fhir/metadata"),
 ];
 

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}/enable", post(enable_user))
         .route("/users/{name}/reset-password", post(reset_password))
         .route("/audit", get(audit_events))
+        .merge(super::oidc::routes())
 }
 
 #[derive(Deserialize)]
@@ -61,7 +62,7 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| super::hash_password(&super::generate_password()))
 }
 
-fn session_json(
+pub(super) fn session_json(
     pair: super::TokenPair,
     user: &str,
     role: Role,
@@ -290,6 +291,9 @@ pub struct NewUserBody {
     role: String,
     /// Ward ids, or `"*"` for every ward.
     wards: Value,
+    /// Single sign-on: the provider's subject that signs in as this user.
+    #[serde(default)]
+    oidc_subject: Option<String>,
 }
 
 /// Creates a user with a generated password, returned once in the answer.
@@ -309,11 +313,32 @@ pub async fn create_user(
         ),
         _ => return Err(ApiError::bad_request("wards: ward ids (strings) or \"*\"")),
     };
-    let (name, role) = (body.name.clone(), body.role.clone());
+    if body
+        .oidc_subject
+        .as_ref()
+        .is_some_and(|subject| subject.is_empty() || subject.len() > 255)
+    {
+        return Err(ApiError::bad_request(
+            "oidc_subject: the provider's `sub`, 1 to 255 characters",
+        ));
+    }
+    let (name, role, subject) = (body.name.clone(), body.role.clone(), body.oidc_subject);
     let created = state
         .stores
         .write(move |store| {
-            super::create_user(store, &name, &role, wards.as_deref(), now().millis())
+            if let Some(subject) = &subject
+                && let Some(other) = store.user_by_oidc_subject(subject)?
+            {
+                return Err(super::UserError::Store(store::StoreError::Conflict(
+                    format!("the identity is already linked to user `{}`", other.name),
+                )));
+            }
+            let password =
+                super::create_user(store, &name, &role, wards.as_deref(), now().millis())?;
+            if let Some(subject) = &subject {
+                store.set_user_oidc_subject(&name, Some(subject))?;
+            }
+            Ok(password)
         })
         .await?;
     let password = created.map_err(|error| match error {

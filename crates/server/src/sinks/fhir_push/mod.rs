@@ -34,9 +34,11 @@ pub const CURSOR: &str = "fhir_push";
 
 #[derive(Clone, Debug)]
 pub struct FhirPushConfig {
-    /// The EMR's FHIR base, `http://host:port/fhir`.
+    /// The EMR's FHIR base, `http(s)://host:port/fhir`.
     pub base_url: String,
     pub token: Option<String>,
+    /// For https: trust this CA (`[emr] ca_file`) instead of the public roots.
+    pub trust: Option<http_client::Trust>,
     /// Names this metaward in identifiers, so two wards' log offsets never collide at the EMR.
     pub source: String,
     /// Log records per batch at most.
@@ -55,6 +57,7 @@ impl FhirPushConfig {
         FhirPushConfig {
             base_url: base_url.into(),
             token: None,
+            trust: None,
             source: "metaward".into(),
             max_records: 256,
             poll: Duration::from_millis(500),
@@ -181,8 +184,8 @@ async fn post_bundle(
     entries: &[Value],
 ) -> Result<Value, NotDelivered> {
     let retry = |error: anyhow::Error| NotDelivered::Retry(error);
-    let (authority, path) =
-        http_client::split_base_url(&config.base_url).map_err(|e| retry(e.into()))?;
+    let (authority, path) = http_client::split_url_with(&config.base_url, config.trust.as_ref())
+        .map_err(|e| retry(e.into()))?;
     let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
     let body = serde_json::to_vec(&bundle).map_err(|e| retry(e.into()))?;
     let response = http_client::request(

@@ -24,10 +24,12 @@ use crate::ward::Ward;
 
 #[derive(Clone, Debug)]
 pub struct FhirPullConfig {
-    /// The EMR's FHIR base, `http://host:port/fhir`.
+    /// The EMR's FHIR base, `http(s)://host:port/fhir`.
     pub base_url: String,
     pub token: Option<String>,
     pub interval: Duration,
+    /// For https: trust this CA (`[emr] ca_file`) instead of the public roots.
+    pub trust: Option<http_client::Trust>,
     /// How a ward patient is found at the EMR.
     pub link: PatientLink,
 }
@@ -45,7 +47,8 @@ use crate::emr_patient::encode;
 
 /// Every resource of a search, following `next` links.
 async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Result<Vec<Value>> {
-    let (authority, base_path) = http_client::split_base_url(&config.base_url)?;
+    let (authority, base_path) =
+        http_client::split_url_with(&config.base_url, config.trust.as_ref())?;
     let mut path = Some(first_path);
     let mut resources = Vec::new();
     let mut pages = 0;
@@ -81,10 +84,12 @@ async fn search_all(config: &FhirPullConfig, first_path: String) -> anyhow::Resu
             .find(|link| link["relation"] == "next")
             .and_then(|link| link["url"].as_str())
             .and_then(|url| {
-                let rest = url.strip_prefix("http://")?;
-                let slash = rest.find('/')?;
-                (rest[..slash] == authority && rest[slash..].starts_with(&base_path))
-                    .then(|| rest[slash..].to_owned())
+                let (next, next_path) = http_client::split_base_url(url).ok()?;
+                (next.host == authority.host
+                    && next.port == authority.port
+                    && next.is_https() == authority.is_https()
+                    && next_path.starts_with(&base_path))
+                .then_some(next_path)
             });
     }
     Ok(resources)
@@ -111,7 +116,12 @@ async fn pull_patient(
     let (_, base_path) = http_client::split_base_url(&config.base_url)?;
     let emr_id = match config
         .link
-        .resolve(&config.base_url, config.token.as_deref(), patient_id)
+        .resolve(
+            &config.base_url,
+            config.trust.as_ref(),
+            config.token.as_deref(),
+            patient_id,
+        )
         .await?
     {
         EmrPatient::Found(id) => id,
