@@ -12,7 +12,7 @@ import { EcgStrip } from "./ecg";
 import { formatNumber, unitText } from "./format";
 import { applyStatic, language, onLanguageChange, regionName, setLanguage, t, tOr } from "./i18n";
 import {
-  resolveRegion, type AlarmInfo, type BodyRegion, type PatientInfo, type PresenceItem, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
+  resolveRegion, type AlarmInfo, type BodyRegion, type PatientInfo, type PresenceItem, type RoundNote, type RegionStatusInfo, type ServerMessage, type SnapshotMessage, type ValueItem,
 } from "./protocol";
 import { accessToken, authFetch, currentUser, sessionAlive, signIn, signOut } from "./auth";
 import { LiveStream, streamUrl, type ConnectionState } from "./stream";
@@ -598,16 +598,20 @@ function renderPanel(): void {
   }
 }
 
-interface RoundNote {
-  id: number;
-  patient_id: string;
-  author: string;
-  at: number;
-  text: string;
-  acvpu: string | null;
-  reviewed: boolean;
-}
 const notesByPatient = new Map<string, RoundNote[]>();
+
+/** Keeps a note (saved here, or written by another clinician and streamed), once, newest first. */
+function addNote(note: RoundNote): void {
+  const held = (notesByPatient.get(note.patient_id) ?? []).filter((n) => n.id !== note.id);
+  notesByPatient.set(note.patient_id, [note, ...held].sort((a, b) => b.at - a.at || b.id - a.id));
+  if (note.reviewed) {
+    const last = lastReview.get(note.patient_id);
+    if (!last || last.at <= note.at) lastReview.set(note.patient_id, { at: note.at, author: note.author });
+  }
+  overviewDirty = true;
+  const selected = selectedBedId ? ward?.beds.get(selectedBedId)?.patient?.id : undefined;
+  if (selected === note.patient_id) panelDirty = true;
+}
 /** What the clinician has typed but not saved; kept across the panel's re-renders. */
 const draft = { text: "", acvpu: "", reviewed: true, status: "" };
 
@@ -632,9 +636,7 @@ async function saveRoundNote(): Promise<void> {
     body: JSON.stringify({ patient_id: patientId, text: draft.text, acvpu: draft.acvpu || null, reviewed: draft.reviewed }),
   }).catch((failure) => new Response(String(failure), { status: 599 }));
   if (response.status === 201) {
-    const note = (await response.json()) as RoundNote;
-    notesByPatient.set(patientId, [note, ...(notesByPatient.get(patientId) ?? [])]);
-    if (note.reviewed) lastReview.set(patientId, { at: note.at, author: note.author });
+    addNote((await response.json()) as RoundNote);
     Object.assign(draft, { text: "", acvpu: "", reviewed: true, status: t("round.saved") });
     overviewDirty = true;
   } else {
@@ -1207,6 +1209,9 @@ const stream = new LiveStream(() => streamUrl(window.location, accessToken()), {
         break;
       case "patient":
         applyPatients(message.items ?? []);
+        break;
+      case "notes":
+        for (const note of message.items ?? []) addNote(note);
         break;
       case "error":
         console.warn(`metaward: the server refused a message: ${message.message}`);

@@ -278,6 +278,23 @@ export interface PatientMessage {
   items: Array<PatientInfo | { id: string; gone: true }>;
 }
 
+/** A round note, as `GET /api/v1/rounds/notes` lists it. */
+export interface RoundNote {
+  id: number;
+  patient_id: string;
+  author: string;
+  at: number;
+  text: string;
+  acvpu: string | null;
+  reviewed: boolean;
+}
+
+/** Round notes written since (by anyone seeing the patient's ward), oldest first. */
+export interface NotesMessage {
+  type: "notes";
+  items: RoundNote[];
+}
+
 export interface ErrorMessage {
   type: "error";
   message: string;
@@ -292,6 +309,7 @@ export type ServerMessage =
   | AlarmsMessage
   | PresenceMessage
   | PatientMessage
+  | NotesMessage
   | ErrorMessage
   | LaggedMessage;
 

@@ -481,7 +481,7 @@ test("the rooms show their readings and turn amber or red out of range", async (
   for (const room of rooms) if (room.abnormal > 0) assert.ok(room.level === "amber" || room.level === "red", `a room out of range is ${room.level}`);
 });
 
-test("two clinicians see each other's presence at the bed each is visiting", async () => {
+test("two clinicians see each other's presence at the bed each is visiting, and notes appear live", async () => {
   // A second clinician signs in on their own; each is shown under their signed-in name.
   assert.ok(user2 && password2, "METAWARD_USER2 and METAWARD_PASSWORD2 must name a second user");
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
@@ -500,6 +500,14 @@ test("two clinicians see each other's presence at the bed each is visiting", asy
   // And the second page sees the first clinician.
   await second.waitForFunction((name) => window.__metaward.presence().some((p) => p.name === name), user, { timeout: 10_000 });
   await page.screenshot({ path: path.join(artifacts, "presence.png") });
+  // A note written at one screen appears at once on the other's, at the same patient.
+  await page.evaluate((b) => window.__metaward.focusBed(b), bed);
+  const text = `chest clear, seen together ${Date.now()}`;
+  await page.fill('[data-testid="round-text"]', text);
+  await page.click('[data-testid="round-save"]');
+  await second.waitForFunction((t) => (document.querySelector('[data-testid="round-notes"]')?.textContent ?? "").includes(t), text, { timeout: 10_000 });
+  assert.ok((await second.textContent('[data-testid="round-notes"]')).includes(user), "under its author's name");
+  await second.screenshot({ path: path.join(artifacts, "note-live.png") });
   await context.close();
   await page.waitForFunction((name) => !window.__metaward.presence().some((p) => p.name === name), user2, { timeout: 10_000 });
 });

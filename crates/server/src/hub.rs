@@ -40,6 +40,12 @@ pub enum WardEvent {
         ward: Option<WardId>,
         view: Option<Box<PatientView>>,
     },
+    /// A round note was written about the patient (as `GET /api/v1/rounds/notes` lists it), so
+    /// the clinicians at other screens see it appear.
+    Note {
+        patient: PatientId,
+        note: Box<serde_json::Value>,
+    },
 }
 
 /// Waveform chunks a subscriber may have waiting; at one chunk per second per signal this is a
@@ -79,6 +85,8 @@ pub struct Pending {
     pub scores: Vec<(PatientId, News2Result)>,
     /// The latest view per patient whose view changed (`None`: gone from this subscriber's wards).
     pub patients: Vec<(PatientId, Option<PatientView>)>,
+    /// Round notes written since, oldest first.
+    pub notes: Vec<serde_json::Value>,
     pub skipped_waveforms: u64,
     pub coalesced_values: u64,
 }
@@ -92,6 +100,7 @@ impl Pending {
             && self.alarms.is_empty()
             && self.scores.is_empty()
             && self.patients.is_empty()
+            && self.notes.is_empty()
             && self.skipped_waveforms == 0
     }
 
@@ -114,6 +123,10 @@ impl Pending {
                     Some(held) => held.1 = view,
                     None => self.patients.push((patient.clone(), view)),
                 }
+                return;
+            }
+            WardEvent::Note { note, .. } => {
+                self.notes.push((**note).clone());
                 return;
             }
             WardEvent::Twin(event) => event,
@@ -228,10 +241,12 @@ impl Hub {
                     patient: Some(status.patient.clone()),
                     ..Attribution::default()
                 },
-                WardEvent::Patient { patient, .. } => Attribution {
-                    patient: Some(patient.clone()),
-                    ..Attribution::default()
-                },
+                WardEvent::Patient { patient, .. } | WardEvent::Note { patient, .. } => {
+                    Attribution {
+                        patient: Some(patient.clone()),
+                        ..Attribution::default()
+                    }
+                }
             };
             // A patient's view names its ward itself: when they move, the old ward hears they left.
             let ward = match event {

@@ -127,6 +127,16 @@ impl Ward {
     /// about every patient whose view changed (a record written through `/fhir`, a condition
     /// set through REST, an admission), in the same lock that routes events, so a subscriber's
     /// snapshot and these changes never overlap or leave a gap.
+    /// Tells the stream's subscribers who see `patient` that a round note about them was
+    /// written (`note` as the REST API lists notes).
+    pub fn publish_note(&self, patient: &PatientId, note: serde_json::Value) {
+        let event = WardEvent::Note {
+            patient: patient.clone(),
+            note: Box::new(note),
+        };
+        self.live.lock().expect("live lock").publish(&[event]);
+    }
+
     pub fn set_directory(&self, directory: Directory) {
         let mut live = self.live.lock().expect("live lock");
         let old = self.directory();

@@ -245,3 +245,72 @@ async fn round_notes_stay_within_the_callers_wards() {
     assert_eq!(by_name.status, 403, "{}", by_name.body);
     server.shutdown().await;
 }
+
+/// A note appears at once on the screens of the other clinicians of the patient's ward, and
+/// never on another ward's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_appear_live_to_the_wards_clinicians() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (server, _dir) = start_server().await;
+    server.apply_setup(small_setup()).await.unwrap();
+    let addr = server.http_addr();
+    let url_of = |token: &str| format!("ws://{addr}/api/v1/stream?access_token={token}");
+    let writer = user_token(&server, "nurse.a", "nurse", Some(vec!["w1".into()])).await;
+    let colleague = user_token(&server, "dr.b", "physician", Some(vec!["w1".into()])).await;
+    let stranger = user_token(&server, "nurse.w2", "nurse", Some(vec!["w2".into()])).await;
+    let (mut same_ward, _) = tokio_tungstenite::connect_async(url_of(&colleague))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut same_ward).await["type"], "snapshot");
+    let (mut other_ward, _) = tokio_tungstenite::connect_async(url_of(&stranger))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut other_ward).await["type"], "snapshot");
+
+    let note = json!({ "patient_id": "p1", "text": "chest clear", "acvpu": "A" }).to_string();
+    let written = http_as(
+        addr,
+        Some(&writer),
+        "POST",
+        "/api/v1/rounds/notes",
+        Some(&note),
+    )
+    .await;
+    assert_eq!(written.status, 201, "{}", written.body);
+    let written = written.json();
+
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let seen = loop {
+        assert!(std::time::Instant::now() < deadline, "no notes message");
+        let message = next_json(&mut same_ward).await;
+        if message["type"] == "notes" {
+            break message;
+        }
+    };
+    assert_eq!(seen["items"], json!([written]), "as the REST API lists it");
+    assert_eq!(seen["items"][0]["author"], "nurse.a");
+
+    // The other ward: everything before a marker (the answer to its own refused presence at a
+    // bed of w1, sent after the note was published) holds no note.
+    other_ward
+        .send(Message::Text(
+            json!({ "type": "presence", "bed_id": "b1" })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    loop {
+        let message = next_json(&mut other_ward).await;
+        assert_ne!(
+            message["type"], "notes",
+            "another ward saw p1's note: {message}"
+        );
+        if message["type"] == "error" {
+            break;
+        }
+    }
+    server.shutdown().await;
+}

@@ -135,7 +135,9 @@ pub async fn create_note(
                 .map_err(ApiError::from)
         })
         .await??;
-    Ok((StatusCode::CREATED, Json(note_json(&note))))
+    let written = note_json(&note);
+    state.ward.publish_note(&note.patient_id, written.clone());
+    Ok((StatusCode::CREATED, Json(written)))
 }
 
 /// The note as the record keeps it: a completed ClinicalImpression about the patient.

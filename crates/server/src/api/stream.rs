@@ -185,6 +185,9 @@ async fn send_pending(socket: &mut WebSocket, pending: Pending) -> Result<(), ax
             .collect();
         send(socket, json!({ "type": "patient", "items": items })).await?;
     }
+    if !pending.notes.is_empty() {
+        send(socket, json!({ "type": "notes", "items": pending.notes })).await?;
+    }
     if pending.skipped_waveforms > 0 {
         send(
             socket,
