@@ -143,17 +143,7 @@ impl Handler {
                     )
                     .await
                 {
-                    let internal = Issue::error(
-                        None,
-                        ErrorCode::ApplicationInternalError,
-                        "the message could not be kept; send it again",
-                    );
-                    return Some(self.ack(
-                        Some(message.as_ref()),
-                        AckCode::Error,
-                        &[internal],
-                        received,
-                    ));
+                    return Some(self.not_kept_ack(message.as_ref(), received));
                 }
                 return Some(self.ack(Some(message.as_ref()), AckCode::Reject, &[issue], received));
             }
@@ -173,17 +163,7 @@ impl Handler {
                 .join("; ");
             tracing::warn!(%peer, reason, "refused hl7 message");
             if !self.keep(peer, received, reason, detail, bytes).await {
-                let internal = Issue::error(
-                    None,
-                    ErrorCode::ApplicationInternalError,
-                    "the message could not be kept; send it again",
-                );
-                return Some(self.ack(
-                    Some(message.as_ref()),
-                    AckCode::Error,
-                    &[internal],
-                    received,
-                ));
+                return Some(self.not_kept_ack(message.as_ref(), received));
             }
         }
         Some(self.ack(
@@ -204,6 +184,16 @@ impl Handler {
         let n = self.next_control_id.fetch_add(1, Ordering::Relaxed);
         let control_id = format!("MW{}-{n}", time.millis());
         build_ack(message, code, issues, &control_id, time)
+    }
+
+    /// AE when refused input could not even be kept: the sender must send it again.
+    fn not_kept_ack(&self, message: &Message, received: Timestamp) -> Vec<u8> {
+        let internal = Issue::error(
+            None,
+            ErrorCode::ApplicationInternalError,
+            "the message could not be kept; send it again",
+        );
+        self.ack(Some(message), AckCode::Error, &[internal], received)
     }
 
     /// Keeps refused input durably; false if even that failed.
