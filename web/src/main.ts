@@ -72,6 +72,11 @@ interface MetawardHooks {
   xrAim(region: string): { position: number[]; quaternion: number[] } | null;
   /** The region whose detail is open, if any. */
   selectedRegion(): string | null;
+  /** Where a bed (or, with `region`, that region of its avatar) is on the screen now, in client
+   * pixels: for tests that click or tap it as a person would. */
+  screenPoint(bedId: string, region?: string): { x: number; y: number } | null;
+  /** The point the view orbits around (moved by the arrow keys, flights and drags). */
+  cameraTarget(): number[];
 }
 
 declare global {
@@ -131,6 +136,8 @@ const hooks: MetawardHooks = {
     return counts;
   },
   nextPatient: () => nextPatient(),
+  screenPoint: (bedId, region) => screenPoint(bedId, region),
+  cameraTarget: () => controls.target.toArray(),
   selectedBed: () => selectedBedId,
   language: () => language(),
   xrSupported: false,
@@ -301,11 +308,7 @@ function vrSelect(hit: THREE.Intersection | null, onPanel: boolean): void {
   const bedId = hit?.object.userData.bedId as string | undefined;
   const region = hit?.object.userData.region as string | undefined;
   if (onPanel) {
-    if (selectedRegion) {
-      selectedRegion = null;
-      renderPanel();
-      void renderRegionDetail();
-    }
+    if (selectedRegion) closeRegion();
   } else if (bedId && bedId === selectedBedId && region) {
     selectRegion(region);
   } else if (bedId && ward?.beds.get(bedId)?.patient) {
@@ -410,6 +413,17 @@ function pick(event: PointerEvent): THREE.Intersection | null {
   return raycaster.intersectObjects(ward.pickables, false)[0] ?? null;
 }
 
+/** The centre of a bed's mesh, or of a region of its avatar, projected to client pixels. */
+function screenPoint(bedId: string, region?: string): { x: number; y: number } | null {
+  const target = ward?.pickables.find((object) =>
+    object.userData.bedId === bedId && (region ? object.userData.region === region : object.userData.region === undefined));
+  if (!target) return null;
+  const centre = new THREE.Box3().setFromObject(target).getCenter(new THREE.Vector3()).project(camera);
+  if (centre.z > 1) return null; // behind the camera
+  const rect = renderer.domElement.getBoundingClientRect();
+  return { x: rect.left + ((centre.x + 1) / 2) * rect.width, y: rect.top + ((1 - centre.y) / 2) * rect.height };
+}
+
 let downAt: { x: number; y: number } | null = null;
 labelRenderer.domElement.addEventListener("pointerdown", (event) => {
   downAt = { x: event.clientX, y: event.clientY };
@@ -507,6 +521,10 @@ function renderPanel(): void {
   if (!view || !ward) return;
   // Keep what the user is typing: the panel is re-rendered while they type their name.
   const focused = document.activeElement?.id;
+  // A keyboard user's place in the panel survives its re-render (values change every second).
+  const focusedControl = panelBody.contains(document.activeElement)
+    ? (document.activeElement as HTMLElement).dataset.testid
+    : undefined;
   const patient = view.patient;
   const rows: string[] = [];
   rows.push(`<h2>${escape(patient ? `${patient.name}, ${patient.age}` : view.bed.label)}</h2>`);
@@ -595,6 +613,8 @@ function renderPanel(): void {
     const input = document.getElementById(focused) as HTMLInputElement | null;
     input?.focus();
     input?.setSelectionRange(input.value.length, input.value.length);
+  } else if (focusedControl) {
+    panelBody.querySelector<HTMLElement>(`[data-testid="${CSS.escape(focusedControl)}"]`)?.focus();
   }
 }
 
@@ -697,6 +717,26 @@ $("panel-close").addEventListener("click", () => {
   overview(false);
 });
 
+// ---- keyboard: the whole ward without a mouse ---------------------------------------------------
+// Arrow keys pan the view (OrbitControls); Tab reaches the overview rows (Enter or Space visits
+// the bed); N visits the next patient of the worklist; Escape closes the region detail, then
+// the patient panel.
+controls.listenToKeyEvents(window);
+window.addEventListener("keydown", (event) => {
+  const target = event.target as HTMLElement | null;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+  if (event.key === "Escape") {
+    if (selectedRegion) closeRegion();
+    else if (selectedBedId) {
+      select(null);
+      overview(false);
+    }
+  } else if (event.key === "n" || event.key === "N") {
+    nextPatient();
+  }
+});
+
 // ---- region detail: values, a real chart of the last hours, the live strip ----------------------
 const TREND_SPAN_MS = 4 * 3_600_000;
 let regionRequest = 0;
@@ -711,6 +751,13 @@ function selectRegion(key: string): boolean {
   renderPanel();
   renderRegionDetail();
   return true;
+}
+
+/** Back from a region's detail to the patient. */
+function closeRegion(): void {
+  selectedRegion = null;
+  renderPanel();
+  void renderRegionDetail();
 }
 
 /** Metrics shown at a region: those whose latest value sits there. */
@@ -918,6 +965,13 @@ function buildOverview(): void {
     cells[7].className = "news2-cell";
     cells[8].className = "alarm-cell";
     row.addEventListener("click", () => focusBed(view.bed.id));
+    row.tabIndex = 0;
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        focusBed(view.bed.id);
+      }
+    });
     overviewByBed.set(view.bed.id, { row, cells, texts: cells.map((c) => c.textContent ?? "") });
   }
   overviewDirty = true;

@@ -512,6 +512,91 @@ test("two clinicians see each other's presence at the bed each is visiting, and 
   await page.waitForFunction((name) => !window.__metaward.presence().some((p) => p.name === name), user2, { timeout: 10_000 });
 });
 
+test("the ward works from the keyboard alone", async () => {
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => window.__metaward.selectedBed() === null);
+  // Tab reaches the overview's rows; Enter visits the bed.
+  const bed = await page.evaluate(() => window.__metaward.overviewOrder().find((b) => document.querySelector(`[data-testid="overview-row-${b}"]`)?.dataset.patient));
+  await page.focus(`[data-testid="overview-row-${bed}"]`);
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((b) => window.__metaward.selectedBed() === b, bed);
+  // A region chip is a button: Enter opens the region's detail; Escape goes back, then closes.
+  await page.focus('[data-testid^="region-chip-"]');
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => window.__metaward.selectedRegion() !== null);
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => window.__metaward.selectedRegion() === null && window.__metaward.selectedBed() !== null);
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => window.__metaward.selectedBed() === null);
+  // N: the next patient of the worklist; the arrow keys move the view.
+  await page.keyboard.press("n");
+  await page.waitForFunction(() => window.__metaward.selectedBed() !== null);
+  await page.waitForTimeout(1000); // the flight to the bed ends
+  const before = await page.evaluate(() => window.__metaward.cameraTarget());
+  for (let i = 0; i < 5; i++) await page.keyboard.press("ArrowLeft");
+  const after = await page.evaluate(() => window.__metaward.cameraTarget());
+  assert.notDeepEqual(after, before, "the arrow keys pan the view");
+});
+
+test("on a touch screen a tap visits a bed and opens a region", async () => {
+  // A tablet in landscape: the overview, the ward and the panel side by side.
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, hasTouch: true, isMobile: true });
+  const phone = await context.newPage();
+  await phone.goto(url, { waitUntil: "load" });
+  await signInPage(phone, user, password);
+  await phone.waitForFunction(() => window.__metaward?.ready === true, null, { timeout: 30_000 });
+  // Where something is once the view has stopped moving.
+  const settled = async (bed, region) => {
+    let last = null;
+    for (let i = 0; i < 40; i++) {
+      const point = await phone.evaluate(({ b, r }) => {
+        const at = window.__metaward.screenPoint(b, r);
+        // Only where the ward itself is under the finger (not the overview or the panel).
+        return at && document.elementFromPoint(at.x, at.y)?.closest("#viewport") ? at : null;
+      }, { b: bed, r: region });
+      if (point && last && Math.hypot(point.x - last.x, point.y - last.y) < 0.5) return point;
+      last = point;
+      await phone.waitForTimeout(100);
+    }
+    return null;
+  };
+  // A bed in view, tapped: the viewer goes there.
+  await phone.waitForFunction(() => document.querySelectorAll('[data-testid^="overview-row-"][data-patient]').length > 0);
+  await phone.waitForTimeout(500);
+  const beds = await phone.evaluate(() => window.__metaward.overviewOrder());
+  let bed = null;
+  let atBed = null;
+  for (const candidate of beds) {
+    atBed = await phone.evaluate((b) => {
+      const at = window.__metaward.screenPoint(b);
+      return at && document.elementFromPoint(at.x, at.y)?.closest("#viewport") ? at : null;
+    }, candidate);
+    if (atBed && (await phone.evaluate((b) => !!document.querySelector(`[data-testid="overview-row-${b}"]`)?.dataset.patient, candidate))) {
+      bed = candidate;
+      break;
+    }
+  }
+  assert.ok(bed, "no occupied bed is in view");
+  await phone.touchscreen.tap(atBed.x, atBed.y);
+  await phone.waitForFunction((b) => window.__metaward.selectedBed() === b, bed, { timeout: 5000 });
+  // At the bed, a tap on a part of the patient in view (not under the panel) opens that region.
+  let region = null;
+  let at = null;
+  for (const candidate of ["head", "chest", "abdomen", "pelvis", "thigh_left", "thigh_right", "leg_left", "leg_right"]) {
+    at = await settled(bed, candidate);
+    if (at) {
+      region = candidate;
+      break;
+    }
+  }
+  assert.ok(region, "no part of the patient is in view at the bed");
+  await phone.touchscreen.tap(at.x, at.y);
+  await phone.waitForFunction((r) => window.__metaward.selectedRegion() === r, region, { timeout: 5000 });
+  await phone.screenshot({ path: path.join(artifacts, "touch.png") });
+  await context.close();
+});
+
 test("the language switches to Simplified Chinese and back", async () => {
   // At a patient with an active alarm: its row, the NEWS2 breakdown, the scale and the response
   // are worded by the page from the server's structured fields.
