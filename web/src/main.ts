@@ -341,6 +341,19 @@ function resize(): void {
   labelRenderer.setSize(width, height);
   camera.aspect = width / Math.max(1, height);
   camera.updateProjectionMatrix();
+  centreBesideThePanel();
+  invalidate();
+}
+
+/** With the patient panel open over the right of the ward, the view's centre moves into the
+ * part the panel leaves visible, so the bed being visited (which a flight puts at the centre)
+ * is not under the panel. */
+function centreBesideThePanel(): void {
+  const width = viewport.clientWidth;
+  const height = viewport.clientHeight;
+  const covered = panel.hidden ? 0 : Math.min(width / 2, viewport.getBoundingClientRect().right - panel.getBoundingClientRect().left);
+  if (covered > 0) camera.setViewOffset(width, height, covered / 2, 0, width, height);
+  else camera.clearViewOffset();
   invalidate();
 }
 new ResizeObserver(resize).observe(viewport);
@@ -491,6 +504,7 @@ function select(bedId: string | null): void {
   selectedBedId = bedId;
   const view = bedId ? ward?.beds.get(bedId) : undefined;
   panel.hidden = !view;
+  centreBesideThePanel();
   ecg.select(view?.patient?.id ?? null, ecg.showing);
   if (view?.patient) regionsWanted.add(view.patient.id);
   renderPanel();

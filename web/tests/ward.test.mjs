@@ -186,7 +186,9 @@ test("every bed shows its NEWS2 number and band, and the overview lists every be
       return badge && badge.dataset.total === String(score.total);
     });
   }, null, { timeout: 10_000 });
-  const check = await page.evaluate(() => {
+  // Scores move on while the page is read: the check holds once the overview has caught up with
+  // the latest ones (it refreshes on the next frame), within a few seconds.
+  const checkNow = () => page.evaluate(() => {
     const scores = window.__metaward.scores();
     const problems = [];
     for (const [patient, score] of Object.entries(scores)) {
@@ -200,6 +202,11 @@ test("every bed shows its NEWS2 number and band, and the overview lists every be
     }
     return { problems, n: Object.keys(scores).length };
   });
+  let check = await checkNow();
+  for (let i = 0; i < 20 && check.problems.length > 0; i++) {
+    await page.waitForTimeout(250);
+    check = await checkNow();
+  }
   console.log(`scores shown for ${check.n} patients`);
   assert.deepEqual(check.problems, []);
   // The scores the page holds are the server's.
@@ -580,6 +587,9 @@ test("on a touch screen a tap visits a bed and opens a region", async () => {
   assert.ok(bed, "no occupied bed is in view");
   await phone.touchscreen.tap(atBed.x, atBed.y);
   await phone.waitForFunction((b) => window.__metaward.selectedBed() === b, bed, { timeout: 5000 });
+  // The visited bed comes to rest beside the panel, not under it, and so does the head.
+  assert.ok(await settled(bed, undefined), "the visited bed is under the panel");
+  assert.ok(await settled(bed, "head"), "the patient's head is under the panel");
   // At the bed, a tap on a part of the patient in view (not under the panel) opens that region.
   let region = null;
   let at = null;
