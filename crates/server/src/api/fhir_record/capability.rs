@@ -27,7 +27,7 @@ pub async fn metadata_with_devices(State(_state): State<AppState>, headers: Head
         for resource in resources {
             let note = match resource["type"].as_str() {
                 Some("Observation") => {
-                    "An Observation with a device reference (vital-signs profile, LOINC or MDC codes, components, SampledData), or a Bundle of only those, is device data: it goes to the durable log and the live twin, answered once durable (docs/fhir.md). Other Observations (labs, charted vitals) are kept in the record."
+                    "An Observation with a device reference (vital-signs profile, LOINC or MDC codes, components, SampledData), or a Bundle of only those, is device data: it goes to the durable log and the live twin, answered once durable (docs/fhir.md). Other Observations (labs, charted vitals) are kept in the record. Search and $lastn answer from both: device values (id `{log offset}-{k}`) are found by patient, subject, device, code, category, date, status, _id and _lastUpdated with the record's semantics, once the store's projection has them (tens of milliseconds); for Observations _offset + _count is at most 10000. A ward-scoped user's searches are limited to the patients of their wards."
                 }
                 Some("Device") => {
                     "A Device whose kind is known (bedside monitor, wearable, environmental sensor, gateway) is also registered in the ward's device registry under its id, with its identifiers (docs/fhir.md)."
