@@ -34,7 +34,34 @@ struct IcdRow {
 
 struct Index {
     snomed: HashMap<String, Vec<BodyRegion>>,
-    icd10: Vec<(String, Vec<BodyRegion>)>,
+    icd10: PrefixTable,
+}
+
+/// Regions by code prefix (ICD-10 blocks, ATC groups): the longest prefix a code starts with
+/// wins, so a block wins over its chapter.
+pub(crate) struct PrefixTable(Vec<(String, Vec<BodyRegion>)>);
+
+impl PrefixTable {
+    pub(crate) fn new(rows: impl IntoIterator<Item = (String, Vec<BodyRegion>)>) -> PrefixTable {
+        let mut rows: Vec<_> = rows.into_iter().collect();
+        rows.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        PrefixTable(rows)
+    }
+
+    /// Every prefix with its regions, longest first (for the tables' own tests).
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> &[(String, Vec<BodyRegion>)] {
+        &self.0
+    }
+
+    /// The regions of the longest prefix of `code`; empty when none is.
+    pub(crate) fn get(&self, code: &str) -> Vec<BodyRegion> {
+        self.0
+            .iter()
+            .find(|(prefix, _)| code.starts_with(prefix.as_str()))
+            .map(|(_, regions)| regions.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn index() -> &'static Index {
@@ -50,13 +77,12 @@ fn index() -> &'static Index {
                 })
                 .collect()
         };
-        let mut icd10: Vec<_> = table
-            .icd10
-            .into_iter()
-            .map(|row| (row.prefix, parse(row.regions)))
-            .collect();
-        // Longest prefix first, so a block wins over its chapter.
-        icd10.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        let icd10 = PrefixTable::new(
+            table
+                .icd10
+                .into_iter()
+                .map(|row| (row.prefix, parse(row.regions))),
+        );
         Index {
             snomed: table
                 .snomed
@@ -79,12 +105,7 @@ pub fn regions_for(system: &str, code: &str, body_site: Option<BodyRegion>) -> V
         return index.snomed.get(code).cloned().unwrap_or_default();
     }
     if system.starts_with(ICD_10) {
-        return index
-            .icd10
-            .iter()
-            .find(|(prefix, _)| code.starts_with(prefix.as_str()))
-            .map(|(_, regions)| regions.clone())
-            .unwrap_or_default();
+        return index.icd10.get(code);
     }
     Vec::new()
 }
@@ -118,6 +139,12 @@ mod tests {
     fn every_row_of_the_table_loads() {
         let index = index();
         assert!(index.snomed.len() >= 20);
-        assert!(index.icd10.iter().all(|(_, regions)| !regions.is_empty()));
+        assert!(
+            index
+                .icd10
+                .rows()
+                .iter()
+                .all(|(_, regions)| !regions.is_empty())
+        );
     }
 }

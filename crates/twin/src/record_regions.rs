@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 use model::BodyRegion;
 use serde::Deserialize;
 
+use crate::conditions::PrefixTable;
+
 pub const LOINC: &str = "http://loinc.org";
 pub const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 pub const ATC: &str = "http://www.whocc.no/atc";
@@ -52,7 +54,7 @@ struct RxNormRow {
 
 struct Index {
     labs: HashMap<String, Vec<BodyRegion>>,
-    atc: Vec<(String, Vec<BodyRegion>)>,
+    atc: PrefixTable,
     rxnorm: HashMap<String, Vec<BodyRegion>>,
 }
 
@@ -70,13 +72,13 @@ fn index() -> &'static Index {
     INDEX.get_or_init(|| {
         let table: Table = toml::from_str(include_str!("../data/record_regions.toml"))
             .expect("the record region table is valid");
-        let mut atc: Vec<_> = table
-            .atc
-            .into_iter()
-            .map(|row| (row.prefix, parse(row.regions)))
-            .collect();
-        // Longest prefix first, so a chemical subgroup wins over its therapeutic group.
-        atc.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        // A chemical subgroup wins over its therapeutic group.
+        let atc = PrefixTable::new(
+            table
+                .atc
+                .into_iter()
+                .map(|row| (row.prefix, parse(row.regions))),
+        );
         Index {
             labs: table
                 .lab
@@ -110,12 +112,7 @@ pub fn medication_regions(system: &str, code: &str) -> Vec<BodyRegion> {
         return index.rxnorm.get(code).cloned().unwrap_or_default();
     }
     if system == ATC {
-        return index
-            .atc
-            .iter()
-            .find(|(prefix, _)| code.starts_with(prefix.as_str()))
-            .map(|(_, regions)| regions.clone())
-            .unwrap_or_default();
+        return index.atc.get(code);
     }
     Vec::new()
 }
@@ -167,7 +164,13 @@ mod tests {
         let index = index();
         assert!(index.labs.len() >= 30);
         assert!(index.labs.values().all(|regions| !regions.is_empty()));
-        assert!(index.atc.iter().all(|(_, regions)| !regions.is_empty()));
+        assert!(
+            index
+                .atc
+                .rows()
+                .iter()
+                .all(|(_, regions)| !regions.is_empty())
+        );
         assert!(index.rxnorm.values().all(|regions| !regions.is_empty()));
     }
 }

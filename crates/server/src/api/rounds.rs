@@ -6,6 +6,8 @@
 //! R4 `ClinicalImpression` (summary = the text, assessor = the author, the ACVPU as a finding). A refused note is counted and kept as a dead
 //! letter, like any refused input.
 
+use std::collections::HashSet;
+
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
@@ -221,7 +223,7 @@ fn parse(
     {
         return Err(("unknown_patient", "no such patient".into()));
     }
-    if !visible_patients(state, caller).allows(&request.patient_id) {
+    if !sees(&visible_patients(state, caller), &request.patient_id) {
         return Err((
             "outside_wards",
             "the patient is not in one of your wards".into(),
@@ -268,7 +270,7 @@ pub async fn list_notes(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let visible = visible_patients(&state, &caller);
     if let Some(patient) = &query.patient
-        && !visible.allows(patient)
+        && !sees(&visible, patient)
     {
         return Err(ApiError::forbidden(
             "the patient is not in one of your wards",
@@ -276,10 +278,8 @@ pub async fn list_notes(
     }
     let patients: Option<Vec<PatientId>> = match (query.patient, visible) {
         (Some(patient), _) => Some(vec![PatientId::new(patient)]),
-        (None, VisiblePatients::Only(patients)) => {
-            Some(patients.into_iter().map(PatientId::new).collect())
-        }
-        (None, VisiblePatients::All) => None,
+        (None, Some(patients)) => Some(patients.into_iter().map(PatientId::new).collect()),
+        (None, None) => None,
     };
     let notes = state
         .stores
@@ -288,35 +288,15 @@ pub async fn list_notes(
     Ok(Json(json!(notes.iter().map(note_json).collect::<Vec<_>>())))
 }
 
-/// The patients a caller may see round notes of.
-enum VisiblePatients {
-    All,
-    Only(std::collections::HashSet<String>),
+/// The patients a caller may see round notes of (`None`: all).
+fn visible_patients(state: &AppState, caller: &Caller) -> Option<HashSet<String>> {
+    crate::auth::visible_patients(&state.ward.directory(), caller)
 }
 
-impl VisiblePatients {
-    fn allows(&self, patient: &str) -> bool {
-        match self {
-            VisiblePatients::All => true,
-            VisiblePatients::Only(patients) => patients.contains(patient),
-        }
-    }
-}
-
-fn visible_patients(state: &AppState, caller: &Caller) -> VisiblePatients {
-    if caller.sees_all_wards() {
-        return VisiblePatients::All;
-    }
-    VisiblePatients::Only(
-        state
-            .ward
-            .directory()
-            .ward_of_patient()
-            .into_iter()
-            .filter(|(_, ward)| caller.sees_ward(ward))
-            .map(|(patient, _)| patient.to_string())
-            .collect(),
-    )
+fn sees(visible: &Option<HashSet<String>>, patient: &str) -> bool {
+    visible
+        .as_ref()
+        .is_none_or(|patients| patients.contains(patient))
 }
 
 /// `GET /api/v1/rounds/reviews`: each patient's latest review, for the worklist's
@@ -330,7 +310,7 @@ pub async fn last_reviews(
     Ok(Json(json!(
         reviews
             .iter()
-            .filter(|r| visible.allows(r.patient_id.as_str()))
+            .filter(|r| sees(&visible, r.patient_id.as_str()))
             .map(|r| json!({ "patient_id": r.patient_id.to_string(), "at": r.at.millis(), "author": r.author }))
             .collect::<Vec<_>>()
     )))

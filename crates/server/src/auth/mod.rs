@@ -90,6 +90,25 @@ impl Caller {
     }
 }
 
+/// The patients lying in the caller's wards' beds; `None` for a user of every ward, who sees
+/// every patient.
+pub fn visible_patients(
+    directory: &crate::directory::Directory,
+    caller: &Caller,
+) -> Option<std::collections::HashSet<String>> {
+    if caller.sees_all_wards() {
+        return None;
+    }
+    Some(
+        directory
+            .ward_of_patient()
+            .into_iter()
+            .filter(|(_, ward)| caller.sees_ward(ward))
+            .map(|(patient, _)| patient.to_string())
+            .collect(),
+    )
+}
+
 /// The part of the ward directory a caller may see: their wards, and the patients in them (a
 /// patient in no bed only for users of every ward).
 pub fn visible_directory(

@@ -62,7 +62,27 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| super::hash_password(&super::generate_password()))
 }
 
-pub(super) fn session_json(
+/// Starts a session for `user` as `role`, in the wards their account names, and returns what
+/// the client signs in with: the token pair and who they are (password login, refresh and
+/// single sign-on alike).
+pub(super) fn start_session(
+    state: &AppState,
+    user: &store::UserRecord,
+    role: Role,
+    now_ms: i64,
+) -> Value {
+    let wards = user
+        .wards
+        .as_ref()
+        .map(|wards| wards.iter().map(WardId::new).collect::<Vec<_>>());
+    let pair = state
+        .auth
+        .sessions
+        .start(&user.name, role, wards.clone(), now_ms);
+    session_json(pair, &user.name, role, &wards)
+}
+
+fn session_json(
     pair: super::TokenPair,
     user: &str,
     role: Role,
@@ -191,16 +211,9 @@ pub async fn login(
         .stores
         .write(move |store| store.record_successful_login(&name))
         .await;
-    let wards = user
-        .wards
-        .as_ref()
-        .map(|wards| wards.iter().map(WardId::new).collect::<Vec<_>>());
-    let pair = state
-        .auth
-        .sessions
-        .start(&user.name, role, wards.clone(), now_ms);
+    let session = start_session(&state, &user, role, now_ms);
     audit(&user.name, "success", "login");
-    Json(session_json(pair, &user.name, role, &wards)).into_response()
+    Json(session).into_response()
 }
 
 #[derive(Deserialize)]
@@ -243,14 +256,7 @@ pub async fn refresh(
     else {
         return unauthorized("disabled", "this account is disabled");
     };
-    let wards = user
-        .wards
-        .as_ref()
-        .map(|wards| wards.iter().map(WardId::new).collect::<Vec<_>>());
-    let pair = state
-        .auth
-        .sessions
-        .start(&user.name, role, wards.clone(), now_ms);
+    let session = start_session(&state, &user, role, now_ms);
     state.auth.audit.record(AuditEntry {
         time_ms: now_ms,
         actor: user.name.clone(),
@@ -261,7 +267,7 @@ pub async fn refresh(
         patient_id: None,
         outcome: "success".into(),
     });
-    Json(session_json(pair, &user.name, role, &wards)).into_response()
+    Json(session).into_response()
 }
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> StatusCode {

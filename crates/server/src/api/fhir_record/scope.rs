@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 
-use model::WardId;
 use record::search::{Clause, ClauseValue};
 use record::{RecordError, SearchRequest};
 use serde_json::Value;
@@ -47,18 +46,10 @@ pub enum RecordScope {
 
 impl RecordScope {
     pub fn of(state: &AppState, caller: &Caller) -> RecordScope {
-        if caller.sees_all_wards() {
-            return RecordScope::Everything;
+        match crate::auth::visible_patients(&state.ward.directory(), caller) {
+            None => RecordScope::Everything,
+            Some(patients) => RecordScope::Patients(patients),
         }
-        let patients = state
-            .ward
-            .directory()
-            .ward_of_patient()
-            .into_iter()
-            .filter(|(_, ward): &(_, WardId)| caller.sees_ward(ward))
-            .map(|(patient, _)| patient.to_string())
-            .collect();
-        RecordScope::Patients(patients)
     }
 
     /// Limits a search to the caller's patients; `Ok(false)` when nothing can match.

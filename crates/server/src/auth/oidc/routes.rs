@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use model::WardId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::AuditEntry;
@@ -212,19 +211,9 @@ pub async fn callback(
     let Some(role) = Role::from_key(&user.role) else {
         return ApiError::internal("a stored user has an unknown role").into_response();
     };
-    let wards = user
-        .wards
-        .as_ref()
-        .map(|wards| wards.iter().map(WardId::new).collect::<Vec<_>>());
-    let pair = state
-        .auth
-        .sessions
-        .start(&user.name, role, wards.clone(), now_ms);
+    let session = super::super::routes::start_session(&state, &user, role, now_ms);
     audit(user.name.clone(), None, "login", "success");
-    let code = oidc.hand_off(
-        super::super::routes::session_json(pair, &user.name, role, &wards),
-        now_ms,
-    );
+    let code = oidc.hand_off(session, now_ms);
     redirect(&format!("{page}#sso_code={code}"), Some(clear))
 }
 
